@@ -1,0 +1,214 @@
+"""The ESCO skills pillar as a Polars frame.
+
+Accepts the official ``skills_en.csv`` download and the reduced layout in
+``shared/data/esco`` alike: columns are selected by name and extra ones are
+ignored. Every problem a user can fix (missing file, wrong encoding, missing
+column, empty or duplicate labels) raises :class:`UserError` naming the file,
+because a half-loaded taxonomy silently shifts every downstream metric.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import polars as pl
+
+from skillgen.errors import UserError
+from skillgen.paths import ESCO_CSV_ENV, default_esco_csv
+
+log = logging.getLogger(__name__)
+
+LABEL_COLUMN = "preferredLabel"
+# source column -> frame column
+OPTIONAL_COLUMNS = {
+    "conceptUri": "skill_id",
+    "altLabels": "alt_labels",
+    "description": "description",
+    "skillType": "skill_type",
+    "reuseLevel": "reuse_level",
+}
+SCHEMA = {
+    "skill_id": pl.String,
+    "label": pl.String,
+    "alt_labels": pl.List(pl.String),
+    "description": pl.String,
+    "skill_type": pl.String,
+    "reuse_level": pl.String,
+}
+
+
+@dataclass(frozen=True)
+class Skill:
+    """One ESCO skill, the unit of generation and the target of extraction."""
+
+    skill_id: str
+    label: str
+    alt_labels: tuple[str, ...] = ()
+    description: str = ""
+    skill_type: str = ""
+    reuse_level: str = ""
+
+
+def label_skill_id(label: str) -> str:
+    """Stable id for a skill without a conceptUri: a hash of its label, so reruns agree."""
+    return "esco-label:" + hashlib.sha256(label.strip().encode("utf-8")).hexdigest()[:16]
+
+
+def resolve_esco_path(path: str | Path | None) -> Path:
+    """The CSV to read: the given path, or the default with a message on where to get ESCO."""
+    if path is not None:
+        return Path(path).expanduser()
+    default = default_esco_csv()
+    if not default.exists():
+        raise UserError(
+            f"ESCO skills CSV not found at {default}: download skills_en.csv (ESCO v1.1, English) "
+            f"from https://esco.ec.europa.eu/en/use-esco/download and pass --esco PATH or set {ESCO_CSV_ENV}"
+        )
+    return default
+
+
+def load_skills(path: str | Path | None = None) -> pl.DataFrame:
+    """Load and validate the ESCO skills CSV into the frame described by :data:`SCHEMA`."""
+    path = resolve_esco_path(path)
+    if not path.exists():
+        raise UserError(f"{path}: ESCO skills CSV does not exist")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected the ESCO skills CSV file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UserError(f"{path}: file is empty, expected the ESCO skills CSV with a {LABEL_COLUMN} column")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}: not UTF-8 (invalid byte at line {line}); re-export the CSV as UTF-8") from None
+    try:
+        frame = pl.read_csv(io.BytesIO(text.encode("utf-8")), infer_schema=False)
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable CSV ({first})") from None
+    if LABEL_COLUMN not in frame.columns:
+        raise UserError(f"{path}: missing required column '{LABEL_COLUMN}' (found: {', '.join(frame.columns) or 'none'})")
+    if frame.height == 0:
+        raise UserError(f"{path}: has a header but no skill rows")
+    return _normalise(frame, path)
+
+
+def _normalise(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    columns = [pl.col(LABEL_COLUMN).fill_null("").str.strip_chars().alias("label")]
+    for source, target in OPTIONAL_COLUMNS.items():
+        if source in frame.columns:
+            columns.append(pl.col(source).fill_null("").str.strip_chars().alias(target))
+        else:
+            columns.append(pl.lit("").alias(target))
+    df = frame.select(columns)
+
+    empty = df.with_row_index("row", offset=1).filter(pl.col("label") == "")["row"].to_list()
+    if empty:
+        shown = ", ".join(map(str, empty[:5])) + (" ..." if len(empty) > 5 else "")
+        raise UserError(f"{path}: empty {LABEL_COLUMN} in data row(s) {shown}")
+    dupes = df.group_by("label").len().filter(pl.col("len") > 1).sort("label")["label"].to_list()
+    if dupes:
+        shown = "; ".join(repr(d) for d in dupes[:5]) + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
+        raise UserError(f"{path}: duplicate {LABEL_COLUMN} values ({len(dupes)}): {shown}")
+
+    df = df.with_columns(
+        pl.when(pl.col("skill_id") == "")
+        .then(pl.col("label").map_elements(label_skill_id, return_dtype=pl.String))
+        .otherwise(pl.col("skill_id"))
+        .alias("skill_id"),
+        pl.col("alt_labels")
+        .str.split("\n")
+        .list.eval(pl.element().str.strip_chars())
+        .list.eval(pl.element().filter(pl.element() != ""))
+        .alias("alt_labels"),
+    )
+    # Some ESCO redistributions reuse one conceptUri for two labels. Labels are what the
+    # benchmarks score, so both skills stay; each gets an id that depends only on its own
+    # URI and label (never on row order), keeping request keys stable across reruns.
+    shared_uri = df.group_by("skill_id").len().filter(pl.col("len") > 1)["skill_id"]
+    if shared_uri.len():
+        log.warning("%s: %d conceptUri values are shared by several labels; their ids get a label suffix", path, shared_uri.len())
+        df = df.with_columns(
+            pl.when(pl.col("skill_id").is_in(shared_uri.to_list()))
+            .then(pl.col("skill_id") + "#" + pl.col("label").map_elements(lambda s: label_skill_id(s)[-8:], return_dtype=pl.String))
+            .otherwise(pl.col("skill_id"))
+            .alias("skill_id")
+        )
+    return df.select(list(SCHEMA)).cast(SCHEMA)  # type: ignore[arg-type]
+
+
+# ---- slices -----------------------------------------------------------------
+
+
+def first_n(skills: pl.DataFrame, n: int) -> pl.DataFrame:
+    return skills.head(n)
+
+
+def random_n(skills: pl.DataFrame, n: int, seed: int = 0) -> pl.DataFrame:
+    """``n`` skills drawn without replacement, reproducible by ``seed``, in file order."""
+    n = min(n, skills.height)
+    rows = sorted(random.Random(seed).sample(range(skills.height), n))
+    return skills[rows]
+
+
+def by_type(skills: pl.DataFrame, types: Iterable[str]) -> pl.DataFrame:
+    wanted = list(types)
+    return skills.filter(pl.col("skill_type").is_in(wanted))
+
+
+def by_labels(skills: pl.DataFrame, labels: Sequence[str]) -> pl.DataFrame:
+    """The skills with these preferred labels; unknown labels are an error, not a silent drop."""
+    known = set(skills["label"].to_list())
+    missing = [lab for lab in labels if lab not in known]
+    if missing:
+        raise UserError(f"unknown ESCO label(s): {', '.join(repr(m) for m in missing[:5])}")
+    return skills.filter(pl.col("label").is_in(list(labels)))
+
+
+def select(
+    skills: pl.DataFrame,
+    *,
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    types: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Apply the slice options a CLI or config exposes, in a fixed order: labels, types, sample, limit."""
+    if labels:
+        skills = by_labels(skills, labels)
+    if types:
+        skills = by_type(skills, types)
+    if sample is not None:
+        skills = random_n(skills, sample, seed)
+    if limit is not None:
+        skills = first_n(skills, limit)
+    return skills
+
+
+def iter_skills(skills: pl.DataFrame) -> Iterator[Skill]:
+    for row in skills.iter_rows(named=True):
+        yield Skill(
+            skill_id=row["skill_id"],
+            label=row["label"],
+            alt_labels=tuple(row["alt_labels"] or ()),
+            description=row["description"] or "",
+            skill_type=row["skill_type"] or "",
+            reuse_level=row["reuse_level"] or "",
+        )
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of a taxonomy file: keys caches of skill embeddings."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
