@@ -1,0 +1,77 @@
+"""Fixtures shared across the suite: a tiny random encoder and synthetic ESCO rows.
+
+The tiny encoder reuses MiniLM's real tokenizer (so text handling is the real
+thing) on a 2-layer, 32-dim BERT with random weights (so tests take
+milliseconds and never depend on what the real model happens to score).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+ESCO_HEADER = ("conceptUri", "preferredLabel", "altLabels", "skillType", "reuseLevel", "description")
+
+
+def write_esco_csv(path: Path, rows: Iterable[Sequence[str]], header: Sequence[str] = ESCO_HEADER) -> Path:
+    """Write rows in the official ESCO layout (altLabels newline-separated inside a cell)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def synthetic_skill_rows(n: int) -> list[tuple[str, ...]]:
+    """``n`` made-up skills with URIs, alt labels and descriptions (no ESCO content)."""
+    topics = ["welding", "payroll", "kubernetes", "pastry", "forklift", "audit", "python", "nursing", "sales", "carpentry"]
+    rows = []
+    for i in range(n):
+        topic = topics[i % len(topics)]
+        label = f"{['operate', 'manage', 'teach', 'inspect', 'design'][i % 5]} {topic} systems {i}"
+        alts = f"handle {topic} {i}\n{topic} work {i}"
+        kind = "knowledge" if i % 4 == 0 else "skill/competence"
+        desc = f"Carry out {topic} tasks of kind {i} safely and to the required standard."
+        rows.append((f"http://example.org/skill/{i:05d}", label, alts, kind, "", desc))
+    return rows
+
+
+@pytest.fixture
+def esco_csv(tmp_path: Path) -> Path:
+    """A 40-skill synthetic taxonomy file."""
+    return write_esco_csv(tmp_path / "skills_en.csv", synthetic_skill_rows(40))
+
+
+def build_tiny_encoder(path: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from skilltrain.model import BiEncoder, default_model_dir
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_dir()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BiEncoder(BertModel(config), tokenizer, max_seq_length=64).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny random BERT in the sentence-transformers layout."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder") / "model")
