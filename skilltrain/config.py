@@ -1,0 +1,94 @@
+"""``TrainConfig``: every knob of a training run, in one validated object.
+
+One pydantic model is built by the CLI (or the pipeline), checked once on the
+driver, sent to every Ray Train worker as a plain dict, and written next to the
+outputs (``skilltrain_config.json`` in the model dir) so a model always says how
+it was made. Defaults are the paper's recipe (Decorte et al. 2023): MNRL scale
+20, batch 64, AdamW 2e-5, 5% warm-up, one epoch, every sentence joined to one
+random sentence of another skill.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class TrainConfig(BaseModel):
+    """Configuration of one ``skilltrain fit`` run (see ``skilltrain fit --help``)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    # inputs / outputs
+    data: Path = Field(description="generation run dir (run.json, shards/part-*.parquet)")
+    out: Path = Field(description="output model dir (sentence-transformers layout)")
+    model: Optional[Path] = Field(None, description="encoder dir to start from; None = bundled all-MiniLM-L6-v2")
+    esco: Optional[Path] = Field(None, description="ESCO skills CSV (taxonomy pairs, validation); None = default location")
+    benchmark_dir: Optional[Path] = Field(None, description="dir of {tech,house}_{split}.csv; None = default location")
+
+    # scale
+    workers: int = Field(1, ge=1, description="Ray Train workers (one process / GPU each)")
+    use_gpu: bool = False
+    batch_size: int = Field(64, ge=2, description="pairs per worker per step; global batch = workers * batch_size")
+    gradcache_chunk: int = Field(0, ge=0, description="GradCache chunk size (0 = off: one forward with graph)")
+
+    # data
+    taxonomy_pairs: bool = Field(False, description="add (alt label -> label) and (description -> label) pairs")
+    augment_prob: float = Field(1.0, ge=0.0, le=1.0, description="probability of joining a sentence of another skill")
+    max_seq_length: Optional[int] = Field(None, ge=8, description="token limit per text; None = the model's")
+
+    # optimisation
+    epochs: int = Field(1, ge=1)
+    max_steps: int = Field(0, ge=0, description="stop after this many steps (0 = run all epochs)")
+    lr: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    max_grad_norm: float = Field(1.0, ge=0.0, description="gradient clipping (0 = off)")
+    scale: float = Field(20.0, gt=0, description="MNRL / InfoNCE logit scale (1 / temperature)")
+    symmetric: bool = Field(True, description="add the skill->sentence direction to sentence->skill")
+    bf16: bool = Field(True, description="bf16 autocast (GPU only; CPU always runs float32)")
+    seed: int = 0
+
+    # validation, checkpoints, fault tolerance
+    eval_every: int = Field(500, ge=1, description="validate on rank 0 and checkpoint every M steps")
+    val_sets: list[str] = Field(default_factory=lambda: ["tech", "house"])
+    log_every: int = Field(10, ge=1, description="progress log line from rank 0 every N steps")
+    checkpoint_keep: int = Field(2, ge=1, description="checkpoints kept (best by validation RP@5 + latest)")
+    max_failures: int = Field(3, ge=0, description="worker-group restarts from the latest checkpoint")
+    storage_path: Optional[Path] = Field(None, description="Ray Train storage; None = <out>.ray")
+    name: Optional[str] = Field(None, description="Ray Train run name; a rerun with the same name resumes")
+    ray_address: Optional[str] = Field(None, description="Ray cluster address; None = $RAY_ADDRESS or local")
+    fail_at_step: int = Field(0, ge=0, description="TESTING ONLY: the last worker raises once after this step")
+
+    @field_validator("val_sets")
+    @classmethod
+    def _sets(cls, value: list[str]) -> list[str]:
+        from skilltrain.benchmarks import SETS
+
+        bad = [s for s in value if s not in SETS]
+        if bad:
+            raise ValueError(f"unknown validation set(s) {bad}; choose from {list(SETS)}")
+        return value
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.workers * self.batch_size
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"skilltrain-{self.out.resolve().name}"
+
+    @property
+    def storage(self) -> Path:
+        return (self.storage_path or self.out.resolve().with_name(self.out.resolve().name + ".ray")).resolve()
+
+    def to_json(self) -> dict:
+        """JSON-safe dict (paths as strings), the form workers receive and outputs carry."""
+        return json.loads(self.model_dump_json())
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        return cls.model_validate(data)

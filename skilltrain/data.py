@@ -1,0 +1,106 @@
+"""Training pairs: (sentence, skill label) rows from a generation run dir.
+
+Shards are scanned lazily with Polars (only the three needed columns are
+read), optionally extended with pairs from the taxonomy itself (alternative
+label -> label, description -> label), deduplicated, and put in a canonical
+order so the result does not depend on shard file order; shuffling happens per
+epoch in :mod:`skilltrain.sampler`, from the seed.
+
+Every pair gets ``cls``: the integer id of its target label. The label text is
+what the model embeds as the positive, so two pairs with the same label are
+the same class, whatever their ``skill_id`` says. Bad input raises
+:class:`UserError` with one line, before any worker starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import polars as pl
+
+from skillgen.errors import UserError
+
+log = logging.getLogger(__name__)
+
+REQUIRED = {"skill_id": pl.String, "label": pl.String, "sentence": pl.String}
+PAIR_COLUMNS = ["sentence", "label", "skill_id", "source", "cls"]
+
+
+def shard_paths(run_dir: str | Path) -> list[Path]:
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.exists():
+        raise UserError(f"{run_dir}: run directory does not exist (expected the output of 'skillgen generate')")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: is not a directory (expected a generation run dir with shards/part-*.parquet)")
+    shards = sorted((run_dir / "shards").glob("part-*.parquet"))
+    if not shards:
+        raise UserError(f"{run_dir}: no shards/part-*.parquet files (is this a generation run dir? has generation run?)")
+    return shards
+
+
+def scan_generated(run_dir: str | Path) -> pl.LazyFrame:
+    """Lazy (sentence, label, skill_id) rows of all shards, schema-checked."""
+    shards = shard_paths(run_dir)
+    try:
+        lazy = pl.scan_parquet([str(p) for p in shards])
+        schema = lazy.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{run_dir}: cannot read shards ({first})") from None
+    missing = [c for c in REQUIRED if c not in schema]
+    if missing:
+        raise UserError(f"{run_dir}: shards lack column(s) {', '.join(missing)} (found: {', '.join(schema.names())})")
+    wrong = [f"{c} is {schema[c]}" for c, t in REQUIRED.items() if schema[c] != t]
+    if wrong:
+        raise UserError(f"{run_dir}: shard columns have the wrong type ({'; '.join(wrong)}; expected strings)")
+    return lazy.select(
+        pl.col("sentence").str.strip_chars(),
+        pl.col("label").str.strip_chars(),
+        pl.col("skill_id"),
+        pl.lit("generated").alias("source"),
+    ).filter(pl.col("sentence").is_not_null() & (pl.col("sentence") != "") & pl.col("label").is_not_null() & (pl.col("label") != ""))
+
+
+def taxonomy_pairs(skills: pl.DataFrame) -> pl.DataFrame:
+    """(alt label -> label) and (description -> label) pairs from the taxonomy frame."""
+    alts = (
+        skills.select("skill_id", "label", pl.col("alt_labels").alias("sentence"))
+        .explode("sentence")
+        .with_columns(pl.col("sentence").str.strip_chars(), pl.lit("alt_label").alias("source"))
+    )
+    descs = skills.select("skill_id", "label", pl.col("description").str.strip_chars().alias("sentence")).with_columns(
+        pl.lit("description").alias("source")
+    )
+    both = pl.concat([alts, descs]).filter(pl.col("sentence").is_not_null() & (pl.col("sentence") != ""))
+    return both.filter(pl.col("sentence") != pl.col("label")).select("sentence", "label", "skill_id", "source")
+
+
+def load_pairs(run_dir: str | Path, skills: pl.DataFrame | None = None) -> pl.DataFrame:
+    """All training pairs, deduplicated on (sentence, label), canonical order, with ``cls`` ids.
+
+    ``skills`` (a :func:`skillgen.taxonomy.load_skills` frame) adds taxonomy pairs.
+    """
+    frames = [scan_generated(run_dir)]
+    if skills is not None:
+        frames.append(taxonomy_pairs(skills).lazy())
+    pairs = (
+        pl.concat(frames)
+        .unique(subset=["sentence", "label"], keep="first", maintain_order=True)
+        .sort(["label", "sentence"])
+        .collect()
+    )
+    if pairs.height == 0:
+        raise UserError(f"{run_dir}: shards hold no non-empty (sentence, label) rows")
+    labels = pairs["label"].unique().sort()
+    classes = pl.DataFrame({"label": labels, "cls": pl.int_range(0, labels.len(), eager=True, dtype=pl.Int64)})
+    pairs = pairs.join(classes, on="label", how="left").select(PAIR_COLUMNS)
+    if labels.len() < 2:
+        raise UserError(f"{run_dir}: pairs cover only {labels.len()} skill; contrastive training needs at least 2")
+    log.info(
+        "training pairs: %d (%s) over %d skills",
+        pairs.height,
+        ", ".join(f"{s}={n}" for s, n in pairs.group_by("source").len().sort("source").iter_rows()),
+        labels.len(),
+    )
+    return pairs
