@@ -1,0 +1,208 @@
+"""One validated configuration object for estimate and run.
+
+Why a single pydantic model: the same settings come from a TOML file, CLI
+overrides and Python callers, and every mistake (negative limit, unknown
+field, empty model name) must become a :class:`UserError` naming the field
+before a token is spent. The model never holds a secret: only the *name* of
+the environment variable with the API key is stored, so ``repr``,
+``run.json`` and Ray task payloads cannot leak it.
+
+``fingerprint()`` hashes only the fields that change what a request returns
+(model, prompt, sampling, sentences per skill). Limits, spend cap, workers and
+the skill slice may change between reruns of one run dir; the fingerprint
+may not, because resume relies on request keys meaning the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from skillgen.errors import UserError
+from skillgen.prompts import PROMPT_VERSION, PromptSpec
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class GenerationConfig(BaseModel):
+    """Everything a generation run needs (see ``skillgen run --help`` for each field)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # endpoint
+    base_url: str = DEFAULT_BASE_URL
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    json_schema: bool = True  # response_format json_schema; False -> json_object mode
+    response_format: bool = True  # False -> plain JSON instructions only (endpoint lacks response_format)
+
+    # sampling
+    temperature: float | None = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = None
+    max_tokens: int = Field(default=1000, ge=16)  # ceiling for completion tokens per request
+    adaptive_max_tokens: bool = True  # size max_tokens to a learned quantile of completion lengths
+    max_tokens_quantile: float = Field(default=0.995, gt=0.5, lt=1.0)
+    max_tokens_margin: float = Field(default=1.15, ge=1.0)
+
+    # prompt & validation
+    n_sentences: int = Field(default=10, ge=1, le=200)
+    prompt_version: str = PROMPT_VERSION
+    include_alt_labels: bool = True
+    max_alt_labels: int = Field(default=6, ge=0)
+    max_sentence_words: int = Field(default=60, ge=3)
+    max_content_attempts: int = Field(default=4, ge=1)  # 200 responses per skill before a failure record
+
+    # limits (None: not enforced locally; learned from x-ratelimit-limit-* headers when sent)
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    input_tpm: int | None = Field(default=None, gt=0)
+    output_tpm: int | None = Field(default=None, gt=0)
+    spend_cap_usd: float | None = Field(default=None, ge=0.0)
+    prices_file: str | None = None
+    price_input_per_1m: float | None = Field(default=None, ge=0.0)
+    price_output_per_1m: float | None = Field(default=None, ge=0.0)
+
+    # execution
+    workers: int | None = Field(default=None, gt=0)  # None: one per CPU in the Ray cluster
+    worker_num_cpus: float = Field(default=1.0, ge=0.0)
+    max_active_per_worker: int = Field(default=512, gt=0)  # skills held by one worker (not a concurrency limit)
+    chunk_size: int = Field(default=8, gt=0)
+    flush_rows: int = Field(default=2000, gt=0)
+    flush_seconds: float = Field(default=5.0, gt=0.0)
+    max_attempts: int = Field(default=8, ge=1)  # transport attempts per request (429/5xx/timeouts)
+    backoff_base_s: float = Field(default=0.5, gt=0.0)
+    backoff_max_s: float = Field(default=30.0, gt=0.0)
+    request_timeout_s: float = Field(default=120.0, gt=0.0)
+    connect_timeout_s: float = Field(default=10.0, gt=0.0)
+    ray_address: str | None = None
+    progress_interval_s: float = Field(default=10.0, gt=0.0)
+    retry_failures: bool = False  # rerun: retry skills that have failure records
+    preflight: bool = True  # check the endpoint answers before starting workers
+
+    # data
+    run_dir: str = "runs/skillgen"
+    esco: str | None = None
+    limit: int | None = Field(default=None, ge=0)
+    sample: int | None = Field(default=None, ge=0)
+    sample_seed: int = 0
+    skill_types: list[str] | None = None
+    labels: list[str] | None = None
+
+    @field_validator("model", "base_url", "api_key_env")
+    @classmethod
+    def _non_empty(cls, v: str) -> str:
+        if not v or not v.strip():
+            raise ValueError("must not be empty")
+        return v.strip()
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _no_secret(self) -> "GenerationConfig":
+        # A user who pastes the key itself into api_key_env would write it into run.json.
+        if self.api_key_env.startswith(("sk-", "sk_")) or len(self.api_key_env) > 100:
+            raise ValueError("api_key_env must be the NAME of an environment variable, not the key itself")
+        return self
+
+    # ---- derived -------------------------------------------------------------
+
+    @property
+    def prompt_spec(self) -> PromptSpec:
+        return PromptSpec(
+            n_sentences=self.n_sentences,
+            include_alt_labels=self.include_alt_labels,
+            max_alt_labels=self.max_alt_labels,
+            version=self.prompt_version,
+        )
+
+    def sampling_params(self) -> dict[str, Any]:
+        """Parameters that shape the output (part of the request key)."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
+
+    def output_fields(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "prompt_version": self.prompt_version,
+            "n_sentences": self.n_sentences,
+            "include_alt_labels": self.include_alt_labels,
+            "max_alt_labels": self.max_alt_labels,
+            "json_schema": self.json_schema,
+            "response_format": self.response_format,
+            "max_sentence_words": self.max_sentence_words,
+            **self.sampling_params(),
+        }
+
+    def fingerprint(self) -> str:
+        """Hash of the fields that change outputs; a run dir keeps one fingerprint for life."""
+        blob = json.dumps(self.output_fields(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as stored in run.json: no secrets (there are none, by construction)."""
+        return self.model_dump(mode="json")
+
+    def api_key(self) -> str | None:
+        """Read the key from the environment at the last moment; never stored on the object."""
+        return os.environ.get(self.api_key_env) or None
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{field}: {msg}")
+    return f"{source}: invalid configuration: " + "; ".join(parts)
+
+
+def make_config(values: Mapping[str, Any], source: str = "config") -> GenerationConfig:
+    try:
+        return GenerationConfig(**values)
+    except ValidationError as exc:
+        raise UserError(_format_validation(exc, source)) from None
+
+
+# TOML sections are flattened: [endpoint] base_url=..., [limits] tpm=... are all plain fields.
+TOML_SECTIONS = ("endpoint", "sampling", "prompt", "limits", "execution", "data", "generation")
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in TOML_SECTIONS and isinstance(value, dict):
+            flat.update(value)
+        elif isinstance(value, dict):
+            raise UserError(f"{path}: unknown section [{key}] (known: {', '.join(TOML_SECTIONS)})")
+        else:
+            flat[key] = value
+    return flat
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> GenerationConfig:
+    """Config from a TOML file (optional) with ``overrides`` (None values ignored) on top."""
+    values: dict[str, Any] = load_toml(path) if path else {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    return make_config(values, source=str(path) if path else "config")

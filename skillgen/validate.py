@@ -1,0 +1,136 @@
+"""Turn one LLM response into clean sentences, or say exactly why not.
+
+Models return JSON objects, bare lists, fenced code blocks, numbered lines,
+truncated JSON (``finish_reason == "length"``) and occasionally nonsense.
+Everything is parsed leniently but cleaned strictly: numbering and quotes are
+stripped, and empty, over-long and duplicate sentences (also duplicates of
+sentences already kept for the skill) are dropped. The caller compares the
+count with what it asked for and re-requests the shortfall; nothing here ever
+pads or accepts fewer sentences silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+_NUMBERING = re.compile(r"^\s*(?:\(?\d{1,3}[\.\):\]]|[-*\u2022\u2013\u2014]|#\d+)\s*")
+_QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb`"
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_WS = re.compile(r"\s+")
+MAX_CHARS = 600
+
+
+@dataclass
+class Validation:
+    """Outcome of one response: kept sentences plus counts of what was dropped and why."""
+
+    sentences: list[str] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+    parse_error: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"{v} {k}" for k, v in sorted(self.dropped.items())]
+        if self.parse_error:
+            parts.insert(0, self.parse_error)
+        return ", ".join(parts) or "ok"
+
+
+def clean_sentence(text: str) -> str:
+    s = _WS.sub(" ", text).strip()
+    for _ in range(2):  # "1. "Foo"" -> Foo
+        s = _NUMBERING.sub("", s, count=1).strip()
+        if len(s) >= 2 and s[0] in _QUOTES and s[-1] in _QUOTES:
+            s = s[1:-1].strip()
+        s = s.strip(_QUOTES).strip() if (s[:1] in _QUOTES) != (s[-1:] in _QUOTES) else s
+    return s
+
+
+def normalise_key(sentence: str) -> str:
+    return re.sub(r"[^\w]+", " ", sentence.lower()).strip()
+
+
+def _from_json(obj: Any) -> list[Any] | None:
+    if isinstance(obj, list):
+        return obj
+    if isinstance(obj, dict):
+        if isinstance(obj.get("sentences"), list):
+            return obj["sentences"]
+        lists = [v for v in obj.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0]
+    return None
+
+
+def extract_items(content: str | None) -> tuple[list[Any], str | None]:
+    """Candidate sentences from raw content, and a parse problem (None if clean JSON)."""
+    if content is None or not content.strip():
+        return [], "empty response"
+    text = content.strip()
+    candidates = [text] + [m.group(1).strip() for m in _FENCE.finditer(text)]
+    brace = text.find("{"), text.rfind("}")
+    if 0 <= brace[0] < brace[1]:
+        candidates.append(text[brace[0] : brace[1] + 1])
+    for cand in candidates:
+        try:
+            items = _from_json(json.loads(cand))
+        except (json.JSONDecodeError, ValueError):
+            continue
+        if items is not None:
+            return items, None
+        return [], "JSON without a list of sentences"
+    # Truncated JSON: keep the fully closed strings after the "sentences" key.
+    idx = text.find('"sentences"')
+    if idx >= 0:
+        body = text[idx + len('"sentences"') :]
+        bracket = body.find("[")
+        if bracket >= 0:
+            found = []
+            for m in _JSON_STRING.finditer(body[bracket + 1 :]):
+                try:
+                    found.append(json.loads(f'"{m.group(1)}"'))
+                except json.JSONDecodeError:
+                    continue
+            return found, "truncated JSON"
+    if text.startswith(("{", "[")):
+        return [], "malformed JSON"
+    # Plain text: one sentence per non-empty line.
+    return [line for line in text.splitlines() if line.strip()], "not JSON (plain lines)"
+
+
+def validate_response(
+    content: str | None,
+    wanted: int,
+    *,
+    existing: Iterable[str] = (),
+    max_words: int = 60,
+) -> Validation:
+    """Clean sentences from ``content``: at most ``wanted``, none duplicating ``existing``."""
+    items, problem = extract_items(content)
+    result = Validation(parse_error=problem)
+    seen = {normalise_key(s) for s in existing}
+    for item in items:
+        if not isinstance(item, str):
+            result.dropped["non-string"] += 1
+            continue
+        s = clean_sentence(item)
+        if not s or not normalise_key(s):
+            result.dropped["empty"] += 1
+            continue
+        if len(s.split()) > max_words or len(s) > MAX_CHARS:
+            result.dropped["over-long"] += 1
+            continue
+        key = normalise_key(s)
+        if key in seen:
+            result.dropped["duplicate"] += 1
+            continue
+        if len(result.sentences) >= wanted:
+            result.dropped["extra"] += 1
+            continue
+        seen.add(key)
+        result.sentences.append(s)
+    return result

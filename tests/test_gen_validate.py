@@ -1,0 +1,54 @@
+"""Response parsing and cleaning: every shape a model returns, strict about what is kept."""
+
+import json
+
+from skillgen.validate import clean_sentence, validate_response
+
+
+def test_clean_json_object():
+    v = validate_response(json.dumps({"sentences": ["You have Python.", "You will lead a team."]}), 2)
+    assert v.sentences == ["You have Python.", "You will lead a team."]
+    assert v.parse_error is None and not v.dropped
+
+
+def test_numbering_quotes_and_whitespace_stripped():
+    items = ['1. "You have Python."', "2) \u201cYou will weld.\u201d", "- Experience with audits  is required", "  ", "#4 Lead the team"]
+    v = validate_response(json.dumps({"sentences": items}), 10)
+    assert v.sentences == ["You have Python.", "You will weld.", "Experience with audits is required", "Lead the team"]
+    assert v.dropped["empty"] == 1
+
+
+def test_duplicates_overlong_and_existing_dropped():
+    long = " ".join(["word"] * 70)
+    items = ["You have Python.", "you have python", long, "Already kept sentence.", 42, "New one."]
+    v = validate_response(json.dumps({"sentences": items}), 10, existing=["Already kept sentence"], max_words=60)
+    assert v.sentences == ["You have Python.", "New one."]
+    assert v.dropped == {"duplicate": 2, "over-long": 1, "non-string": 1}
+
+
+def test_count_capped_and_extra_reported():
+    v = validate_response(json.dumps({"sentences": [f"Sentence number {i}" for i in range(5)]}), 3)
+    assert len(v.sentences) == 3 and v.dropped["extra"] == 2
+
+
+def test_fenced_list_and_plain_lines():
+    assert validate_response('```json\n["a b", "c d"]\n```', 5).sentences == ["a b", "c d"]
+    v = validate_response("1. Foo bar\n2. Baz qux\n", 5)
+    assert v.sentences == ["Foo bar", "Baz qux"] and v.parse_error == "not JSON (plain lines)"
+
+
+def test_truncated_json_keeps_closed_strings_only():
+    v = validate_response('{"sentences": ["You have Python.", "You will weld.", "You will lea', 5)
+    assert v.sentences == ["You have Python.", "You will weld."]
+    assert v.parse_error == "truncated JSON"
+
+
+def test_malformed_and_empty():
+    assert validate_response("{not json", 5).sentences == []
+    assert validate_response("", 5).parse_error == "empty response"
+    assert validate_response(None, 5).parse_error == "empty response"
+    assert validate_response('{"other": 1}', 5).parse_error == "JSON without a list of sentences"
+
+
+def test_clean_sentence_idempotent():
+    assert clean_sentence(clean_sentence('3. "Hello world"')) == "Hello world"
