@@ -21,6 +21,9 @@ DESCRIPTION = "Generate synthetic job-ad sentences for ESCO skills with an LLM, 
 # subcommand -> module implementing it
 COMMANDS: dict[str, str] = {
     "sim-server": "skillgen.simulator.cli",
+    "estimate": "skillgen.commands.estimate",
+    "run": "skillgen.commands.run",
+    "status": "skillgen.commands.status",
 }
 
 

@@ -1,0 +1,75 @@
+"""``skillgen status RUN_DIR``: progress, cost and failures of a run dir, without Ray."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "summarise a run dir: skills done, sentences, cost, failures by class"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="the --run-dir of a generation run")
+    parser.add_argument("--json", action="store_true", help="print as JSON")
+    parser.add_argument("--failures", type=int, default=5, help="show up to this many failure messages")
+
+
+def status(run_dir: str | Path, show: int = 5) -> dict:
+    import polars as pl
+
+    from skillgen.errors import UserError
+    from skillgen.runstate import read_run_json
+    from skillgen.sinks import read_failures, read_rows
+
+    meta = read_run_json(run_dir)
+    if meta is None:
+        raise UserError(f"{run_dir}: no run.json (not a skillgen run dir)")
+    n = int(meta["config"]["n_sentences"])
+    rows = read_rows(run_dir)
+    raw = read_rows(run_dir, dedupe=False)
+    fails = read_failures(run_dir)
+    per_key = rows.group_by("request_key").len() if rows.height else pl.DataFrame({"request_key": [], "len": []})
+    complete = int((per_key["len"] >= n).sum()) if per_key.height else 0
+    last = (meta.get("history") or [{}])[-1].get("summary", {})
+    return {
+        "run_dir": str(run_dir),
+        "model": meta["config"]["model"],
+        "prompt_version": meta.get("prompt_version"),
+        "fingerprint": meta.get("fingerprint"),
+        "sentences_per_skill": n,
+        "skills_complete": complete,
+        "skills_partial": int(per_key.height - complete),
+        "skills_failed": int(fails.height),
+        "skills_selected_last_run": last.get("skills_selected"),
+        "sentences": rows.height,
+        "duplicate_rows_on_disk": raw.height - rows.height,
+        "prompt_tokens": int(raw.unique("request_key", keep="first")["prompt_tokens"].sum() or 0) if raw.height else 0,
+        "cost_usd": float((raw["cost_usd"].sum() or 0) + (fails["cost_usd"].fill_null(0).sum() if fails.height else 0)),
+        "failures_by_class": dict(fails.group_by("error_class").len().iter_rows()) if fails.height else {},
+        "failure_examples": fails.head(show).select("label", "error_class", "message").to_dicts() if fails.height else [],
+        "last_run": last,
+        "invocations": len(meta.get("history") or []),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    info = status(args.run_dir, args.failures)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"run dir      {info['run_dir']} (model {info['model']}, prompt {info['prompt_version']}, fingerprint {info['fingerprint']})")
+    sel = info["skills_selected_last_run"]
+    print(f"skills       {info['skills_complete']} complete, {info['skills_partial']} partial, {info['skills_failed']} failed"
+          + (f" of {sel} selected in the last run" if sel is not None else ""))
+    print(f"sentences    {info['sentences']} ({info['sentences_per_skill']} per skill)")
+    print(f"cost         ${info['cost_usd']:.4f}")
+    last = info["last_run"]
+    if last:
+        print(f"last run     {last.get('status')}: {last.get('requests')} requests, {last.get('retries')} retries, "
+              f"estimate up to ${last.get('estimated_cost_usd', 0):.4f}, actual ${last.get('actual_cost_usd', 0):.4f}")
+    if info["failures_by_class"]:
+        print("failures     " + ", ".join(f"{k}: {v}" for k, v in sorted(info["failures_by_class"].items())))
+        for ex in info["failure_examples"]:
+            print(f"  - {ex['label']}: {ex['error_class']}: {ex['message']}")
+    return 0

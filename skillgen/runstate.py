@@ -1,0 +1,133 @@
+"""What a run dir already holds, so a rerun pays only for what is missing.
+
+A skill's work is identified by its *request key* (hash of skill id, prompt
+version, model, sampling parameters and sentences per skill). Persistence is
+per sentence: every accepted sentence is a row ``(skill_id, sample_idx)`` as
+soon as its response arrives, so paid sentences are kept even if the skill
+later needs a follow-up request. A skill is finished when it has
+``n_sentences`` rows, or a failure record (unless ``retry_failures``); on a
+rerun only the missing ``sample_idx`` values are requested, and the prompt
+lists the sentences already kept so the model does not repeat them.
+
+``run.json`` holds the config (never a secret: configs only name the env
+var), its fingerprint and a history of invocations. A rerun with a
+different fingerprint is refused: mixing outputs of two prompts or models in
+one dataset would silently corrupt it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from skillgen.config import GenerationConfig
+from skillgen.errors import UserError
+from skillgen.sinks import FAILURES_DIR, ROWS_DIR, _read_folder, FAILURE_SCHEMA, read_rows, utcnow
+
+RUN_JSON = "run.json"
+
+
+def request_key(config: GenerationConfig, skill_id: str) -> str:
+    blob = json.dumps(
+        {
+            "skill_id": skill_id,
+            "prompt_version": config.prompt_version,
+            "model": config.model,
+            "sampling": config.sampling_params(),
+            "n": config.n_sentences,
+            "alts": [config.include_alt_labels, config.max_alt_labels],
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-probe-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+        for sub in (ROWS_DIR, FAILURES_DIR):
+            (run_dir / sub).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"run dir {run_dir} is not writable ({exc.strerror or exc})") from None
+
+
+def read_run_json(run_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / RUN_JSON
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable run metadata ({exc})") from None
+
+
+def open_run_dir(config: GenerationConfig) -> dict[str, Any]:
+    """Create or reopen ``config.run_dir``; refuse a different fingerprint. Returns run.json content."""
+    run_dir = Path(config.run_dir)
+    check_writable(run_dir)
+    meta = read_run_json(run_dir)
+    fp = config.fingerprint()
+    if meta is not None and meta.get("fingerprint") != fp:
+        raise UserError(
+            f"{run_dir} holds a run with a different model/prompt/sampling (fingerprint {meta.get('fingerprint')} "
+            f"!= {fp}); use a new --run-dir or the original settings"
+        )
+    now = utcnow().isoformat()
+    if meta is None:
+        meta = {"created_at": now, "fingerprint": fp, "history": []}
+    meta.update({"config": config.public_dict(), "fingerprint": fp, "prompt_version": config.prompt_version, "updated_at": now})
+    _write_json_atomic(run_dir / RUN_JSON, meta)
+    return meta
+
+
+def record_invocation(run_dir: str | Path, entry: dict[str, Any]) -> None:
+    path = Path(run_dir) / RUN_JSON
+    meta = read_run_json(run_dir) or {}
+    meta.setdefault("history", []).append(entry)
+    meta["updated_at"] = utcnow().isoformat()
+    _write_json_atomic(path, meta)
+
+
+@dataclass
+class Progress:
+    """Per request key: sentences kept by sample_idx; keys with failure records; money spent."""
+
+    have: dict[str, dict[int, str]] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+    spent_usd: float = 0.0
+    rows: int = 0
+
+    def is_complete(self, key: str, n: int) -> bool:
+        return len(self.have.get(key, ())) >= n
+
+
+def load_progress(run_dir: str | Path) -> Progress:
+    rows = read_rows(run_dir, dedupe=True)
+    failures = _read_folder(Path(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)
+    prog = Progress()
+    for key, idx, sentence in rows.select("request_key", "sample_idx", "sentence").iter_rows():
+        prog.have.setdefault(key, {})[int(idx)] = sentence
+    prog.rows = rows.height
+    prog.failed = set(failures["request_key"].to_list())
+    raw_rows = read_rows(run_dir, dedupe=False)
+    prog.spent_usd = float(raw_rows["cost_usd"].sum() or 0.0) + float(failures["cost_usd"].fill_null(0).sum() or 0.0)
+    return prog
+
+
+def failures_frame(run_dir: str | Path) -> pl.DataFrame:
+    return _read_folder(Path(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)

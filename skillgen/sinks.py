@@ -1,0 +1,162 @@
+"""Parquet shards written atomically, and readers that turn a run dir into frames.
+
+Only the driver writes (one owner per file, no locking). A shard is written
+to a hidden temporary file in the target folder, fsynced and then renamed
+with ``os.replace``, so a reader or a crash never sees half a shard. Rows are
+flushed every ``flush_rows`` rows or ``flush_seconds`` seconds, and on every
+exit path, so a crash loses at most the unflushed buffer and the requests in
+flight (neither of which is recorded as done, so a rerun redoes them).
+
+Row layout (one row per sentence): see :data:`ROW_SCHEMA`. ``prompt_tokens``
+and ``completion_tokens`` are those of the response that produced the
+sentence; ``cost_usd`` is the sentence's share of what its skill cost so far
+(including responses that were rejected by validation), so the sum over rows
+plus the sum over failure records is the run's spend.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import polars as pl
+
+ROWS_DIR = "shards"
+FAILURES_DIR = "failures"
+
+ROW_SCHEMA: dict[str, Any] = {
+    "skill_id": pl.String,
+    "label": pl.String,
+    "sentence": pl.String,
+    "sample_idx": pl.Int32,
+    "request_key": pl.String,
+    "model": pl.String,
+    "prompt_version": pl.String,
+    "prompt_tokens": pl.Int64,
+    "completion_tokens": pl.Int64,
+    "cost_usd": pl.Float64,
+    "created_at": pl.Datetime("us", "UTC"),
+}
+
+FAILURE_SCHEMA: dict[str, Any] = {
+    "skill_id": pl.String,
+    "request_key": pl.String,
+    "error_class": pl.String,
+    "message": pl.String,
+    "attempts": pl.Int32,
+    "created_at": pl.Datetime("us", "UTC"),
+    # extensions beyond the contract: what is missing and what the failure cost
+    "label": pl.String,
+    "n_missing": pl.Int32,
+    "cost_usd": pl.Float64,
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_parquet_atomic(frame: pl.DataFrame, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+    frame.write_parquet(tmp, compression="zstd")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    return target
+
+
+class ShardWriter:
+    """Buffers dict rows and writes them as ``part-*.parquet`` shards in ``folder``."""
+
+    def __init__(self, folder: Path, schema: dict[str, Any], flush_rows: int = 2000, flush_seconds: float = 5.0):
+        self.folder = Path(folder)
+        self.schema = schema
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.buffer: list[dict[str, Any]] = []
+        self.last_flush = time.monotonic()
+        self.written = 0
+        self.shards: list[Path] = []
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        self.buffer.extend(rows)
+        self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        if len(self.buffer) >= self.flush_rows or (
+            self.buffer and time.monotonic() - self.last_flush >= self.flush_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> Path | None:
+        self.last_flush = time.monotonic()
+        if not self.buffer:
+            return None
+        rows, self.buffer = self.buffer, []
+        frame = pl.DataFrame(rows, schema=self.schema, orient="row" if rows and not isinstance(rows[0], dict) else None)
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        path = write_parquet_atomic(frame, self.folder / name)
+        self.written += frame.height
+        self.shards.append(path)
+        return path
+
+
+def _read_folder(folder: Path, schema: dict[str, Any]) -> pl.DataFrame:
+    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+    if not files:
+        return pl.DataFrame(schema=schema)
+    frames = [pl.read_parquet(f) for f in files]
+    return pl.concat(frames, how="diagonal_relaxed").select(
+        [pl.col(c).cast(t) if c in frames[0].columns else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()]
+    )
+
+
+def read_rows(run_dir: str | Path, dedupe: bool = True) -> pl.DataFrame:
+    """All generated rows of a run dir; ``dedupe`` keeps the first row per (skill_id, sample_idx)."""
+    frame = _read_folder(Path(run_dir) / ROWS_DIR, ROW_SCHEMA)
+    if dedupe and frame.height:
+        frame = frame.sort("created_at").unique(["skill_id", "sample_idx"], keep="first", maintain_order=True)
+    return frame
+
+
+def read_failures(run_dir: str | Path, active_only: bool = True) -> pl.DataFrame:
+    """Failure records; ``active_only`` keeps the latest per request key whose skill is still incomplete."""
+    frame = _read_folder(Path(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)
+    if not active_only or frame.height == 0:
+        return frame
+    frame = frame.sort("created_at").unique("request_key", keep="last", maintain_order=True)
+    rows = read_rows(run_dir)
+    n = _n_sentences(run_dir)
+    if rows.height and n:
+        complete = rows.group_by("request_key").len().filter(pl.col("len") >= n)["request_key"]
+        frame = frame.filter(~pl.col("request_key").is_in(complete.to_list()))
+    return frame
+
+
+def _n_sentences(run_dir: str | Path) -> int | None:
+    import json
+
+    path = Path(run_dir) / "run.json"
+    try:
+        return int(json.loads(path.read_text())["config"]["n_sentences"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None

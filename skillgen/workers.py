@@ -1,0 +1,298 @@
+"""Worker actor: one asyncio loop per CPU keeping many requests in flight.
+
+Concurrency is not a fixed number: each worker holds up to
+``max_active_per_worker`` skills, every attempt of every skill first awaits a
+reservation from the global budget, and the budget decides how many run at
+once. Reservation requests and settlements are batched into one budget round
+trip per tick, and results reach the scheduler in batches piggy-backed on
+chunk requests, so per-request Ray overhead stays small.
+
+Per skill: ask for the missing sentences, validate, keep what is valid (emitted
+at once as rows, so paid sentences survive a crash), re-request the shortfall
+with the kept sentences listed as "avoid", up to ``max_content_attempts``
+responses; then either done or a failure record with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from typing import Any
+
+from skillgen.client import CallResult, ChatClient, RequestError, call_with_retry
+from skillgen.config import GenerationConfig
+from skillgen.prompts import build_messages, response_format
+from skillgen.sinks import utcnow
+from skillgen.taxonomy import Skill
+from skillgen.tokens import count_tokens
+from skillgen.validate import validate_response
+
+log = logging.getLogger(__name__)
+
+STOPPED = "stopped"
+
+
+class WorkerCore:
+    """The worker's logic, independent of Ray (the actor below only forwards)."""
+
+    def __init__(self, worker_id: str, config: dict[str, Any], scheduler: Any, budget: Any,
+                 price_in: float, price_out: float):
+        self.id = worker_id
+        self.cfg = GenerationConfig(**config)
+        self.scheduler = scheduler
+        self.budget = budget
+        self.price_in = price_in / 1e6
+        self.price_out = price_out / 1e6
+        self.pending: list[tuple[asyncio.Future, int, int]] = []
+        self.settles: list[dict[str, Any]] = []
+        self.out_rows: list[dict[str, Any]] = []
+        self.out_failures: list[dict[str, Any]] = []
+        self.out_done: list[str] = []
+        self.out_released: list[str] = []
+        self.stop_reason: str | None = None
+        self.per_sentence: float | None = None
+        self.stats: dict[str, float] = {
+            "requests": 0, "ok": 0, "retries": 0, "rate_limited": 0, "errors": 0, "truncated": 0,
+            "invalid": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "sentences": 0,
+        }
+        self.wake = asyncio.Event()
+
+    # ---- budget ----------------------------------------------------------------
+
+    async def reserve(self, prompt: int, max_tokens: int) -> int:
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.pending.append((fut, prompt, max_tokens))
+        self.wake.set()
+        return await fut
+
+    def settle(self, rid: int, **kw: Any) -> None:
+        self.settles.append({"rid": rid, **kw})
+
+    async def exchange_loop(self) -> None:
+        while True:
+            if not self.pending and not self.settles:
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout=0.2)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            settles, self.settles = self.settles, []
+            batch = self.pending[:256]
+            res = await self.budget.exchange.remote(self.id, settles, [(p, m) for _, p, m in batch])
+            self.per_sentence = res.get("per_sentence")
+            granted = res["granted"]
+            for (fut, _, _), rid in zip(batch, granted):
+                if not fut.done():
+                    fut.set_result(rid)
+            del self.pending[: len(granted)]
+            if res.get("stop"):
+                self.stop_reason = res["stop"]
+                for fut, _, _ in self.pending:
+                    if not fut.done():
+                        fut.set_exception(RequestError(STOPPED, res["stop"], retryable=False))
+                self.pending.clear()
+            elif self.pending and res["wait"] > 0:
+                await asyncio.sleep(min(res["wait"], 0.5))
+
+    # ---- one request -----------------------------------------------------------
+
+    def max_tokens_for(self, n: int, bump: int) -> int:
+        ceiling = self.cfg.max_tokens
+        if not self.cfg.adaptive_max_tokens or self.per_sentence is None:
+            return ceiling
+        mt = math.ceil(self.per_sentence * n * self.cfg.max_tokens_margin + 16)
+        mt = int(mt * (1.5**bump))
+        return max(32, min(ceiling, mt))
+
+    async def attempt(self, client: ChatClient, messages, prompt_est: int, max_tokens: int, header_key: str, n: int) -> CallResult:
+        if self.stop_reason:
+            raise RequestError(STOPPED, self.stop_reason, retryable=False)
+        rid = await self.reserve(prompt_est, max_tokens)
+        self.stats["requests"] += 1
+        try:
+            result = await client.complete(messages, max_tokens, header_key)
+        except RequestError as exc:
+            self.stats["errors"] += 1
+            if exc.error_class == "rate_limit":
+                self.stats["rate_limited"] += 1
+            self.settle(rid, status=exc.status, retry_after=exc.retry_after, headers=exc.headers)
+            raise
+        except BaseException:
+            self.settle(rid, status=None)
+            raise
+        self.stats["ok"] += 1
+        pt = result.prompt_tokens if result.prompt_tokens is not None else prompt_est
+        ct = result.completion_tokens if result.completion_tokens is not None else 0
+        result.prompt_tokens, result.completion_tokens = pt, ct
+        self.stats["prompt_tokens"] += pt
+        self.stats["completion_tokens"] += ct
+        cost = pt * self.price_in + ct * self.price_out
+        self.stats["cost_usd"] += cost
+        self.settle(rid, prompt_tokens=pt, completion_tokens=ct, sentences_requested=n, headers=result.headers, status=200)
+        result.cost = cost  # type: ignore[attr-defined]
+        return result
+
+    def _on_retry(self, exc: RequestError) -> None:
+        self.stats["retries"] += 1
+
+    # ---- one skill -------------------------------------------------------------
+
+    async def handle(self, client: ChatClient, task: dict[str, Any]) -> None:
+        cfg = self.cfg
+        s = task["skill"]
+        skill = Skill(s["skill_id"], s["label"], tuple(s.get("alt_labels") or ()), s.get("description") or "")
+        key = task["request_key"]
+        missing = list(task["missing"])
+        avoid = list(task.get("avoid") or [])
+        full = len(missing) == cfg.n_sentences
+        cost_acc = 0.0
+        responses = 0
+        transport_attempts = 0
+        problems: list[str] = []
+        bump = 0
+        fmt = response_format(cfg.json_schema) if cfg.response_format else None
+        while missing and responses < cfg.max_content_attempts:
+            n = len(missing)
+            messages = build_messages(skill, n, cfg.prompt_spec, avoid=avoid[-40:])
+            prompt_est = count_tokens(cfg.model, messages)
+            max_tokens = self.max_tokens_for(n, bump)
+            if full and responses == 0:
+                header_key = key
+            else:
+                sig = hashlib.sha1(",".join(map(str, missing)).encode()).hexdigest()[:8]
+                header_key = f"{key}:{responses}:{sig}"
+            calls = 0
+
+            async def once() -> CallResult:
+                nonlocal calls
+                calls += 1
+                return await self.attempt(client, messages, prompt_est, max_tokens, header_key, n)
+
+            try:
+                result = await call_with_retry(once, cfg.max_attempts, cfg.backoff_base_s, cfg.backoff_max_s, self._on_retry)
+            except RequestError as exc:
+                transport_attempts += calls
+                if exc.error_class == STOPPED:
+                    self.out_released.append(key)
+                    return
+                self.out_failures.append(self._failure(task, exc.error_class, exc.message, transport_attempts, len(missing), cost_acc))
+                if exc.stops_run:
+                    self.stop_reason = exc.error_class
+                    try:
+                        self.budget.stop.remote(f"{exc.error_class}: {exc.message}")
+                        self.scheduler.stop.remote(f"{exc.error_class}: {exc.message}")
+                    except Exception:  # pragma: no cover - best effort
+                        pass
+                return
+            transport_attempts += calls
+            responses += 1
+            cost_acc += getattr(result, "cost", 0.0)
+            v = validate_response(result.content, n, existing=avoid, max_words=cfg.max_sentence_words)
+            if result.finish_reason == "length":
+                self.stats["truncated"] += 1
+                bump += 1
+                v.parse_error = v.parse_error or "truncated"
+            if v.sentences:
+                share = cost_acc / len(v.sentences)
+                cost_acc = 0.0
+                now = utcnow()
+                for sentence in v.sentences:
+                    idx = missing.pop(0)
+                    self.out_rows.append({
+                        "skill_id": skill.skill_id, "label": skill.label, "sentence": sentence, "sample_idx": idx,
+                        "request_key": key, "model": cfg.model, "prompt_version": cfg.prompt_version,
+                        "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                        "cost_usd": share, "created_at": now,
+                    })
+                    avoid.append(sentence)
+                self.stats["sentences"] += len(v.sentences)
+            if missing:
+                self.stats["invalid"] += 1
+                problems.append(f"{v.describe()} (finish_reason={result.finish_reason})")
+        if missing:
+            reason = f"{cfg.n_sentences - len(missing)}/{cfg.n_sentences} valid sentences after {responses} responses: " + "; ".join(problems[-3:])
+            self.out_failures.append(self._failure(task, "validation", reason, transport_attempts, len(missing), cost_acc))
+        else:
+            self.out_done.append(key)
+
+    def _failure(self, task, error_class, message, attempts, n_missing, cost) -> dict[str, Any]:
+        return {
+            "skill_id": task["skill"]["skill_id"], "request_key": task["request_key"], "error_class": error_class,
+            "message": message[:1000], "attempts": int(attempts), "created_at": utcnow(),
+            "label": task["skill"]["label"], "n_missing": int(n_missing), "cost_usd": float(cost),
+        }
+
+    # ---- main loop -------------------------------------------------------------
+
+    def _take_report(self) -> dict[str, Any]:
+        rep = {"rows": self.out_rows, "failures": self.out_failures, "done": self.out_done,
+               "released": self.out_released, "stats": dict(self.stats)}
+        self.out_rows, self.out_failures, self.out_done, self.out_released = [], [], [], []
+        return rep
+
+    async def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        client = ChatClient(
+            cfg.base_url, cfg.model, cfg.api_key_env, timeout_s=cfg.request_timeout_s,
+            connect_timeout_s=cfg.connect_timeout_s, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
+            response_format=response_format(cfg.json_schema) if cfg.response_format else None,
+        )
+        exchanger = asyncio.create_task(self.exchange_loop())
+        active: set[asyncio.Task] = set()
+        exhausted = False
+        last_report = time.monotonic()
+        try:
+            while True:
+                want_more = (not exhausted and not self.stop_reason and len(active) < cfg.max_active_per_worker
+                             and len(self.pending) < 2 * cfg.chunk_size)
+                if want_more:
+                    k = min(cfg.chunk_size, cfg.max_active_per_worker - len(active))
+                    res = await self.scheduler.next_chunk.remote(self.id, k, self._take_report())
+                    last_report = time.monotonic()
+                    if res["stop"]:
+                        self.stop_reason = self.stop_reason or res["stop"]
+                    for task in res["tasks"]:
+                        active.add(asyncio.create_task(self.handle(client, task)))
+                    if not res["tasks"]:
+                        exhausted = True
+                    continue
+                if not active:
+                    break
+                done, _ = await asyncio.wait(active, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    active.discard(t)
+                    if t.exception() is not None:  # a bug: keep the skill for a rerun, do not hide it
+                        log.error("worker %s: skill task crashed: %r", self.id, t.exception())
+                if time.monotonic() - last_report > 0.25 or len(self.out_rows) > 500:
+                    await self.scheduler.report.remote(self.id, **self._take_report())
+                    last_report = time.monotonic()
+                if exhausted and not self.stop_reason and len(active) < cfg.chunk_size:
+                    exhausted = False  # work may have been released by a dead worker: ask again
+        finally:
+            for t in active:
+                t.cancel()
+            # flush settlements and reports so the budget and scheduler are exact
+            while self.settles:
+                settles, self.settles = self.settles, []
+                await self.budget.exchange.remote(self.id, settles, [])
+            exchanger.cancel()
+            await self.scheduler.report.remote(self.id, **self._take_report())
+            await client.close()
+        return dict(self.stats)
+
+
+class WorkerActor:
+    """Ray actor wrapper (async: its methods run on one event loop)."""
+
+    def __init__(self, worker_id: str, config: dict[str, Any], scheduler: Any, budget: Any, price_in: float, price_out: float):
+        self.core = WorkerCore(worker_id, config, scheduler, budget, price_in, price_out)
+
+    async def run(self) -> dict[str, Any]:
+        return await self.core.run()
+
+    async def ping(self) -> str:
+        return self.core.id

@@ -1,0 +1,150 @@
+"""End-to-end generation against the simulator over real HTTP: rows, resume, spend cap, worker kill, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from skillgen.run import run_generation
+from skillgen.sinks import read_failures, read_rows
+from test_gen_helpers import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
+
+SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess
+
+SECRET = "sk-test-DO-NOT-LEAK-8f3a9c2e71b44d0f"
+
+
+@pytest.fixture(scope="module")
+def sim():
+    os.environ["SKILLGEN_TEST_KEY"] = SECRET
+    with SimulatorProcess(latency="fixed:0.05", seed=1) as s:
+        yield s
+
+
+def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, capsys):
+    csv = esco(tmp_path, 30)
+    cfg = gen_config(sim.base_url, csv, tmp_path / "run", n_sentences=5)
+    sim.reset_stats()
+    summary = run_generation(cfg, progress=True)
+    assert summary.status == "complete", summary
+    assert summary.skills_completed == 30 and summary.rows_written == 150 and summary.skills_failed == 0
+    raw = assert_complete(tmp_path / "run", 30, 5)
+    stats = sim.stats()
+    assert stats["served"] == summary.requests == 30
+    assert max(served_keys(stats).values()) == 1
+    # schema and bookkeeping
+    assert set(raw.columns) >= {"skill_id", "label", "sentence", "sample_idx", "request_key", "model", "prompt_version",
+                                "prompt_tokens", "completion_tokens", "cost_usd", "created_at"}
+    assert raw["prompt_version"].unique().to_list() == ["v1"]
+    assert raw.unique("request_key")["prompt_tokens"].sum() == stats["prompt_tokens_billed"]
+    # estimate of prompt tokens vs billed
+    assert abs(summary.estimated_prompt_tokens - stats["prompt_tokens_billed"]) <= 0.01 * stats["prompt_tokens_billed"]
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["fingerprint"] == cfg.fingerprint() and meta["config"]["model"] == "simulator"
+
+    sim.reset_stats()
+    again = run_generation(cfg, progress=False)
+    assert again.skills_already_done == 30 and again.requests == 0
+    assert sim.stats()["received"] == 0
+    assert_complete(tmp_path / "run", 30, 5)
+
+    from skillgen.commands.status import status
+
+    info = status(tmp_path / "run")
+    assert info["skills_complete"] == 30 and info["sentences"] == 150 and info["skills_failed"] == 0
+
+    # the API key never reaches output, logs or metadata
+    out = capsys.readouterr()
+    assert SECRET not in out.out + out.err
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in repr(cfg) and SECRET not in cfg.model_dump_json()
+
+
+def test_partial_rows_resume_only_missing(ray_local, sim, tmp_path: Path):
+    """A skill with 3 of 5 rows on disk is asked for exactly the 2 missing sample_idx."""
+    from skillgen.runstate import request_key
+    from skillgen.sinks import ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
+
+    csv = esco(tmp_path, 4)
+    cfg = gen_config(sim.base_url, csv, tmp_path / "run", n_sentences=5)
+    from skillgen.estimate import selected_skills
+    from skillgen.runstate import open_run_dir
+
+    open_run_dir(cfg)
+    skill = selected_skills(cfg)[0]
+    key = request_key(cfg, skill.skill_id)
+    w = ShardWriter(tmp_path / "run" / ROWS_DIR, ROW_SCHEMA)
+    w.add([{"skill_id": skill.skill_id, "label": skill.label, "sentence": f"Kept sentence {i} about the job.",
+            "sample_idx": i, "request_key": key, "model": "simulator", "prompt_version": "v1", "prompt_tokens": 1,
+            "completion_tokens": 1, "cost_usd": 0.0, "created_at": utcnow()} for i in (0, 2, 4)])
+    w.flush()
+    sim.reset_stats()
+    summary = run_generation(cfg, progress=False)
+    assert summary.status == "complete" and summary.rows_written == 3 * 5 + 2
+    rows = assert_complete(tmp_path / "run", 4, 5)
+    mine = rows.filter(rows["request_key"] == key).sort("sample_idx")
+    assert mine["sentence"][0] == "Kept sentence 0 about the job."
+    assert sorted(mine["sample_idx"].to_list()) == [0, 1, 2, 3, 4]
+    assert key not in served_keys(sim.stats())  # only the sub-request for the missing two was sent
+    assert sim.stats()["served"] == 4
+
+
+def test_spend_cap_stops_then_higher_cap_finishes(ray_local, sim, tmp_path: Path):
+    csv = esco(tmp_path, 40)
+    # $1000/1M tokens makes each request cost around $0.5; cap at $6 stops after ~10 skills
+    cfg = gen_config(sim.base_url, csv, tmp_path / "run", price_input_per_1m=1000.0, price_output_per_1m=1000.0,
+                     spend_cap_usd=6.0, max_tokens=300, adaptive_max_tokens=False)
+    summary = run_generation(cfg, progress=False)
+    assert summary.status == "stopped: spend cap", summary
+    assert summary.total_cost_usd <= 6.0 + 1e-9
+    assert 0 < summary.skills_completed < 40
+    per_request = summary.actual_cost_usd / max(1, summary.requests)
+    worst = (summary.prompt_tokens / summary.requests + 300) * 1000 / 1e6
+    assert summary.total_cost_usd >= 6.0 - worst * 2 * 8, "stopped far below the cap"  # within an in-flight window
+    rows = read_rows(tmp_path / "run")
+    spent = float(rows["cost_usd"].sum()) + float(read_failures(tmp_path / "run", active_only=False)["cost_usd"].sum() or 0)
+    assert spent == pytest.approx(summary.total_cost_usd, rel=1e-6)
+    more = run_generation(cfg.model_copy(update={"spend_cap_usd": 1000.0}), progress=False)
+    assert more.status == "complete"
+    assert more.skills_already_done == summary.skills_completed
+    assert_complete(tmp_path / "run", 40, 5)
+    assert per_request > 0
+
+
+def test_killed_worker_actor_work_is_reassigned(ray_local, tmp_path: Path):
+    import ray
+
+    csv = esco(tmp_path, 60)
+    with SimulatorProcess(latency="fixed:0.3", seed=3, rpm=900) as s:
+        cfg = gen_config(s.base_url, csv, tmp_path / "run", chunk_size=4)
+        killed = threading.Event()
+
+        def killer():
+            from skillgen.run import WORKER_NAME_PREFIX
+
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+                if not list((tmp_path / "run" / "shards").glob("part-*.parquet")):
+                    continue
+                names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                         if a["name"].startswith(WORKER_NAME_PREFIX)]
+                if names:
+                    ray.kill(ray.get_actor(sorted(names)[0]), no_restart=False)  # same job namespace
+                    killed.set()
+                    return
+
+        t = threading.Thread(target=killer, daemon=True)
+        t.start()
+        summary = run_generation(cfg, progress=False)
+        t.join(1)
+        assert killed.is_set()
+        assert summary.status == "complete", summary
+        assert_complete(tmp_path / "run", 60, 5)
