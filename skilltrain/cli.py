@@ -15,6 +15,7 @@ PROG = "skilltrain"
 DESCRIPTION = "Contrastive bi-encoder training on generated (sentence, skill) pairs, evaluation and skill extraction."
 COMMANDS: dict[str, str] = {
     "eval": "skilltrain.evaluate_cli",
+    "fit": "skilltrain.fit_cli",
 }
 
 

@@ -199,7 +199,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(n_total, cfg.warmup_ratio))
 
     # -- resume
-    step, history, last_val, best = 0, [], None, None
+    step, history, last_val, best, resumes = 0, [], None, None, []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
@@ -210,6 +210,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 f"{cfg.global_batch_size}: use a new --name or the same workers x batch size"
             )
         step, history, last_val, best = meta["step"], meta["history"], meta.get("last_val"), meta.get("best")
+        resumes = meta.get("resumes", []) + [step]
         if rank == 0:
             _log(f"resumed from checkpoint at step {step}")
     if rank == 0:
@@ -222,7 +223,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     def report(loss: float) -> None:
         nonlocal best
-        metrics: dict[str, Any] = {"step": step, "epoch": epoch, "loss": loss, "peak_mem_mb": peak_memory_mb(device)}
+        timed = samples_done - first_step_samples
+        rate = timed / (time.perf_counter() - first_step_done) if first_step_done and timed else 0.0
+        metrics: dict[str, Any] = {
+            "step": step, "epoch": epoch, "loss": loss, "samples_per_s": rate, "peak_mem_mb": peak_memory_mb(device),
+        }
         mem = torch.tensor([metrics["peak_mem_mb"]], device=device)
         if size > 1:
             torch.distributed.all_reduce(mem, op=torch.distributed.ReduceOp.MAX)
@@ -231,7 +236,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             metrics.update({k: v for k, v in last_val.items() if k != "step"})
         meta = {
             "step": step, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
-            "history": history, "last_val": last_val, "best": best, "metrics": metrics,
+            "history": history, "last_val": last_val, "best": best, "metrics": metrics, "resumes": resumes,
         }
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
@@ -242,6 +247,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     # -- train
     started, samples_done, loss_ema = time.perf_counter(), 0, None
+    first_step_done, first_step_samples = 0.0, 0  # throughput excludes the first (warm-up) step
     epoch = step // len(first_plan) if len(first_plan) else 0
     while step < n_total:
         epoch, step_in_epoch = divmod(step, len(first_plan))
@@ -259,6 +265,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         samples_done += cfg.global_batch_size
+        if not first_step_done:
+            first_step_done, first_step_samples = time.perf_counter(), samples_done
         loss_ema = loss if loss_ema is None else 0.9 * loss_ema + 0.1 * loss
 
         if cfg.fail_at_step and step == cfg.fail_at_step and rank == size - 1:

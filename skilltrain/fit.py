@@ -1,0 +1,204 @@
+"""The training driver: check inputs, run Ray Train, export the best model.
+
+``fit(config)`` is the public entry point (the CLI and the pipeline call it):
+
+1. validate everything a user can get wrong (run dir, shards' schema, encoder
+   dir, batch vs number of skills, taxonomy/benchmark files) and fail with one
+   line *before* any worker starts;
+2. ship the pairs (and the validation data) to the workers once through the
+   Ray object store, so it works on a multi-node cluster;
+3. run :func:`skilltrain.train.train_loop_per_worker` under ``TorchTrainer``
+   (gloo on CPU, NCCL on GPU) with checkpoints through ``ray.train.report``
+   and ``FailureConfig(max_failures)``: a failed worker group restarts from
+   the latest checkpoint, and a rerun with the same ``name`` resumes;
+4. load the checkpoint with the best validation RP@5 (the latest one when
+   validation is off), score it on the test split when the benchmarks are
+   available, and save it in the sentence-transformers layout with the
+   training config and the evaluation results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from skillgen.errors import UserError
+from skilltrain.config import TrainConfig
+from skilltrain.data import load_pairs
+from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
+from skilltrain.sampler import plan_epoch
+from skilltrain.train import META_FILE, TrainData, load_model_weights, total_steps, train_loop_per_worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    out_dir: Path
+    best_step: int
+    best_metrics: dict[str, Any]  # the best checkpoint's reported metrics (val_rp5, loss, ...)
+    history: list[dict[str, Any]]  # one entry per checkpoint: {"step", "loss", "val_rp5"?}
+    wall_s: float
+    test_results: dict[str, Any] | None = None  # final evaluation on the test split (eval_results.json)
+    checkpoint: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_taxonomy(cfg: TrainConfig, required: bool) -> pl.DataFrame | None:
+    from skillgen.taxonomy import load_skills
+
+    if cfg.esco is not None or required:
+        return load_skills(cfg.esco)  # explicit (or needed) file: any problem is the user's to fix
+    try:
+        return load_skills(None)
+    except UserError as exc:
+        log.info("validation off: no ESCO taxonomy (%s)", str(exc).split(":")[0])
+        return None
+
+
+def _load_validation(cfg: TrainConfig, skills: pl.DataFrame | None) -> list:
+    from skilltrain.evaluate import load_benchmarks
+
+    if skills is None or not cfg.val_sets:
+        return []
+    try:
+        return load_benchmarks(skills, cfg.val_sets, "validation", cfg.benchmark_dir)
+    except UserError as exc:
+        if cfg.benchmark_dir is not None:
+            raise
+        log.info("validation off: %s", exc)
+        return []
+
+
+def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
+    """All input checks and the data the workers need; raises UserError before any training."""
+    model_dir = check_encoder_dir(cfg.model if cfg.model is not None else default_model_dir())
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise UserError(f"{cfg.out}: exists and is not a directory (--out must be a model directory)")
+    skills = _load_taxonomy(cfg, required=cfg.taxonomy_pairs)
+    pairs = load_pairs(cfg.data, skills if cfg.taxonomy_pairs else None)
+    n_skills = pairs["cls"].n_unique()
+    if cfg.global_batch_size > n_skills:
+        raise UserError(
+            f"global batch {cfg.global_batch_size} (workers {cfg.workers} x batch {cfg.batch_size}) exceeds the "
+            f"{n_skills} distinct skills in {cfg.data}: a batch holds each skill at most once; lower --batch-size"
+        )
+    benchmarks = _load_validation(cfg, skills)
+    cls = pairs["cls"].to_numpy()
+    generated = np.flatnonzero((pairs["source"] == "generated").to_numpy())
+    data = TrainData(
+        sentences=pairs["sentence"].to_list(),
+        labels=pairs["label"].to_list(),
+        cls=cls,
+        partner_pool=generated if len(generated) else np.arange(pairs.height),
+        val_skills=skills if benchmarks else None,
+        val_benchmarks=benchmarks,
+    )
+    plan = plan_epoch(cls, cfg.global_batch_size, cfg.seed, 0)
+    if len(plan) == 0:
+        raise UserError(f"{cfg.data}: {pairs.height} pairs do not fill one global batch of {cfg.global_batch_size}")
+    info = {
+        "model_dir": str(model_dir),
+        "pairs": pairs.height,
+        "skills": n_skills,
+        "steps_per_epoch": len(plan),
+        "total_steps": total_steps(len(plan), cfg),
+        "validation": [b.name for b in benchmarks],
+    }
+    return data, info
+
+
+def _init_ray(cfg: TrainConfig) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, include_dashboard=False, log_to_driver=True) if address else ray.init(include_dashboard=False)
+
+
+def fit(config: TrainConfig) -> FitResult:
+    """Train with Ray Train, export the best checkpoint to ``config.out``; see the module docstring."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    started = time.perf_counter()
+    cfg = config
+    data, info = prepare(cfg)
+    log.info(
+        "training %s on %d pairs / %d skills: %d steps (%d/epoch x %d epochs), global batch %d = %d workers x %d; run '%s' in %s",
+        info["model_dir"], info["pairs"], info["skills"], info["total_steps"], info["steps_per_epoch"], cfg.epochs,
+        cfg.global_batch_size, cfg.workers, cfg.batch_size, cfg.run_name, cfg.storage,
+    )
+    resolved = cfg.model_copy(update={"model": Path(info["model_dir"])})
+    _init_ray(cfg)
+    validating = bool(data.val_benchmarks)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": resolved.to_json(), "data": ray.put(data)},
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
+        run_config=RunConfig(
+            name=cfg.run_name,
+            storage_path=str(cfg.storage),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=cfg.checkpoint_keep,
+                checkpoint_score_attribute="val_rp5" if validating else None,
+                checkpoint_score_order="max",
+            ),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run '{cfg.run_name}' finished without a checkpoint")
+
+    candidates = result.best_checkpoints or [(result.checkpoint, result.metrics or {})]
+    if validating:
+        best_ckpt, best_metrics = max(candidates, key=lambda cm: (cm[1].get("val_rp5", float("-inf")), cm[1].get("step", 0)))
+    else:
+        best_ckpt, best_metrics = max(candidates, key=lambda cm: cm[1].get("step", 0))
+    with result.checkpoint.as_directory() as latest_dir:
+        latest_meta = json.loads((Path(latest_dir) / META_FILE).read_text())
+    history = latest_meta["history"]
+
+    encoder = BiEncoder.from_pretrained(resolved.model, cfg.max_seq_length)
+    with best_ckpt.as_directory() as best_dir:
+        meta = load_model_weights(Path(best_dir), encoder)
+    best_step = int(meta["step"])
+    test_results = _final_eval(encoder, cfg, data)
+    eval_results = {"best_step": best_step, "validation": {k: v for k, v in best_metrics.items() if k.startswith("val_")}}
+    if test_results is not None:
+        eval_results["test"] = test_results
+    training_config = {**cfg.to_json(), "resolved_model": info["model_dir"], "data_info": info, "best_step": best_step, "history": history}
+    encoder.save(cfg.out, training_config=training_config, eval_results=eval_results)
+    wall = time.perf_counter() - started
+    log.info("saved best checkpoint (step %d%s) to %s in %.1f s", best_step,
+             f", val RP@5 {best_metrics['val_rp5']:.2f}" if "val_rp5" in best_metrics else "", cfg.out, wall)
+    return FitResult(
+        cfg.out, best_step, dict(best_metrics), history, wall, test_results, best_ckpt.path,
+        extra={"resumed_at_steps": latest_meta.get("resumes", []), "last_metrics": dict(result.metrics or {}), **info},
+    )
+
+
+def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict | None:
+    """Test-split scores of the exported model (one skill index build), or None without benchmarks."""
+    from skilltrain.evaluate import evaluate, format_table, load_benchmarks, results_json
+
+    if data.val_skills is None:
+        return None
+    try:
+        benchmarks = load_benchmarks(data.val_skills, cfg.val_sets, "test", cfg.benchmark_dir)
+    except UserError as exc:
+        log.info("final test evaluation skipped: %s", exc)
+        return None
+    reports = evaluate(encoder, data.val_skills, benchmarks, ci=True)
+    log.info("\n%s", format_table(reports, title=f"best checkpoint on test ({data.val_skills.height} skills ranked)"))
+    return results_json(reports)

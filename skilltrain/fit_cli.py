@@ -1,0 +1,101 @@
+"""``skilltrain fit``: contrastive training on a generation run dir with Ray Train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from skillgen.errors import UserError
+from skilltrain.config import TrainConfig
+
+HELP = "train the bi-encoder on generated (sentence, skill) pairs with Ray Train (data parallel, global in-batch negatives)"
+DESCRIPTION = (
+    "Train a bi-encoder with a symmetric InfoNCE / multiple-negatives ranking loss (Decorte et al. 2023). "
+    "Each of --workers Ray Train workers takes --batch-size pairs per step; embeddings are gathered across "
+    "workers, so every sentence is scored against all workers x batch-size skill labels. No skill occurs twice "
+    "in a global batch. Validation RP@5 on TECH/HOUSE (validation split) runs every --eval-every steps when the "
+    "ESCO CSV and benchmark files are found, and the best checkpoint becomes --out (sentence-transformers "
+    "layout). Rerunning with the same --name resumes from the latest checkpoint. Defaults are the paper's recipe."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--data", type=Path, required=True, help="generation run dir (run.json, shards/part-*.parquet with skill_id, label, sentence)")
+    io.add_argument("--out", type=Path, required=True, help="output model dir, loadable with SentenceTransformer(dir) and 'skilltrain eval --model'")
+    io.add_argument("--model", type=Path, default=None, help="encoder dir to start from (any HF encoder or sentence-transformers dir); default: bundled all-MiniLM-L6-v2")
+    io.add_argument("--esco", type=Path, default=None, help="ESCO skills CSV for --taxonomy-pairs and validation (default: $ESCO_SKILLS_CSV or $SKILLS_DATA_DIR/esco/skills_en.csv; validation is skipped if not found)")
+    io.add_argument("--benchmark-dir", type=Path, default=None, help="dir with {tech,house}_{validation,test}.csv (default: $SKILLS_DATA_DIR/benchmarks; skipped if not found)")
+    io.add_argument("--config-json", type=Path, default=None, help="write the resolved training config to this file and also keep it in --out")
+
+    scale = parser.add_argument_group("scale")
+    scale.add_argument("--workers", type=int, default=1, help="Ray Train workers (processes; one GPU each with --gpu)")
+    scale.add_argument("--gpu", action="store_true", help="one GPU per worker, NCCL, bf16 autocast (default: CPU, gloo, float32)")
+    scale.add_argument("--batch-size", type=int, default=64, help="pairs per worker per step; the global batch (workers x batch size) is the negative pool")
+    scale.add_argument("--gradcache-chunk", type=int, default=0, help="GradCache: embed in chunks of this many texts so memory does not grow with the batch (0 = off)")
+    scale.add_argument("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--taxonomy-pairs", action="store_true", help="also train on (alternative label -> label) and (description -> label) pairs from the ESCO CSV")
+    data.add_argument("--augment-prob", type=float, default=1.0, help="probability of joining each sentence to a random sentence of another skill (before or after it); that skill is then not a negative")
+    data.add_argument("--max-seq-length", type=int, default=None, help="token limit per text (default: the model's, 256 for MiniLM)")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, default=1, help="passes over the pairs")
+    opt.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = all epochs)")
+    opt.add_argument("--lr", type=float, default=2e-5, help="AdamW peak learning rate")
+    opt.add_argument("--warmup-ratio", type=float, default=0.05, help="fraction of steps of linear warm-up, then linear decay to 0")
+    opt.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (not on biases / LayerNorm)")
+    opt.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping norm (0 = off)")
+    opt.add_argument("--scale", type=float, default=20.0, help="similarity scale (inverse temperature) of the loss")
+    opt.add_argument("--one-way", action="store_true", help="only sentence->skill (default: symmetric, adds skill->sentence)")
+    opt.add_argument("--no-bf16", action="store_true", help="keep float32 on GPU")
+    opt.add_argument("--seed", type=int, default=0, help="seed for shuffling, augmentation and dropout")
+
+    run = parser.add_argument_group("validation, checkpoints, fault tolerance")
+    run.add_argument("--eval-every", type=int, default=500, help="validate (rank 0) and checkpoint every this many steps, and at the end")
+    run.add_argument("--val-sets", default="tech,house", help="validation benchmark sets (comma-separated)")
+    run.add_argument("--log-every", type=int, default=10, help="progress line (step, loss, samples/s, ETA, last validation) every this many steps")
+    run.add_argument("--keep", type=int, default=2, help="checkpoints kept: the best by validation RP@5 and the latest")
+    run.add_argument("--max-failures", type=int, default=3, help="restarts of the worker group from the latest checkpoint after a failure")
+    run.add_argument("--storage", type=Path, default=None, help="Ray Train storage path for checkpoints (default: OUT.ray next to --out; shared storage on a multi-node cluster)")
+    run.add_argument("--name", default=None, help="run name under --storage; rerunning with the same name resumes (default: skilltrain-<out dir name>)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    try:
+        return TrainConfig(
+            data=args.data, out=args.out, model=args.model, esco=args.esco, benchmark_dir=args.benchmark_dir,
+            workers=args.workers, use_gpu=args.gpu, batch_size=args.batch_size, gradcache_chunk=args.gradcache_chunk,
+            ray_address=args.ray_address, taxonomy_pairs=args.taxonomy_pairs, augment_prob=args.augment_prob,
+            max_seq_length=args.max_seq_length, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
+            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+            scale=args.scale, symmetric=not args.one_way, bf16=not args.no_bf16, seed=args.seed,
+            eval_every=args.eval_every, val_sets=[s.strip().lower() for s in args.val_sets.split(",") if s.strip()],
+            log_every=args.log_every, checkpoint_keep=args.keep, max_failures=args.max_failures,
+            storage_path=args.storage, name=args.name,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = "--" + str(err["loc"][0]).replace("_", "-") if err.get("loc") else "config"
+        raise UserError(f"{field}: {err['msg']}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from skilltrain.fit import fit
+
+    cfg = config_from_args(args)
+    if args.config_json is not None:
+        args.config_json.parent.mkdir(parents=True, exist_ok=True)
+        args.config_json.write_text(json.dumps(cfg.to_json(), indent=2))
+    result = fit(cfg)
+    val = result.best_metrics.get("val_rp5")
+    print(
+        f"model: {result.out_dir} (best step {result.best_step}"
+        + (f", validation RP@5 {val:.2f}" if val is not None else ", no validation")
+        + f") in {result.wall_s:.0f} s"
+    )
+    return 0

@@ -1,0 +1,158 @@
+"""End to end on Ray Train: a tiny 2-worker fit, failure + resume, bad input, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import synthetic_skill_rows, write_esco_csv
+
+from skillgen.errors import UserError
+from skilltrain.config import TrainConfig
+
+N_SKILLS = 24
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    """A synthetic taxonomy, a run dir with 3 sentences per skill, and TECH/HOUSE files on its labels."""
+    base = tmp_path_factory.mktemp("fit_inputs")
+    rows = synthetic_skill_rows(N_SKILLS)
+    esco = write_esco_csv(base / "skills_en.csv", rows)
+    labels = [r[1] for r in rows]
+    gen = pl.DataFrame(
+        [
+            {"skill_id": r[0], "label": r[1], "sentence": f"In this role you {r[1]} with care ({k}).", "sample_idx": k}
+            for r in rows
+            for k in range(3)
+        ]
+    ).with_columns(pl.lit("rk").alias("request_key"), pl.lit("sim").alias("model"))
+    run = base / "run"
+    (run / "shards").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    gen.write_parquet(run / "shards" / "part-00000.parquet")
+    bench = base / "benchmarks"
+    bench.mkdir()
+    for name in ("tech", "house"):
+        for split in ("validation", "test"):
+            pl.DataFrame(
+                {"sentence": [f"Applicants {labels[i]} daily." for i in range(0, N_SKILLS, 3)], "label": labels[0:N_SKILLS:3]}
+            ).write_csv(bench / f"{name}_{split}.csv")
+    return {"esco": esco, "run": run, "bench": bench}
+
+
+def make_config(inputs, tiny_encoder_dir, tmp_path, **kw) -> TrainConfig:
+    base = dict(
+        data=inputs["run"], out=tmp_path / "model", model=tiny_encoder_dir, esco=inputs["esco"],
+        benchmark_dir=inputs["bench"], workers=2, batch_size=4, epochs=1, lr=1e-3, eval_every=4,
+        log_every=2, storage_path=tmp_path / "ray", seed=3,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def baseline(ray_local, inputs, tiny_encoder_dir, tmp_path_factory):
+    from skilltrain.fit import fit
+
+    tmp = tmp_path_factory.mktemp("baseline")
+    return fit(make_config(inputs, tiny_encoder_dir, tmp))
+
+
+def _weights(model_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inputs):
+    from sentence_transformers import SentenceTransformer
+
+    from skilltrain.cli import main as cli_main
+
+    result = baseline
+    steps = (N_SKILLS * 3) // 8
+    assert steps - 1 <= result.history[-1]["step"] <= steps
+    assert [h["step"] for h in result.history][:2] == [4, 8]
+    assert all("val_rp5" in h for h in result.history)
+    best = max(result.history, key=lambda h: (h["val_rp5"], h["step"]))
+    assert result.best_step == best["step"]
+    assert result.best_metrics["val_rp5"] == pytest.approx(best["val_rp5"])
+    out = result.out_dir
+    saved = json.loads((out / "skilltrain_config.json").read_text())
+    assert saved["workers"] == 2 and saved["batch_size"] == 4 and saved["best_step"] == result.best_step
+    evals = json.loads((out / "eval_results.json").read_text())
+    assert set(evals["test"]) == {"tech", "house"} and evals["best_step"] == result.best_step
+
+    st = SentenceTransformer(str(out), device="cpu")
+    emb = st.encode(["operate welding systems 0"])
+    assert emb.shape == (1, 32) and abs(np.linalg.norm(emb) - 1) < 1e-4
+    code = cli_main(["eval", "--model", str(out), "--esco", str(inputs["esco"]), "--benchmark-dir", str(inputs["bench"])])
+    assert code == 0
+
+
+def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(baseline, inputs, tiny_encoder_dir, tmp_path):
+    from skilltrain.fit import fit
+
+    cfg = make_config(inputs, tiny_encoder_dir, tmp_path, fail_at_step=6, max_failures=1)
+    result = fit(cfg)
+    assert (cfg.storage / cfg.run_name / "injected_failure_at_step_6").exists()
+    assert result.extra["resumed_at_steps"] == [4]  # restarted from the step-4 checkpoint, not from scratch
+    assert baseline.extra["resumed_at_steps"] == []
+    assert [h["step"] for h in result.history] == [h["step"] for h in baseline.history]
+    for got, want in zip(result.history, baseline.history):
+        assert got["loss"] == pytest.approx(want["loss"], abs=1e-4)
+    assert result.best_step == baseline.best_step
+    a, b = _weights(result.out_dir), _weights(baseline.out_dir)
+    diff = max((a[k] - b[k]).abs().max().item() for k in b)
+    assert diff < 1e-4, diff
+
+
+def test_bad_inputs_fail_before_training(inputs, tmp_path, tiny_encoder_dir):
+    """No Ray needed: everything is checked by prepare() before a worker starts."""
+    from skilltrain.fit import fit
+
+    not_a_model = tmp_path / "not_a_model"
+    not_a_model.mkdir()
+    (not_a_model / "config.json").write_text("{}")
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    cases = [
+        (dict(data=tmp_path / "missing"), "does not exist"),
+        (dict(data=empty), "no shards"),
+        (dict(model=not_a_model), "not an encoder directory"),
+        (dict(batch_size=16), "exceeds the 24 distinct skills"),
+        (dict(esco=tmp_path / "nope.csv"), "does not exist"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(UserError, match=message) as info:
+            fit(make_config(inputs, tiny_encoder_dir, tmp_path, **overrides))
+        assert "\n" not in str(info.value)
+
+
+def test_cli_help_and_one_line_errors(tmp_path, capsys):
+    from skilltrain.cli import main as cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--data", "--out", "--workers", "--batch-size", "--epochs", "--gradcache-chunk", "--augment-prob", "--eval-every"):
+        assert flag in text
+    code = cli_main(["fit", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "does not exist" in err
+    code = cli_main(["fit", "--data", str(tmp_path), "--out", str(tmp_path / "m"), "--workers", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--workers" in err
