@@ -23,6 +23,7 @@ from skillgen.errors import UserError
 from skillgen.paths import ESCO_CSV_ENV, default_esco_csv
 
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # files whose shared-URI warning was already logged by this process
 
 LABEL_COLUMN = "preferredLabel"
 # source column -> frame column
@@ -133,7 +134,8 @@ def _normalise(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     # benchmarks score, so both skills stay; each gets an id that depends only on its own
     # URI and label (never on row order), keeping request keys stable across reruns.
     shared_uri = df.group_by("skill_id").len().filter(pl.col("len") > 1)["skill_id"]
-    if shared_uri.len():
+    if shared_uri.len() and str(path) not in _WARNED:
+        _WARNED.add(str(path))
         log.warning("%s: %d conceptUri values are shared by several labels; their ids get a label suffix", path, shared_uri.len())
         df = df.with_columns(
             pl.when(pl.col("skill_id").is_in(shared_uri.to_list()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import polars as pl
 
@@ -58,22 +58,24 @@ def results_json(reports: dict[str, MetricReport]) -> dict:
     return {name: report.to_json() for name, report in reports.items()}
 
 
-def format_table(reports: dict[str, MetricReport], title: str = "", baseline: dict[str, dict] | None = None) -> str:
-    """Plain-text table (works in Ray job logs); with a baseline, adds the delta per metric."""
+def format_table(
+    reports: Mapping[str, MetricReport | dict], title: str = "", baseline: Mapping[str, dict] | None = None
+) -> str:
+    """Plain-text table (works in Ray job logs) of reports or their saved JSON; with a baseline, adds deltas."""
     metrics = [f"RP@{k}" for k in KS] + ["MRR"]
-    head = f"{'set':<8}{'n':>5}" + "".join(f"{m:>16}" for m in metrics)
+    head = f"{'set':<8}{'n':>5}" + "".join(f"{m:>18}" for m in metrics)
     lines = [title] if title else []
     lines += [head, "-" * len(head)]
     for name, report in reports.items():
-        means = report.means()
+        scores = report.to_json() if isinstance(report, MetricReport) else report
         cells = []
         for m in metrics:
-            cell = f"{means[m]:.1f}"
-            if m in report.ci95:
-                lo, hi = report.ci95[m]
+            cell = f"{scores[m]:.1f}"
+            if m in scores.get("ci95", {}):
+                lo, hi = scores["ci95"][m]
                 cell += f" ±{(hi - lo) / 2:.1f}"
             if baseline and name in baseline and m in baseline[name]:
-                cell += f" ({means[m] - baseline[name][m]:+.1f})"
-            cells.append(f"{cell:>16}")
-        lines.append(f"{name.upper():<8}{report.n:>5}" + "".join(cells))
+                cell += f" ({scores[m] - baseline[name][m]:+.1f})"
+            cells.append(f"{cell:>18}")
+        lines.append(f"{name.upper():<8}{scores['n']:>5}" + "".join(cells))
     return "\n".join(lines)

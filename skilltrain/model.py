@@ -74,8 +74,10 @@ class BiEncoder(torch.nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, max_seq_length: int | None = None) -> "BiEncoder":
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         _offline()
+        hf_logging.disable_progress_bar()  # a bar per load floods Ray job logs
         path = check_encoder_dir(path if path is not None else default_model_dir())
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))

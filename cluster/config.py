@@ -1,0 +1,134 @@
+"""``PipelineConfig``: one file drives generate -> train -> evaluate.
+
+The pipeline config nests the two halves' own configs (``[generation]`` is a
+:class:`skillgen.config.GenerationConfig`, ``[training]`` a
+:class:`skilltrain.config.TrainConfig`) instead of redefining their fields, so
+each half keeps one source of truth. Paths that tie the stages together (the
+generation run dir is the training data, the model dir is what gets
+evaluated) are derived from ``run_dir`` here, not repeated by the user.
+The resolved config is written to ``<run_dir>/pipeline.json``; it never holds
+a secret, only the name of the environment variable with the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from skillgen.config import GenerationConfig, make_config
+from skillgen.errors import UserError
+from skilltrain.config import TrainConfig
+
+SIMULATOR_BASE_URL = "simulator"  # generation.base_url value that means "start the built-in simulator"
+
+
+class SimulatorSection(BaseModel):
+    """The built-in OpenAI-compatible simulator, started and stopped by the pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency: str = "lognormal:-1.6,0.4"
+    rpm: int | None = None
+    tpm: int | None = None
+    fault_rate: str = ""
+    seed: int = 0
+
+
+class EvaluationSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sets: list[str] = Field(default_factory=lambda: ["tech", "house"])
+    split: Literal["test", "validation"] = "test"
+    baseline: bool = True  # also score the untrained start model (cached in the run dir)
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: Path = Path("runs/local")
+    ray_address: str | None = None
+    esco: Path | None = None
+    benchmark_dir: Path | None = None
+    simulator: SimulatorSection = Field(default_factory=SimulatorSection)
+    generation: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+
+    # ---- derived stage configs ------------------------------------------------
+
+    @property
+    def uses_simulator(self) -> bool:
+        return self.generation.get("base_url", SIMULATOR_BASE_URL) == SIMULATOR_BASE_URL
+
+    @property
+    def generation_dir(self) -> Path:
+        return self.run_dir / "generation"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.run_dir / "model"
+
+    def generation_config(self, base_url: str | None = None) -> GenerationConfig:
+        values = dict(self.generation)
+        if self.uses_simulator:
+            if base_url is None:
+                raise ValueError("the simulator's base_url is known only once it runs")
+            values["base_url"] = base_url
+            values.setdefault("model", "simulator")
+        values["run_dir"] = str(self.generation_dir)
+        if self.esco is not None:
+            values.setdefault("esco", str(self.esco))
+        if self.ray_address:
+            values.setdefault("ray_address", self.ray_address)
+        return make_config(values, source="[generation]")
+
+    def train_config(self) -> TrainConfig:
+        values = dict(self.training)
+        values.update(data=self.generation_dir, out=self.model_dir)
+        values.setdefault("storage_path", self.run_dir / "train")
+        values.setdefault("name", "skilltrain")
+        if self.esco is not None:
+            values.setdefault("esco", self.esco)
+        if self.benchmark_dir is not None:
+            values.setdefault("benchmark_dir", self.benchmark_dir)
+        if self.ray_address:
+            values.setdefault("ray_address", self.ray_address)
+        try:
+            return TrainConfig(**values)
+        except ValidationError as exc:
+            raise UserError(_format("[training]", exc)) from None
+
+    def public_json(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+
+def _format(source: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{field}: {'unknown field' if err['type'] == 'extra_forbidden' else err['msg']}")
+    return f"{source}: invalid configuration: " + "; ".join(parts)
+
+
+def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read a pipeline TOML; ``overrides`` (from the CLI) win over the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: pipeline config file does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        config = PipelineConfig(**raw)
+    except ValidationError as exc:
+        raise UserError(_format(str(path), exc)) from None
+    # Validate both stages now, before any token is spent or any worker starts.
+    config.generation_config(base_url="http://127.0.0.1:1/v1" if config.uses_simulator else None)
+    config.train_config()
+    return config

@@ -1,0 +1,205 @@
+"""The main job: generate -> train -> evaluate -> report, from one config file.
+
+Runs the same way on a laptop (``ray.init()`` starts a local Ray) and as the
+entrypoint of ``ray job submit`` (Ray sets ``RAY_ADDRESS``, and ``ray.init()``
+joins that cluster). Every stage resumes from what is already on disk, so
+rerunning the command after a crash or a kill never pays for tokens twice:
+
+* generation skips finished request keys (``skillgen`` resume);
+* training restarts from its latest Ray Train checkpoint (same run name);
+* the exported model, the baseline scores and the evaluation are reused when
+  present.
+
+    python -m cluster.pipeline                       # local default: simulator, 300 skills, 2 CPU workers
+    python -m cluster.pipeline --config cluster/configs/openai.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Sequence
+
+from cluster.config import PipelineConfig, load_pipeline_config
+from skillgen.errors import UserError
+
+log = logging.getLogger("cluster.pipeline")
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "local.toml"
+FIT_DONE = "fit_result.json"
+GENERATION_LOG = "generation_runs.jsonl"
+
+
+def start_simulator(config: PipelineConfig, stack: ExitStack) -> str:
+    """Start the built-in simulator in this process; it stops when the pipeline does."""
+    from skillgen.simulator import SimulatorConfig, run_in_thread
+
+    sim = config.simulator
+    handle = run_in_thread(
+        SimulatorConfig(host="127.0.0.1", port=0, rpm=sim.rpm or 0, tpm=sim.tpm or 0,
+                        latency=sim.latency, fault_rates=sim.fault_rate, seed=sim.seed)
+    )
+    stack.callback(handle.stop)
+    log.info("simulator listening on %s", handle.base_url)
+    return handle.base_url
+
+
+def generate(config: PipelineConfig, base_url: str | None) -> dict[str, Any]:
+    """Run (or resume) generation; each invocation's summary is appended to ``generation_runs.jsonl``."""
+    from skillgen.estimate import estimate
+    from skillgen.run import run_generation
+
+    gen_config = config.generation_config(base_url)
+    cost = estimate(gen_config)
+    print(cost.format(), flush=True)
+    summary = run_generation(gen_config, progress=True)
+    print(summary.format(), flush=True)
+    record = {"estimate": cost.to_dict(), "summary": summary.to_dict()}
+    with open(config.run_dir / GENERATION_LOG, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    if summary.status != "complete":
+        raise UserError(
+            f"generation did not finish ({summary.status}); "
+            "fix the cause (e.g. raise spend_cap_usd) and rerun the same command to continue"
+        )
+    return record
+
+
+def print_estimate(config: PipelineConfig) -> None:
+    """Cost before spending: exact prompt tokens, expected completion tokens, online and batch prices."""
+    from skillgen.estimate import estimate
+
+    with ExitStack() as stack:
+        base_url = start_simulator(config, stack) if config.uses_simulator else None
+        print(estimate(config.generation_config(base_url)).format(), flush=True)
+
+
+def train(config: PipelineConfig) -> dict[str, Any]:
+    done = config.model_dir / FIT_DONE
+    if done.exists():
+        log.info("model already trained: %s", config.model_dir)
+        return json.loads(done.read_text())
+    from skilltrain.fit import fit
+
+    result = fit(config.train_config())
+    record = {
+        "out_dir": str(result.out_dir), "best_step": result.best_step, "best_metrics": result.best_metrics,
+        "history": result.history, "wall_s": round(result.wall_s, 1), "checkpoint": result.checkpoint,
+        "resumed_at_steps": result.extra.get("resumed_at_steps", []),
+    }
+    done.write_text(json.dumps(record, indent=2, default=str))
+    return record
+
+
+def evaluate(config: PipelineConfig) -> dict[str, Any]:
+    """Test scores of the trained model and of the untrained start model (the baseline)."""
+    from skillgen.taxonomy import load_skills
+    from skilltrain.evaluate import evaluate as run_eval
+    from skilltrain.evaluate import format_table, load_benchmarks, results_json
+    from skilltrain.model import EVAL_RESULTS_FILE, BiEncoder
+
+    ev = config.evaluation
+    skills = load_skills(config.esco)
+    benchmarks = load_benchmarks(skills, ev.sets, ev.split, config.benchmark_dir)
+    train_config = config.train_config()
+
+    baseline: dict[str, Any] | None = None
+    baseline_path = config.run_dir / f"baseline_{ev.split}.json"
+    if ev.baseline:
+        if baseline_path.exists():
+            baseline = json.loads(baseline_path.read_text())
+        else:
+            # the start model as published (its own max_seq_length), comparable with the literature
+            start = BiEncoder.from_pretrained(train_config.model)
+            baseline = results_json(run_eval(start, skills, benchmarks, progress=True))
+            baseline_path.write_text(json.dumps(baseline, indent=2))
+
+    # fit() already scored the exported model on the test split; reuse that rather than encode twice
+    saved = json.loads((config.model_dir / EVAL_RESULTS_FILE).read_text()).get(ev.split) if (config.model_dir / EVAL_RESULTS_FILE).exists() else None
+    if saved and all(name in saved for name in ev.sets):
+        results = {name: saved[name] for name in ev.sets}
+    else:
+        results = results_json(run_eval(BiEncoder.from_pretrained(config.model_dir), skills, benchmarks, progress=True))
+    (config.run_dir / f"results_{ev.split}.json").write_text(json.dumps(results, indent=2))
+    if baseline:
+        print(format_table(baseline, title=f"zero-shot start model ({ev.split})"))
+    print(format_table(results, title=f"trained model ({ev.split}); in brackets: change vs zero-shot", baseline=baseline))
+    return {"results": results, "baseline": baseline}
+
+
+def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    (config.run_dir / "pipeline.json").write_text(json.dumps(config.public_json(), indent=2))
+    outcome: dict[str, Any] = {}
+    with ExitStack() as stack:
+        base_url = start_simulator(config, stack) if config.uses_simulator else None
+        log.info("stage 1/4: generation -> %s", config.generation_dir)
+        outcome["generation"] = generate(config, base_url)
+    log.info("stage 2/4: training -> %s", config.model_dir)
+    outcome["training"] = train(config)
+    log.info("stage 3/4: evaluation")
+    outcome["evaluation"] = evaluate(config)
+    log.info("stage 4/4: report")
+    from cluster.report import write_report
+
+    report = write_report(config, outcome)
+    elapsed = time.perf_counter() - started
+    print(f"\npipeline finished in {elapsed / 60:.1f} min", flush=True)
+    print(f"  run dir:  {config.run_dir.resolve()}")
+    print(f"  model:    {config.model_dir.resolve()}")
+    print(f"  report:   {report.resolve()}")
+    return outcome
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cluster.pipeline",
+        description=(
+            "Generate synthetic job-ad sentences for ESCO skills, train the bi-encoder on them with Ray Train, "
+            "evaluate on TECH/HOUSE and write a report. Rerun the same command to resume."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline TOML (see cluster/configs/)")
+    parser.add_argument("--run-dir", type=Path, default=None, help="override the config's run_dir (outputs, resume state)")
+    parser.add_argument("--address", default=None, help="Ray address; default: $RAY_ADDRESS (set by ray job submit) or a local Ray")
+    parser.add_argument("--esco", type=Path, default=None, help="ESCO skills CSV; default: ../shared/data/esco/skills_en.csv")
+    parser.add_argument("--benchmark-dir", type=Path, default=None, help="TECH/HOUSE CSV dir; default: ../shared/data/benchmarks")
+    parser.add_argument("--estimate", action="store_true", help="print the generation cost estimate and exit (spends nothing)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        config = load_pipeline_config(
+            args.config,
+            {"run_dir": args.run_dir, "ray_address": args.address, "esco": args.esco, "benchmark_dir": args.benchmark_dir},
+        )
+        if args.estimate:
+            print_estimate(config)
+        else:
+            run_pipeline(config)
+    except UserError as exc:
+        print(f"pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pipeline: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The run report: one Markdown page with PNG plots, written into the run dir.
+
+It answers what a user asks after a bulk run: did training help (scores vs
+the zero-shot start model), how did training go (loss, validation RP@5), did
+every skill get its sentences (per-skill counts, failures), and what did it
+cost (estimate vs actual).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: cluster heads and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+
+METRICS = ("RP@1", "RP@5", "RP@10", "MRR")
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def plot_training(history: list[dict[str, Any]], path: Path) -> str | None:
+    losses = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None]
+    vals = [(h["step"], h["val_rp5"]) for h in history if h.get("val_rp5") is not None]
+    if not losses and not vals:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if losses:
+        ax.plot(*zip(*losses), color="tab:blue", label="training loss")
+        ax.set_ylabel("loss")
+    ax.set_xlabel("step")
+    if vals:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*vals), "o-", color="tab:orange", label="validation RP@5")
+        ax2.set_ylabel("validation RP@5 (%)")
+    ax.set_title("training")
+    fig.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def plot_scores(results: dict[str, Any], baseline: dict[str, Any] | None, path: Path) -> str:
+    sets = list(results)
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        xs = range(len(METRICS))
+        width = 0.38
+        if baseline and name in baseline:
+            ax.bar([x - width / 2 for x in xs], [baseline[name][m] for m in METRICS], width, label="zero-shot")
+        ax.bar([x + width / 2 for x in xs], [results[name][m] for m in METRICS], width, label="trained")
+        ax.set_xticks(list(xs), METRICS)
+        ax.set_title(f"{name.upper()} (n={results[name]['n']})")
+        ax.set_ylabel("%")
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_sentences(rows: pl.DataFrame, failures: pl.DataFrame, path: Path) -> str | None:
+    if rows.is_empty():
+        return None
+    per_skill = rows.group_by("skill_id").len()["len"].to_list()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.hist(per_skill, bins=range(0, max(per_skill) + 2), color="tab:green")
+    ax.set_xlabel("sentences per skill")
+    ax.set_ylabel("skills")
+    ax.set_title(f"{rows.height} sentences for {len(per_skill)} skills; {failures.height} failure records")
+    return _save(fig, path)
+
+
+def plot_cost(estimate: dict[str, Any], summary: dict[str, Any], path: Path) -> str | None:
+    est_tokens = estimate.get("prompt_tokens", 0) + estimate.get("completion_tokens", 0)
+    act_tokens = summary.get("prompt_tokens", 0) + summary.get("completion_tokens", 0)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(7, 3.2))
+    a1.bar(["estimate", "actual"], [est_tokens, act_tokens], color=["tab:gray", "tab:blue"])
+    a1.set_title("tokens")
+    a2.bar(["estimate", "actual"], [estimate.get("cost_usd", 0.0), summary.get("cost_usd", 0.0)], color=["tab:gray", "tab:blue"])
+    a2.set_title("cost (USD)")
+    return _save(fig, path)
+
+
+def _table(results: dict[str, Any], baseline: dict[str, Any] | None) -> list[str]:
+    lines = ["| set | n | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+    for name, r in results.items():
+        cells = []
+        for m in METRICS:
+            cell = f"{r[m]:.1f}"
+            if baseline and name in baseline:
+                cell += f" ({r[m] - baseline[name][m]:+.1f})"
+            cells.append(cell)
+        lines.append(f"| {name.upper()} | {r['n']} | " + " | ".join(cells) + " |")
+        if baseline and name in baseline:
+            b = baseline[name]
+            lines.append(f"| {name.upper()} zero-shot | {b['n']} | " + " | ".join(f"{b[m]:.1f}" for m in METRICS) + " |")
+    return lines
+
+
+def generation_totals(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """First invocation's estimate, and actual tokens/cost summed over every (resumed) invocation."""
+    import json
+
+    if not log_path.exists():
+        return {}, {}
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    estimate = records[0]["estimate"]
+    actual = {
+        key: sum(r["summary"][key] for r in records)
+        for key in ("prompt_tokens", "completion_tokens", "requests", "retries", "rate_limited")
+    }
+    actual["cost_usd"] = records[-1]["summary"]["total_cost_usd"]
+    return estimate, actual
+
+
+def write_report(config, outcome: dict[str, Any]) -> Path:
+    """Write ``<run_dir>/report.md`` and its PNGs; returns the Markdown path."""
+    from skillgen.sinks import read_failures, read_rows
+
+    run_dir: Path = config.run_dir
+    est, summ = generation_totals(run_dir / "generation_runs.jsonl")
+    training = outcome.get("training", {})
+    ev = outcome.get("evaluation", {})
+    results, baseline = ev.get("results", {}), ev.get("baseline")
+
+    rows = read_rows(config.generation_dir)
+    failures = read_failures(config.generation_dir)
+    images = {
+        "scores": plot_scores(results, baseline, run_dir / "report_scores.png") if results else None,
+        "training": plot_training(training.get("history", []), run_dir / "report_training.png"),
+        "sentences": plot_sentences(rows, failures, run_dir / "report_sentences.png"),
+        "cost": plot_cost(est, summ, run_dir / "report_cost.png") if est or summ else None,
+    }
+    lines = [f"# Run report: `{run_dir}`", ""]
+    lines += [f"## Skill extraction ({config.evaluation.split} split; in brackets: change vs zero-shot)", ""]
+    lines += _table(results, baseline) + [""]
+    if images["scores"]:
+        lines += [f"![scores]({images['scores']})", ""]
+    lines += ["## Training", ""]
+    for key in ("steps", "wall_s", "best_step", "best_val_rp5", "samples_per_s"):
+        if key in training:
+            lines.append(f"- {key}: {training[key]}")
+    if images["training"]:
+        lines += ["", f"![training]({images['training']})"]
+    lines += ["", "## Generation", ""]
+    lines.append(f"- sentences: {rows.height} for {rows['skill_id'].n_unique() if rows.height else 0} skills; failure records: {failures.height}")
+    if failures.height:
+        by_class = failures.group_by("error_class").len().sort("len", descending=True)
+        lines.append("- failures by class: " + ", ".join(f"{c} {n}" for c, n in by_class.iter_rows()))
+    if images["sentences"]:
+        lines += ["", f"![sentences]({images['sentences']})"]
+    lines += ["", "## Tokens and cost", "", "| | prompt tokens | completion tokens | cost USD |", "|---|---|---|---|"]
+    lines.append(f"| estimate | {est.get('prompt_tokens', '-')} | {est.get('completion_tokens', '-')} | {est.get('cost_usd', '-')} |")
+    lines.append(f"| actual | {summ.get('prompt_tokens', '-')} | {summ.get('completion_tokens', '-')} | {summ.get('cost_usd', '-')} |")
+    if images["cost"]:
+        lines += ["", f"![cost]({images['cost']})"]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

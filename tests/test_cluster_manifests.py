@@ -1,0 +1,67 @@
+"""The cluster manifests are checked offline: Ray's own schema for `ray up`, and the fields the
+KubeRay RayJob CRD requires (KubeRay's API reference, ray.io/v1)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = ROOT / "cluster"
+
+
+def test_ray_up_config_passes_rays_schema_and_has_gpu_autoscaling():
+    from ray.autoscaler._private.util import validate_config
+
+    config = yaml.safe_load((CLUSTER / "ray-cluster.yaml").read_text())
+    validate_config(config)  # jsonschema of the installed Ray + its consistency checks
+    node_types = config["available_node_types"]
+    assert config["head_node_type"] in node_types
+    gpu_types = [name for name, spec in node_types.items() if "gpu" in spec["node_config"]["InstanceType"] or name.endswith("gpu")]
+    assert gpu_types and all(node_types[n]["max_workers"] > node_types[n]["min_workers"] for n in gpu_types)
+
+
+def load_rayjob() -> tuple[dict, list[dict]]:
+    docs = list(yaml.safe_load_all((CLUSTER / "rayjob.yaml").read_text()))
+    job = next(d for d in docs if d["kind"] == "RayJob")
+    return job, docs
+
+
+def containers(template: dict) -> list[dict]:
+    return template["spec"]["containers"]
+
+
+def test_rayjob_has_the_required_kuberay_fields():
+    job, _ = load_rayjob()
+    assert job["apiVersion"] == "ray.io/v1"
+    assert job["metadata"]["name"]
+    spec = job["spec"]
+    assert spec["entrypoint"].startswith("python -m cluster.pipeline")
+    runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
+    assert "working_dir" in runtime_env and runtime_env["pip"]
+    cluster = spec["rayClusterSpec"]
+    head = cluster["headGroupSpec"]
+    assert "rayStartParams" in head and containers(head["template"])[0]["image"]
+    for group in cluster["workerGroupSpecs"]:
+        assert group["groupName"] and "rayStartParams" in group
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+        assert containers(group["template"])[0]["image"]
+        assert any("nvidia.com/gpu" in c["resources"]["limits"] for c in containers(group["template"]))
+
+
+def test_rayjob_entrypoint_config_exists_and_secrets_come_from_a_kubernetes_secret():
+    job, docs = load_rayjob()
+    args = shlex.split(job["spec"]["entrypoint"])
+    config_path = args[args.index("--config") + 1]
+    assert (ROOT / config_path).is_file()
+    groups = [job["spec"]["rayClusterSpec"]["headGroupSpec"], *job["spec"]["rayClusterSpec"]["workerGroupSpecs"]]
+    for group in groups:
+        env = {e["name"]: e for c in containers(group["template"]) for e in c.get("env", [])}
+        assert "secretKeyRef" in env["OPENAI_API_KEY"]["valueFrom"]
+        assert "value" not in env["OPENAI_API_KEY"]
+    claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    mounted = {v["persistentVolumeClaim"]["claimName"] for g in groups for v in g["template"]["spec"]["volumes"]}
+    assert mounted <= claims
+    assert "sk-" not in (CLUSTER / "rayjob.yaml").read_text()
