@@ -7,7 +7,8 @@ so a fresh key may burst a full minute's allowance and then sustains the
 limit. A request is admitted only if *both* buckets cover it, and is then
 charged to both; otherwise it is rejected at once (never queued), which is
 what makes a client's own pacing observable. The ``x-ratelimit-*`` headers
-are read off the same buckets, so they agree with the enforcement exactly.
+are read off the same buckets, so they agree with the enforcement exactly;
+``x-sim-limiter-time`` (see :data:`CLOCK_HEADER`) says when it judged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 LimitType = Literal["requests", "tokens"]
+# Not an OpenAI header: the limiter's clock (monotonic seconds) when it judged the request. It lets a
+# test measure a rate window in the limiter's own time, free of client-side scheduling jitter.
+CLOCK_HEADER = "x-sim-limiter-time"
 
 
 def format_duration(seconds: float) -> str:
@@ -135,7 +139,7 @@ class RateLimiter:
             assert bucket is not None
             return Admission(
                 False,
-                self._headers(state),
+                {**self._headers(state), CLOCK_HEADER: f"{now:.6f}"},
                 limited_by=binding,
                 retry_after=waits[binding],
                 limit=int(bucket.capacity),
@@ -144,7 +148,7 @@ class RateLimiter:
             )
         for name, bucket in state.buckets:
             bucket.level -= costs[name]
-        return Admission(True, self._headers(state))
+        return Admission(True, {**self._headers(state), CLOCK_HEADER: f"{now:.6f}"})
 
     def headers(self, key: str) -> dict[str, str]:
         """Current headers for ``key`` without charging (an unseen key reports full buckets)."""
