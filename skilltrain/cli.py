@@ -16,6 +16,7 @@ DESCRIPTION = "Contrastive bi-encoder training on generated (sentence, skill) pa
 COMMANDS: dict[str, str] = {
     "eval": "skilltrain.evaluate_cli",
     "fit": "skilltrain.fit_cli",
+    "extract": "skilltrain.extract_cli",
 }
 
 
