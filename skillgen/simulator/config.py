@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from skillgen.simulator.faults import FaultKind, parse_fault_kind
 
 REQUIRE_KEY_ENV = "SKILLGEN_SIM_REQUIRE_KEY"
-DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o")  # one encoding (o200k) to load at start
+DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "simulator")  # "simulator": the pipeline's keyless default model
 
 
 class LatencySpec(BaseModel):

@@ -33,15 +33,21 @@ def reset_stats(base_url: str, timeout: float = 10.0) -> None:
 
 
 def wait_until_ready(base_url: str, api_key: str, deadline: float, alive: Callable[[], bool]) -> None:
-    """Poll ``GET /v1/models`` until it answers 200; stop early if the server process died."""
+    """Poll until ``GET /v1/models`` answers 200 and the tokenizers are loaded (``"warm"`` in the stats).
+
+    Waiting for warm means the first completion is as fast as any other, so a
+    test's short client timeout is never spent on loading BPE files.
+    """
+    base = base_url.rstrip("/")
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if not alive():
             raise RuntimeError("simulator exited before it was ready")
         try:
-            request_json(f"{base_url.rstrip('/')}/models", api_key=api_key, timeout=2.0)
-            return
+            request_json(f"{base}/models", api_key=api_key, timeout=2.0)
+            if request_json(f"{base}/stats", timeout=2.0).get("warm", True):
+                return
         except (urllib.error.URLError, OSError, ValueError) as exc:
             last_error = exc
-            time.sleep(0.05)
-    raise TimeoutError(f"simulator at {base_url} did not answer /v1/models in time: {last_error}")
+        time.sleep(0.05)
+    raise TimeoutError(f"simulator at {base_url} did not become ready in time: {last_error or 'still loading'}")

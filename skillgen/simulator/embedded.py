@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 from skillgen.simulator.config import SimulatorConfig
@@ -43,6 +44,12 @@ class SimulatorThread:
         if self._error is not None:
             self._thread.join(timeout)
             raise RuntimeError(f"simulator failed to start: {self._error}") from self._error
+        deadline = time.monotonic() + timeout
+        while not self._call(lambda server: server.warm):  # first completion as fast as any other
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"simulator did not load its tokenizers within {timeout:g}s")
+            time.sleep(0.02)
         return self
 
     def _run(self) -> None:
@@ -74,7 +81,7 @@ class SimulatorThread:
 
     def stats(self) -> dict[str, Any]:
         """The same document as ``GET /v1/stats``."""
-        return self._call(lambda server: server.stats.snapshot(server.config.summary()))
+        return self._call(lambda server: server.stats_document())
 
     def reset_stats(self) -> None:
         self._call(lambda server: server.stats.reset())

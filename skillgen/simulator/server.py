@@ -126,6 +126,11 @@ class SimulatorServer:
         threading.Thread(target=load, name="skillgen-sim-warmup", daemon=True).start()
         self._warm = done
 
+    @property
+    def warm(self) -> bool:
+        """True once the tokenizers are loaded: from then on no request waits for them."""
+        return self._warm is not None and self._warm.done()
+
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
@@ -143,8 +148,12 @@ class SimulatorServer:
             return _error_response(err)
         return web.json_response(wire.model_list(self.config.models, self._created))
 
+    def stats_document(self) -> dict[str, Any]:
+        """What ``GET /v1/stats`` returns: the counters, the config, and whether tokenizers are loaded."""
+        return {**self.stats.snapshot(self.config.summary()), "warm": self.warm}
+
     async def get_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.snapshot(self.config.summary()))
+        return web.json_response(self.stats_document())
 
     async def reset_stats(self, request: web.Request) -> web.Response:
         self.stats.reset()
@@ -335,10 +344,8 @@ def _validate(body: dict[str, Any]) -> _Request:
             msg["name"] = m["name"]
         normalized.append(msg)
     n = _int_param(body, "n", 1, MAX_N, 1)
-    max_completion = body.get("max_completion_tokens")
-    key = "max_completion_tokens"
-    if max_completion is None:
-        key = "max_tokens"
+    # max_completion_tokens is the current name, max_tokens the older one; the newer wins when both are sent.
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_value = _int_param(body, key, 1, 10_000_000, None)
     seed = _int_param(body, "seed", -(2**63), 2**63 - 1, None)
     temperature = body.get("temperature", 1.0)
