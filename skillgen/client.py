@@ -34,6 +34,26 @@ RUN_STOPPING = {"authentication", "permission", "not_found", "insufficient_quota
 KEYLESS_PLACEHOLDER = "no-key-needed"
 
 
+class Secret:
+    """A value that never shows itself: ``repr``/``str`` are masked, pickling keeps it (for Ray task args)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | None):
+        self._value = value
+
+    def get(self) -> str | None:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(***)" if self._value else "Secret(None)"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (Secret, (self._value,))
+
+
 @dataclass
 class CallResult:
     content: str | None
@@ -164,11 +184,11 @@ def is_openai_host(base_url: str) -> bool:
     return host.endswith("openai.com")
 
 
-def resolve_api_key(api_key_env: str, base_url: str) -> str:
-    """The key from ``$api_key_env``; endpoints other than OpenAI may need none."""
+def resolve_api_key(api_key_env: str, base_url: str, fallback: "Secret | None" = None) -> str:
+    """The key from ``$api_key_env`` (or the driver's, passed masked); endpoints other than OpenAI may need none."""
     import os
 
-    key = os.environ.get(api_key_env)
+    key = os.environ.get(api_key_env) or (fallback.get() if fallback is not None else None)
     if key:
         return key
     if is_openai_host(base_url):
@@ -186,7 +206,8 @@ class ChatClient:
 
     def __init__(self, base_url: str, model: str, api_key_env: str, *, timeout_s: float = 120.0,
                  connect_timeout_s: float = 10.0, temperature: float | None = None, top_p: float | None = None,
-                 seed: int | None = None, response_format: dict[str, Any] | None = None, max_connections: int = 1000):
+                 seed: int | None = None, response_format: dict[str, Any] | None = None, max_connections: int = 1000,
+                 key_fallback: Secret | None = None):
         import httpx2
 
         self.model = model
@@ -207,7 +228,7 @@ class ChatClient:
         )
         self._client = openai.AsyncOpenAI(
             base_url=base_url,
-            api_key=resolve_api_key(api_key_env, base_url),
+            api_key=resolve_api_key(api_key_env, base_url, key_fallback),
             max_retries=0,
             timeout=httpx2.Timeout(timeout_s, connect=connect_timeout_s),
             http_client=http,

@@ -124,8 +124,11 @@ class _Interrupt(Exception):
     pass
 
 
-def run_generation(config: GenerationConfig, progress: bool = True) -> RunSummary:
-    """Generate sentences for the selected skills into ``config.run_dir``; resumable, budget-aware."""
+def run_generation(config: GenerationConfig, progress: bool = True, on_update: Any = None) -> RunSummary:
+    """Generate sentences for the selected skills into ``config.run_dir``; resumable, budget-aware.
+
+    ``on_update(scheduler_state, budget_snapshot)`` is called on every driver tick (benchmarks, UIs).
+    """
     import ray
 
     from skillgen.budget import BudgetActor
@@ -163,11 +166,11 @@ def run_generation(config: GenerationConfig, progress: bool = True) -> RunSummar
     if not ray.is_initialized():
         ray.init(address=config.ray_address or None, log_to_driver=True, include_dashboard=False)
     n_workers = config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    runtime_env = None
-    key_value = os.environ.get(config.api_key_env)
-    if key_value and not os.environ.get("SKILLGEN_NO_KEY_RUNTIME_ENV"):
-        # Workers read the key from their environment; Ray's runtime_env is how env vars reach other nodes.
-        runtime_env = {"env_vars": {config.api_key_env: key_value}}
+    # Workers read the key from their own environment (a cluster's runtime_env). If a worker lacks it,
+    # the driver's value travels as a masked task argument: never in config, runtime_env, logs or files.
+    from skillgen.client import Secret
+
+    secret = Secret(os.environ.get(config.api_key_env))
 
     budget = ray.remote(BudgetActor).options(num_cpus=0, max_concurrency=1).remote(
         rpm=config.rpm, tpm=config.tpm, input_tpm=config.input_tpm, output_tpm=config.output_tpm,
@@ -183,8 +186,6 @@ def run_generation(config: GenerationConfig, progress: bool = True) -> RunSummar
         wid = f"w{i}"
         opts: dict[str, Any] = dict(num_cpus=config.worker_num_cpus, max_restarts=-1, max_task_retries=0,
                                     max_concurrency=1000, name=f"{WORKER_NAME_PREFIX}{run_tag}-{wid}")
-        if runtime_env:
-            opts["runtime_env"] = runtime_env
         workers[wid] = worker_cls.options(**opts).remote(wid, cfg_dict, scheduler, budget, price.input_per_1m, price.output_per_1m)
 
     interrupted = threading.Event()
@@ -194,7 +195,7 @@ def run_generation(config: GenerationConfig, progress: bool = True) -> RunSummar
             raise KeyboardInterrupt
         old_term = signal.signal(signal.SIGTERM, _on_term)
 
-    refs: dict[Any, str] = {workers[w].run.remote(): w for w in workers}
+    refs: dict[Any, str] = {workers[w].run.remote(secret): w for w in workers}
     stop_deadline = None
     try:
         while refs:
@@ -209,8 +210,9 @@ def run_generation(config: GenerationConfig, progress: bool = True) -> RunSummar
                         ray.get(scheduler.release_worker.remote(wid))
                         ray.get(budget.release_worker.remote(wid))
                     st = ray.get(scheduler.state.remote())
-                    if not st["stopped"] and not interrupted.is_set() and st["queued"] > 0:
-                        refs[workers[wid].run.remote()] = wid  # a restarted actor picks up released work
+                    budget_stop = ray.get(budget.snapshot.remote()).get("stop_reason")
+                    if not st["stopped"] and not budget_stop and not interrupted.is_set() and st["queued"] > 0:
+                        refs[workers[wid].run.remote(secret)] = wid  # a restarted actor picks up released work
                 out = ray.get(scheduler.drain.remote())
                 rows_w.add(out["rows"])
                 fail_w.add(out["failures"])
@@ -218,6 +220,8 @@ def run_generation(config: GenerationConfig, progress: bool = True) -> RunSummar
                 fail_w.maybe_flush()
                 sched_state = out["state"]
                 budget_snap = ray.get(budget.snapshot.remote())
+                if on_update is not None:
+                    on_update(sched_state, budget_snap)
                 ws = sched_state.get("workers", {})
                 reporter.update(sched_state["finished"], sched_state["failed"], sched_state["sentences"],
                                 ws.get("prompt_tokens", 0) + ws.get("completion_tokens", 0),

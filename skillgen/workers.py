@@ -90,6 +90,8 @@ class WorkerCore:
                     fut.set_result(rid)
             del self.pending[: len(granted)]
             if res.get("stop"):
+                if not self.stop_reason:
+                    self.scheduler.stop.remote(res["stop"])  # no more chunks for anyone
                 self.stop_reason = res["stop"]
                 for fut, _, _ in self.pending:
                     if not fut.done():
@@ -234,12 +236,12 @@ class WorkerCore:
         self.out_rows, self.out_failures, self.out_done, self.out_released = [], [], [], []
         return rep
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self, secret: Any = None) -> dict[str, Any]:
         cfg = self.cfg
         client = ChatClient(
             cfg.base_url, cfg.model, cfg.api_key_env, timeout_s=cfg.request_timeout_s,
             connect_timeout_s=cfg.connect_timeout_s, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
-            response_format=response_format(cfg.json_schema) if cfg.response_format else None,
+            response_format=response_format(cfg.json_schema) if cfg.response_format else None, key_fallback=secret,
         )
         exchanger = asyncio.create_task(self.exchange_loop())
         active: set[asyncio.Task] = set()
@@ -291,8 +293,8 @@ class WorkerActor:
     def __init__(self, worker_id: str, config: dict[str, Any], scheduler: Any, budget: Any, price_in: float, price_out: float):
         self.core = WorkerCore(worker_id, config, scheduler, budget, price_in, price_out)
 
-    async def run(self) -> dict[str, Any]:
-        return await self.core.run()
+    async def run(self, secret: Any = None) -> dict[str, Any]:
+        return await self.core.run(secret)
 
     async def ping(self) -> str:
         return self.core.id

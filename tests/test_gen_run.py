@@ -22,7 +22,7 @@ SECRET = "sk-test-DO-NOT-LEAK-8f3a9c2e71b44d0f"
 @pytest.fixture(scope="module")
 def sim():
     os.environ["SKILLGEN_TEST_KEY"] = SECRET
-    with SimulatorProcess(latency="fixed:0.05", seed=1) as s:
+    with SimulatorProcess(latency="fixed:0.05", seed=1, require_key=SECRET) as s:
         yield s
 
 

@@ -1,0 +1,54 @@
+"""Killing the driver (SIGKILL) mid-run, then rerunning: complete, no duplicates, nothing written is paid again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from skillgen.runstate import load_progress
+from test_gen_helpers import assert_complete, esco
+
+SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cmd(base_url: str, csv: Path, run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "skillgen.cli", "run", "--esco", str(csv), "--base-url", base_url, "--model", "simulator",
+            "--run-dir", str(run_dir), "-n", "5", "--workers", "2", "--rpm", "300", "--flush-seconds", "0.3",
+            "--no-progress"]
+
+
+def test_sigkill_driver_then_rerun(tmp_path: Path):
+    csv = esco(tmp_path, 80)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    with SimulatorProcess(latency="fixed:0.2", seed=4) as sim:
+        proc = subprocess.Popen(_cmd(sim.base_url, csv, run_dir), env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((run_dir / "shards").glob("part-*.parquet"))) >= 2:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        time.sleep(3)  # the driver's local Ray dies with it; let its in-flight requests drain
+        before = load_progress(run_dir)
+        written = {k for k, v in before.have.items() if len(v) >= 5}
+        assert 0 < len(written) < 80
+        sim.reset_stats()
+        done = subprocess.run(_cmd(sim.base_url, csv, run_dir), env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=240)
+        assert done.returncode == 0, done.stderr[-2000:]
+        stats = sim.stats()
+    assert_complete(run_dir, 80, 5)
+    billed_again = [k for k, v in stats["served_by_key"].items() if v and k.split(":")[0] in written]
+    assert billed_again == [], "request keys already written were paid for again"
+    assert stats["served"] <= 80 - len(written) + 5  # only the rest (plus partial skills' follow-ups)
