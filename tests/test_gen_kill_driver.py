@@ -18,10 +18,9 @@ SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorPr
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _cmd(base_url: str, csv: Path, run_dir: Path) -> list[str]:
+def _cmd(base_url: str, csv: Path, run_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "skillgen.cli", "run", "--esco", str(csv), "--base-url", base_url, "--model", "simulator",
-            "--run-dir", str(run_dir), "-n", "5", "--workers", "2", "--rpm", "300", "--flush-seconds", "0.3",
-            "--no-progress"]
+            "--run-dir", str(run_dir), "-n", "5", "--workers", "2", "--flush-seconds", "0.3", "--no-progress", *extra]
 
 
 def test_sigkill_driver_then_rerun(tmp_path: Path):
@@ -29,11 +28,12 @@ def test_sigkill_driver_then_rerun(tmp_path: Path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
     with SimulatorProcess(latency="fixed:0.2", seed=4) as sim:
-        proc = subprocess.Popen(_cmd(sim.base_url, csv, run_dir), env=env, cwd=tmp_path,
+        # --rpm 20: a burst of 20 skills, then one every 3 s, so the kill lands mid-run
+        proc = subprocess.Popen(_cmd(sim.base_url, csv, run_dir, "--rpm", "20"), env=env, cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if len(list((run_dir / "shards").glob("part-*.parquet"))) >= 2:
+            if len(list((run_dir / "shards").glob("part-*.parquet"))) >= 3:
                 break
             time.sleep(0.1)
         assert proc.poll() is None, "the run finished before it could be killed"
