@@ -45,6 +45,24 @@ def synthetic_skill_rows(n: int) -> list[tuple[str, ...]]:
     return rows
 
 
+def write_benchmarks(directory: Path, labels: Sequence[str]) -> Path:
+    """TECH/HOUSE-shaped CSVs (both splits): one sentence per label plus one non-skill row."""
+    import polars as pl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("tech", "house"):
+        for split in ("validation", "test"):
+            pl.DataFrame(
+                {
+                    "sentence": [f"we need someone to {lab}" for lab in labels] + ["just noise"],
+                    "span": ["x"] * (len(labels) + 1),
+                    "sub_span": [""] * (len(labels) + 1),
+                    "label": list(labels) + ["LABEL NOT PRESENT"],
+                }
+            ).write_csv(directory / f"{name}_{split}.csv")
+    return directory
+
+
 @pytest.fixture
 def esco_csv(tmp_path: Path) -> Path:
     """A 40-skill synthetic taxonomy file."""

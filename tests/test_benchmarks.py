@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 
-from conftest import synthetic_skill_rows, write_esco_csv
+from conftest import synthetic_skill_rows, write_benchmarks, write_esco_csv
 from skilltrain.benchmarks import group_gold
 from skilltrain.cli import main as skilltrain_main
 
@@ -20,20 +20,6 @@ def test_grouping_drops_non_skills_unknown_labels_and_empty_sentences():
     )
     grouped = group_gold(rows, {"bake", "cook"})
     assert [(g.sentence, g.gold_labels) for g in grouped] == [("s1", ("bake", "cook")), ("s3", ("cook",))]
-
-
-def write_benchmarks(directory, labels):
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in ("tech", "house"):
-        for split in ("validation", "test"):
-            pl.DataFrame(
-                {
-                    "sentence": [f"we need someone to {lab}" for lab in labels] + ["just noise"],
-                    "span": ["x"] * (len(labels) + 1),
-                    "sub_span": [""] * (len(labels) + 1),
-                    "label": labels + ["LABEL NOT PRESENT"],
-                }
-            ).write_csv(directory / f"{name}_{split}.csv")
 
 
 def test_eval_cli_writes_json_in_the_documented_shape(tmp_path, tiny_encoder_dir):

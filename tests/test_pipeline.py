@@ -1,0 +1,125 @@
+"""The main job end to end on a tiny slice: local Ray, the in-process simulator, the tiny
+encoder, 2 Ray Train workers; then a crash in the middle of training and a rerun that
+finishes without paying for any generation request again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import synthetic_skill_rows, write_benchmarks, write_esco_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+N_SKILLS, N_SENTENCES = 24, 4
+
+
+def tiny_pipeline_config(tmp_path: Path, encoder_dir: Path, run_dir: Path) -> Path:
+    rows = synthetic_skill_rows(N_SKILLS)
+    esco = write_esco_csv(tmp_path / "skills.csv", rows)
+    bench = write_benchmarks(tmp_path / "bench", [r[1] for r in rows[:6]])
+    config = tmp_path / "pipeline.toml"
+    config.write_text(f"""
+run_dir = "{run_dir}"
+esco = "{esco}"
+benchmark_dir = "{bench}"
+[simulator]
+latency = "fixed:0.01"
+[generation]
+base_url = "simulator"
+n_sentences = {N_SENTENCES}
+workers = 1
+[training]
+workers = 2
+batch_size = 4
+epochs = 2
+model = "{encoder_dir}"
+max_seq_length = 32
+eval_every = 3
+[evaluation]
+sets = ["tech", "house"]
+""")
+    return config
+
+
+def pipeline_cmd(config: Path) -> list[str]:
+    return [sys.executable, "-m", "cluster.pipeline", "--config", str(config)]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+
+
+def generation_records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "generation_runs.jsonl").read_text().splitlines()]
+
+
+def check_outputs(run_dir: Path) -> None:
+    rows = pl.read_parquet(run_dir / "generation" / "shards" / "*.parquet")
+    assert rows.height == N_SKILLS * N_SENTENCES
+    assert rows.select("skill_id", "sample_idx").n_unique() == rows.height
+    results = json.loads((run_dir / "results_test.json").read_text())
+    assert set(results) == {"tech", "house"} and results["tech"]["n"] == 6
+    assert (run_dir / "report.md").read_text().count("![") == 4
+    from sentence_transformers import SentenceTransformer
+
+    assert SentenceTransformer(str(run_dir / "model")).encode(["weld pipes"]).shape == (1, 32)
+
+
+def test_pipeline_runs_end_to_end_and_a_rerun_pays_nothing(tmp_path, tiny_encoder_dir):
+    run_dir = tmp_path / "run"
+    config = tiny_pipeline_config(tmp_path, tiny_encoder_dir, run_dir)
+    first = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "trained model (test)" in first.stdout and str(run_dir / "report.md") in first.stdout
+    check_outputs(run_dir)
+
+    again = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    records = generation_records(run_dir)
+    assert [r["summary"]["requests"] for r in records][1] == 0
+    assert records[1]["summary"]["skills_already_done"] == N_SKILLS
+
+
+def test_killed_during_training_resumes_without_new_generation_requests(tmp_path, tiny_encoder_dir):
+    run_dir = tmp_path / "run"
+    config = tiny_pipeline_config(tmp_path, tiny_encoder_dir, run_dir)
+    proc = subprocess.Popen(pipeline_cmd(config), cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        # Ray Train records a reported checkpoint in its manager snapshot; kill once that exists
+        snapshot = run_dir / "train" / "skilltrain" / "checkpoint_manager_snapshot.json"
+        while time.monotonic() < deadline and proc.poll() is None:
+            if snapshot.exists() and '"checkpoint_results": []' not in snapshot.read_text():
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "pipeline finished before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # a crash: driver, Ray and train workers all at once
+        proc.wait(timeout=30)
+    assert not (run_dir / "model" / "fit_result.json").exists()
+    paid = generation_records(run_dir)[0]["summary"]["requests"]
+    assert paid >= N_SKILLS
+
+    rerun = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert generation_records(run_dir)[1]["summary"]["requests"] == 0
+    fit = json.loads((run_dir / "model" / "fit_result.json").read_text())
+    assert fit["resumed_at_steps"], "training restarted from scratch instead of its checkpoint"
+    check_outputs(run_dir)
+
+
+def test_bad_pipeline_config_fails_with_one_line(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[generation]\nbase_url = "simulator"\nrpm = -5\n[training]\nbatch_size = 4\n')
+    proc = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"pipeline: error: [generation]: invalid configuration: rpm: Input should be greater than 0"]
