@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import random
 import re
+import string
 from dataclasses import dataclass
 
 from skillgen.simulator import templates as T
@@ -97,7 +98,7 @@ class Phrase:
     text: str
     verbal: bool
 
-    @property
+    @functools.cached_property
     def gerund(self) -> str:
         """``assign and manage staff`` -> ``assigning and managing staff``."""
         words = self.text.split()
@@ -107,7 +108,7 @@ class Phrase:
             words[start + 2] = gerund(words[start + 2])
         return " ".join(words)
 
-    @property
+    @functools.cached_property
     def object(self) -> str:
         """The words after the verb(s): ``manage musical staff`` -> ``musical staff``."""
         words = self.text.split()
@@ -262,21 +263,27 @@ def _explicit(phrase: Phrase, kind: str, rng: random.Random) -> str:
     return _fill(rng.choice(family), rng, N=phrase.text)
 
 
+_CONTEXT_CHOICES = {"sector": T.SECTORS, "company": T.COMPANIES, "years": T.YEARS, "tail": T.TAILS}
+_ROLE_FIELDS = frozenset({"seniority", "role_noun", "role", "a_role"})
+
+
+@functools.lru_cache(maxsize=None)
+def _fields(template: str) -> frozenset[str]:
+    """The slot names a template uses, so only those are drawn (this is the server's hot path)."""
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
 def _fill(template: str, rng: random.Random, **slots: str) -> str:
-    seniority = rng.choice(T.SENIORITY)
-    role_noun = rng.choice(T.ROLE_NOUNS)
-    role = f"{seniority} {role_noun}"
-    text = template.format(
-        seniority=seniority,
-        role_noun=role_noun,
-        role=role,
-        a_role=f"{article(role)} {role}",
-        sector=rng.choice(T.SECTORS),
-        company=rng.choice(T.COMPANIES),
-        years=rng.choice(T.YEARS),
-        tail=rng.choice(T.TAILS),
-        **slots,
-    )
+    fields = _fields(template)
+    values = dict(slots)
+    if fields & _ROLE_FIELDS:
+        seniority, role_noun = rng.choice(T.SENIORITY), rng.choice(T.ROLE_NOUNS)
+        role = f"{seniority} {role_noun}"
+        values.update(seniority=seniority, role_noun=role_noun, role=role, a_role=f"{article(role)} {role}")
+    for name, choices in _CONTEXT_CHOICES.items():
+        if name in fields:
+            values[name] = rng.choice(choices)
+    text = template.format_map(values)
     text = _SPACES.sub(" ", text).strip()
     return text[:1].upper() + text[1:]
 
