@@ -55,6 +55,8 @@ class FitResult:
 def _load_taxonomy(cfg: TrainConfig, required: bool) -> pl.DataFrame | None:
     from skillgen.taxonomy import load_skills
 
+    if not required and not cfg.val_sets:
+        return None
     if cfg.esco is not None or required:
         return load_skills(cfg.esco)  # explicit (or needed) file: any problem is the user's to fix
     try:

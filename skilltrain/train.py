@@ -232,6 +232,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if size > 1:
             torch.distributed.all_reduce(mem, op=torch.distributed.ReduceOp.MAX)
         metrics["peak_mem_mb"] = float(mem.item())
+        metrics["mem_before_training_mb"] = mem_before_training  # rank 0's
         if rank == 0 and last_val is not None and last_val["step"] == step:
             metrics.update({k: v for k, v in last_val.items() if k != "step"})
         meta = {
@@ -248,7 +249,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
     # -- train
     started, samples_done, loss_ema = time.perf_counter(), 0, None
     first_step_done, first_step_samples = 0.0, 0  # throughput excludes the first (warm-up) step
+    mem_before_training = peak_memory_mb(device)  # model loaded, data in memory, no step taken
     epoch = step // len(first_plan) if len(first_plan) else 0
+    if step >= n_total and history:  # rerun of a finished run: report the final state again, train nothing
+        report(history[-1]["loss"])
+        return
+
     while step < n_total:
         epoch, step_in_epoch = divmod(step, len(first_plan))
         plan = first_plan if epoch == 0 else plan_epoch(data.cls, cfg.global_batch_size, cfg.seed, epoch)

@@ -68,7 +68,10 @@ def baseline(ray_local, inputs, tiny_encoder_dir, tmp_path_factory):
     from skilltrain.fit import fit
 
     tmp = tmp_path_factory.mktemp("baseline")
-    return fit(make_config(inputs, tiny_encoder_dir, tmp))
+    cfg = make_config(inputs, tiny_encoder_dir, tmp)
+    result = fit(cfg)
+    result.extra["config"] = cfg
+    return result
 
 
 def _weights(model_dir: Path) -> dict:
@@ -156,3 +159,15 @@ def test_cli_help_and_one_line_errors(tmp_path, capsys):
     code = cli_main(["fit", "--data", str(tmp_path), "--out", str(tmp_path / "m"), "--workers", "0"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--workers" in err
+
+
+def test_rerun_with_same_name_resumes_instead_of_retraining(baseline):
+    from skilltrain.fit import fit
+
+    cfg = baseline.extra["config"]
+    again = fit(cfg.model_copy(update={"out": cfg.out.with_name("model_again"), "name": cfg.run_name}))
+    last = baseline.history[-1]["step"]
+    assert again.extra["resumed_at_steps"] == [last]
+    assert again.history == baseline.history and again.best_step == baseline.best_step
+    a, b = _weights(again.out_dir), _weights(baseline.out_dir)
+    assert all((a[k] == b[k]).all() for k in b)
