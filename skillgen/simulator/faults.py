@@ -9,8 +9,8 @@ server applies them (see :mod:`skillgen.simulator.server`):
 - *rejections* (before rate limiting, cost nothing): ``429`` (a spurious rate
   limit), ``context_length``, ``invalid_key``, ``insufficient_quota``;
 - *failures* (after admission and latency): ``500``/``502``/``503``,
-  ``hang`` (no answer for ``hang_seconds``), ``drop`` (connection closed
-  without a response);
+  ``hang`` (no answer for ``hang_seconds``, then a 504 if the client is
+  still waiting), ``drop`` (connection closed without a response);
 - *degraded content* (a billed 200): ``malformed`` JSON, ``wrong_count``
   sentences, ``empty`` content.
 """

@@ -22,6 +22,14 @@ invariant ``received == served + sum(failed) + client_disconnected + in_flight``
 ``served_by_key`` / ``received_by_key`` count requests per ``X-Request-Key``
 header (requests without the header are not listed), so a test can prove no
 key was served twice.
+
+The document (``GET /v1/stats``, ``--stats-file``): ``received``, ``served``,
+``in_flight``, ``client_disconnected``, ``failed`` {reason: n},
+``failed_total``, ``rate_limited_by_type`` {"requests"|"tokens": n},
+``degraded`` {kind: n}, ``prompt_tokens_billed``, ``completion_tokens_billed``,
+``served_by_key`` {key: n}, ``received_by_key`` {key: n}, ``uptime_s``,
+``since_reset_s``, ``config`` (limits, latency, fault rates, seed; never the
+key), and from the server ``warm`` (tokenizers loaded).
 """
 
 from __future__ import annotations
