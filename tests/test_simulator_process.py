@@ -19,6 +19,7 @@ import pytest
 from skillgen.cli import main as skillgen_main
 from skillgen.simulator import SimulatorProcess
 from skillgen.simulator.__main__ import main as simulator_main
+from skillgen.simulator.config import REQUIRE_KEY_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,7 +127,9 @@ def test_require_key_travels_in_the_environment_not_on_the_command_line() -> Non
             openai.OpenAI(base_url=sim.base_url, api_key="sk-other", max_retries=0).models.list()
 
 
-def test_skillgen_sim_server_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
+def test_skillgen_sim_server_help_lists_the_flags(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(REQUIRE_KEY_ENV, "sk-must-not-show")
     with pytest.raises(SystemExit) as info:
         skillgen_main(["sim-server", "--help"])
     assert info.value.code == 0
@@ -134,6 +137,7 @@ def test_skillgen_sim_server_help_lists_the_flags(capsys: pytest.CaptureFixture[
     for flag in ("--host", "--port", "--rpm", "--tpm", "--latency", "--fault-rate", "--seed", "--hang-seconds",
                  "--require-key", "--stats-file"):
         assert flag in out
+    assert "sk-must-not-show" not in out
 
 
 @pytest.mark.parametrize("argv", [["--fault-rate", "bogus=0.1"], ["--latency", "gauss:1"],

@@ -175,8 +175,10 @@ def test_fault_rates_parse_and_must_be_probabilities_summing_to_at_most_one() ->
             SimulatorConfig(fault_rates=bad)
 
 
-def test_config_round_trips_through_the_cli_flags(tmp_path: Path) -> None:
+def test_config_round_trips_through_the_cli_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
+
+    monkeypatch.delenv("SKILLGEN_SIM_REQUIRE_KEY", raising=False)
 
     config = SimulatorConfig(port=1234, rpm=500, tpm=90_000, latency="lognormal:-0.5,0.3",
                              fault_rates="500=0.1,malformed=0.05", seed=9, hang_seconds=7.5,

@@ -44,9 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "wrong_count empty context_length invalid_key insufficient_quota")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault, latency and content RNGs")
     parser.add_argument("--hang-seconds", type=float, default=120.0, help="how long a 'hang' fault holds a request")
-    parser.add_argument("--require-key", default=os.environ.get(REQUIRE_KEY_ENV), metavar="KEY",
-                        help=f"accept only this bearer key, 401 otherwise (default: ${REQUIRE_KEY_ENV}; "
-                             "prefer the variable, command lines are visible to other users)")
+    # The default is read in config_from_args, not here: --help prints defaults, and must never print a key.
+    parser.add_argument("--require-key", default=None, metavar="KEY",
+                        help=f"accept only this bearer key, 401 otherwise; if not given, ${REQUIRE_KEY_ENV} "
+                             "(prefer the variable: command lines are visible to other users)")
     parser.add_argument("--stats-file", type=Path, help="write the final /v1/stats JSON here on shutdown")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated ids for /v1/models")
     parser.add_argument("--context-window", type=int, default=128_000,
@@ -63,7 +64,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         return SimulatorConfig(
             host=args.host, port=args.port, rpm=args.rpm, tpm=args.tpm, latency=args.latency,
             fault_rates=args.fault_rate, seed=args.seed, hang_seconds=args.hang_seconds,
-            require_key=args.require_key or None, stats_file=args.stats_file, models=args.models,
+            require_key=args.require_key or os.environ.get(REQUIRE_KEY_ENV) or None, stats_file=args.stats_file,
+            models=args.models,
             context_window=args.context_window, assumed_max_tokens=args.assumed_max_tokens,
             shutdown_timeout=args.shutdown_timeout,
         )
