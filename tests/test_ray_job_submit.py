@@ -1,0 +1,97 @@
+"""The pipeline as users run it on a cluster: `ray job submit --working-dir` against a Ray head.
+
+A real head (`ray start --head --block` in its own process group, every port free-picked so
+it never collides with another Ray on the machine) is stopped by killing that group, even
+when the test fails. RAY_AUTH_MODE=disabled: Ray 2.60's token auth would otherwise reject
+the job client on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from test_pipeline import N_SENTENCES, N_SKILLS, tiny_pipeline_config
+
+ROOT = Path(__file__).resolve().parent.parent
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    gcs, dash, client, agent, agent_grpc, env_agent, metrics, node_mgr, obj_mgr = free_ports(9)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    log = open(tmp_path / "ray-head.log", "w")
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", "--num-cpus", "4", "--disable-usage-stats",
+         f"--port={gcs}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
+         f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
+         f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
+         f"--metrics-export-port={metrics}", f"--node-manager-port={node_mgr}", f"--object-manager-port={obj_mgr}"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{address}/api/version", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert head.poll() is None, (tmp_path / "ray-head.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "Ray head did not come up"
+            time.sleep(1)
+        yield address, env
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+
+
+def test_ray_job_submit_runs_the_pipeline(ray_head, tmp_path, tiny_encoder_dir):
+    address, env = ray_head
+    run_dir = tmp_path / "run"
+    config = tiny_pipeline_config(tmp_path, tiny_encoder_dir, run_dir)
+    submit = subprocess.run(
+        [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
+         sys.executable, "-m", "cluster.pipeline", "--config", str(config)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-2000:]
+    assert "succeeded" in submit.stdout.lower()
+    assert "trained model (test)" in submit.stdout  # the job's own output, streamed back
+    rows = pl.read_parquet(run_dir / "generation" / "shards" / "*.parquet")
+    assert rows.height == N_SKILLS * N_SENTENCES
+    assert json.loads((run_dir / "results_test.json").read_text())["tech"]["n"] == 6
+    assert (run_dir / "model" / "model.safetensors").exists()
