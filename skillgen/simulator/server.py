@@ -62,6 +62,14 @@ MAX_N = 128
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
+class _ClientGone(Exception):
+    """The connection closed while a 200 was being written."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__("client disconnected")
+        self.response = response
+
+
 @dataclass
 class _Call:
     """What the pipeline has learned about one request so far."""
@@ -171,6 +179,9 @@ class SimulatorServer:
             outcome.fail(err.reason)
             self._log(call, err.status, err.reason)
             return _error_response(replace(err, headers={**call.headers, **err.headers}))
+        except _ClientGone as gone:
+            disconnected = True
+            return gone.response
         except asyncio.CancelledError:
             disconnected = True
             raise
@@ -273,8 +284,11 @@ class SimulatorServer:
             content_type="application/json",
             headers=self._headers(call),
         )
-        await response.prepare(request)
-        await response.write_eof()
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:  # the client left while we wrote: not served, not billed
+            raise _ClientGone(response) from None
         outcome.serve(prompt_tokens, completion_tokens, fault.value if fault in CONTENT_FAULTS else None)
         self._log(call, 200, fault.value if fault else "ok")
         return response
