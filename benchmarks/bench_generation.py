@@ -66,7 +66,7 @@ def main() -> int:
         samples.append((time.monotonic(), budget.get("reserved_tokens", 0.0),
                         budget.get("prompt_tokens", 0) + budget.get("completion_tokens", 0)))
 
-    ray.init(num_cpus=max(2, args.workers), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(2, args.workers), include_dashboard=False, log_to_driver=False)
     with SimulatorProcess(**sim_opts) as sim:
         cfg = GenerationConfig(
             base_url=sim.base_url, model="simulator", esco=str(csv), run_dir=str(tmp / "run"), n_sentences=args.sentences,
