@@ -47,11 +47,16 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
 
 def test_start_serves_stats_and_stop_writes_the_stats_file(tmp_path: Path) -> None:
     stats_file = tmp_path / "stats.json"
-    sim = SimulatorProcess(stats_file=stats_file, seed=3)
+    sim = SimulatorProcess(stats_file=stats_file, seed=3, require_key="sk-env-only")
     base_url = sim.start()
     try:
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
-        client = openai.OpenAI(base_url=base_url, api_key="sk-x", max_retries=0, timeout=10)
+        # The required key travels in the environment: command lines are visible to every user.
+        assert sim.api_key == "sk-env-only"
+        assert "sk-env-only" not in Path(f"/proc/{sim.pid}/cmdline").read_bytes().decode()
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=base_url, api_key="sk-other", max_retries=0).models.list()
+        client = openai.OpenAI(base_url=base_url, api_key=sim.api_key, max_retries=0, timeout=10)
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
                                        extra_headers={"X-Request-Key": "one"})
         assert sim.stats()["served_by_key"] == {"one": 1}
@@ -116,15 +121,6 @@ def test_start_failure_raises_with_the_server_output_and_leaks_nothing() -> None
         with pytest.raises(RuntimeError, match="cannot listen"):
             sim.start()
     assert sim.pid is not None and not alive(sim.pid)
-
-
-def test_require_key_travels_in_the_environment_not_on_the_command_line() -> None:
-    with SimulatorProcess(require_key="sk-env-only") as sim:
-        assert sim.api_key == "sk-env-only"
-        cmdline = Path(f"/proc/{sim.pid}/cmdline").read_bytes().decode()
-        assert "sk-env-only" not in cmdline
-        with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=sim.base_url, api_key="sk-other", max_retries=0).models.list()
 
 
 def test_skillgen_sim_server_help_lists_the_flags(capsys: pytest.CaptureFixture[str],
