@@ -137,7 +137,7 @@ def test_completion_lengths_follow_a_distribution(sim: SimulatorThread) -> None:
             usage = client.chat.completions.create(model=MODEL, messages=build_messages(skill, 10)).usage
             assert usage is not None
             lengths.append(usage.completion_tokens)
-    assert statistics.pstdev(lengths) > 5 and len(set(lengths)) > 10
+    assert statistics.pstdev(lengths) > 4 and len(set(lengths)) >= 8
 
 
 def test_prompt_plus_max_tokens_beyond_the_context_window_is_a_400(sim: SimulatorThread) -> None:

