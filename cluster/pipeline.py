@@ -1,8 +1,8 @@
 """The main job: generate -> train -> evaluate -> report, from one config file.
 
-Runs the same way on a laptop (``ray.init()`` starts a local Ray) and as the
-entrypoint of ``ray job submit`` (Ray sets ``RAY_ADDRESS``, and ``ray.init()``
-joins that cluster). Every stage resumes from what is already on disk, so
+Runs the same way on a laptop (a new local Ray) and as the entrypoint of
+``ray job submit`` (Ray sets ``RAY_ADDRESS``, and the pipeline joins that
+cluster); ``--address`` names any other cluster. Every stage resumes from what is already on disk, so
 rerunning the command after a crash or a kill never pays for tokens twice:
 
 * generation skips finished request keys (``skillgen`` resume);
@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from cluster.config import PipelineConfig, load_pipeline_config
 from skillgen.errors import UserError
+from skillgen.raycluster import init_ray
 
 log = logging.getLogger("cluster.pipeline")
 
@@ -138,6 +139,8 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     config.run_dir.mkdir(parents=True, exist_ok=True)
     (config.run_dir / "pipeline.json").write_text(json.dumps(config.public_json(), indent=2))
     outcome: dict[str, Any] = {}
+    # One Ray for both stages: the given address, $RAY_ADDRESS under `ray job submit`, else a new local one.
+    init_ray(config.ray_address, include_dashboard=False)
     with ExitStack() as stack:
         base_url = start_simulator(config, stack) if config.uses_simulator else None
         log.info("stage 1/4: generation -> %s", config.generation_dir)

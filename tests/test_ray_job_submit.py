@@ -77,6 +77,10 @@ def ray_head(tmp_path):
         except ProcessLookupError:
             pass
         log.close()
+        # `ray start` records its head for later plain `ray.init()` calls; don't leave ours behind
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and current.read_text().strip().endswith(f":{gcs}"):
+            current.unlink()
 
 
 def test_ray_job_submit_runs_the_pipeline(ray_head, tmp_path, tiny_encoder_dir):
