@@ -27,6 +27,7 @@ from skillgen.errors import UserError
 from skillgen.pricing import config_price
 from skillgen.progress import ProgressReporter, format_line
 from skillgen.prompts import build_messages
+from skillgen.raycluster import init_ray
 from skillgen.runstate import load_progress, open_run_dir, record_invocation, request_key
 from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
 from skillgen.tokens import count_tokens
@@ -163,8 +164,7 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
         return _finish(config, "complete", skills, already, tasks, rows_w, fail_w, sched_state, budget_snap,
                        prompt_est, est_cost, state.spent_usd, t0, 0, started_at)
 
-    if not ray.is_initialized():
-        ray.init(address=config.ray_address or None, log_to_driver=True, include_dashboard=False)
+    init_ray(config.ray_address, include_dashboard=False)
     n_workers = config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # Workers read the key from their own environment (a cluster's runtime_env). If a worker lacks it,
     # the driver's value travels as a masked task argument: never in config, runtime_env, logs or files.
