@@ -20,7 +20,7 @@ N_SKILLS = 24
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # own instance, never a colleague's
     yield
     ray.shutdown()
 
