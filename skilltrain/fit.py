@@ -123,7 +123,9 @@ def _init_ray(cfg: TrainConfig) -> None:
 
     if not ray.is_initialized():
         address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, include_dashboard=False, log_to_driver=True) if address else ray.init(include_dashboard=False)
+        # Without an explicit address start a fresh local Ray: plain ray.init() would join any
+        # 'ray start' head left on this machine (someone else's, or a stale one).
+        ray.init(address=address or "local", include_dashboard=False)
 
 
 def fit(config: TrainConfig) -> FitResult:
