@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from skillgen.errors import UserError
+from skillgen.raycluster import init_ray
 from skilltrain.config import TrainConfig
 from skilltrain.data import load_pairs
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
@@ -118,16 +118,6 @@ def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
     return data, info
 
 
-def _init_ray(cfg: TrainConfig) -> None:
-    import ray
-
-    if not ray.is_initialized():
-        address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
-        # Without an explicit address start a fresh local Ray: plain ray.init() would join any
-        # 'ray start' head left on this machine (someone else's, or a stale one).
-        ray.init(address=address or "local", include_dashboard=False)
-
-
 def fit(config: TrainConfig) -> FitResult:
     """Train with Ray Train, export the best checkpoint to ``config.out``; see the module docstring."""
     import ray
@@ -143,7 +133,7 @@ def fit(config: TrainConfig) -> FitResult:
         cfg.global_batch_size, cfg.workers, cfg.batch_size, cfg.run_name, cfg.storage,
     )
     resolved = cfg.model_copy(update={"model": Path(info["model_dir"])})
-    _init_ray(cfg)
+    init_ray(cfg.ray_address, include_dashboard=False)  # given address, $RAY_ADDRESS, else a fresh local Ray
     validating = bool(data.val_benchmarks)
     trainer = TorchTrainer(
         train_loop_per_worker,
