@@ -13,13 +13,12 @@ a secret, only the name of the environment variable with the API key.
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from skillgen.config import GenerationConfig, make_config
+from skillgen.config import GenerationConfig, format_validation_error, make_config, read_toml
 from skillgen.errors import UserError
 from skilltrain.config import TrainConfig
 
@@ -100,34 +99,20 @@ class PipelineConfig(BaseModel):
         try:
             return TrainConfig(**values)
         except ValidationError as exc:
-            raise UserError(_format("[training]", exc)) from None
+            raise UserError(format_validation_error(exc, "[training]")) from None
 
     def public_json(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
 
 
-def _format(source: str, exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{field}: {'unknown field' if err['type'] == 'extra_forbidden' else err['msg']}")
-    return f"{source}: invalid configuration: " + "; ".join(parts)
-
-
 def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a pipeline TOML; ``overrides`` (from the CLI) win over the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: pipeline config file does not exist")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, "pipeline config file")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         config = PipelineConfig(**raw)
     except ValidationError as exc:
-        raise UserError(_format(str(path), exc)) from None
+        raise UserError(format_validation_error(exc, str(path))) from None
     # Validate both stages now, before any token is spent or any worker starts.
     config.generation_config(base_url="http://127.0.0.1:1/v1" if config.uses_simulator else None)
     config.train_config()

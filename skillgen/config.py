@@ -158,7 +158,8 @@ class GenerationConfig(BaseModel):
         return os.environ.get(self.api_key_env) or None
 
 
-def _format_validation(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line naming every bad field, e.g. ``[generation]: invalid configuration: rpm: ...``."""
     parts = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "config"
@@ -173,21 +174,26 @@ def make_config(values: Mapping[str, Any], source: str = "config") -> Generation
     try:
         return GenerationConfig(**values)
     except ValidationError as exc:
-        raise UserError(_format_validation(exc, source)) from None
+        raise UserError(format_validation_error(exc, source)) from None
 
 
 # TOML sections are flattened: [endpoint] base_url=..., [limits] tpm=... are all plain fields.
 TOML_SECTIONS = ("endpoint", "sampling", "prompt", "limits", "execution", "data", "generation")
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a one-line :class:`UserError`."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: config file does not exist")
+        raise UserError(f"{path}: {what} does not exist")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    raw = read_toml(path)
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         if key in TOML_SECTIONS and isinstance(value, dict):
