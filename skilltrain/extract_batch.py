@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from skilltrain.extract_io import PARQUET_SUFFIXES, Document, _id_value, documen
 log = logging.getLogger(__name__)
 
 DEFAULT_ROWS_PER_BATCH = 256
+
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,15 @@ def run_batch(
 
     started_ray = not ray.is_initialized()
     if started_ray:
-        ray.init(address=address, include_dashboard=False, log_to_driver=progress, configure_logging=False)
+        # No address: a private local instance, never whatever cluster another process left
+        # running on this machine; inside `ray job submit`, RAY_ADDRESS names the cluster.
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
+        init_args: dict[str, Any] = {}
+        if address == "local":
+            # an actor pool holding every core would starve the read/write tasks (a hang, not an
+            # error): give the private instance one logical CPU more than the actors reserve
+            init_args["num_cpus"] = max(os.cpu_count() or 1, math.ceil(actors * cpus_per_actor) + 1)
+        ray.init(address=address, include_dashboard=False, log_to_driver=progress, configure_logging=False, **init_args)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
@@ -200,7 +210,7 @@ def run_batch(
             fn_constructor_kwargs={"model_dir": model_path, "index_ref": [payload], "options": options},
             batch_size=rows_per_batch,
             batch_format="pyarrow",
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus_per_actor,
         )
         ds.write_parquet(str(out_dir))

@@ -25,7 +25,7 @@ def test_batch_mode_matches_single_process(corpus: Path, tiny_encoder_dir: Path,
     monkeypatch.setenv("SKILLGEN_CACHE_DIR", str(tmp_path / "cache"))
     base = ["extract", "--model", str(tiny_encoder_dir), "--esco", str(esco_csv), "-i", str(corpus), "--top-k", "3"]
     assert main(base + ["--out", str(tmp_path / "single.parquet")]) == 1  # rows 6 and 7 have no text
-    rc = main(base + ["--out", str(tmp_path / "batch"), "--actors", "2", "--cpus-per-actor", "0.5", "--rows-per-batch", "8"])
+    rc = main(base + ["--out", str(tmp_path / "batch"), "--actors", "2", "--rows-per-batch", "8"])
     err = capsys.readouterr().err
     assert rc == 1 and "2 document(s) with a null or empty text were skipped" in err
 
