@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     batch.add_argument("--actors", type=_positive_int, default=None, help="actor pool size, each holding the model and index (implies --batch; default 1)")
     batch.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs reserved per actor (= its torch threads)")
     batch.add_argument("--rows-per-batch", type=_positive_int, default=256, help="documents per map_batches call")
-    batch.add_argument("--address", default=None, help="Ray cluster address, e.g. ray://head:10001 or auto (implies --batch; default: local Ray)")
+    batch.add_argument("--address", default=None, help="Ray cluster address, e.g. ray://head:10001 or auto (implies --batch; default: $RAY_ADDRESS, else a private local Ray instance)")
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -98,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
     _validate(args)
     if args.batch or args.actors or args.address:
         return _run_batch(args)
-    return _run_single(args)
+    try:
+        return _run_single(args)
+    except BrokenPipeError:  # `skilltrain extract ... | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _run_single(args: argparse.Namespace) -> int:
