@@ -190,10 +190,17 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
 
     interrupted = threading.Event()
     old_term = None
+    terminate = threading.Event()
+    old_int = None
     if threading.current_thread() is threading.main_thread():
-        def _on_term(signum, frame):  # noqa: ARG001
-            raise KeyboardInterrupt
-        old_term = signal.signal(signal.SIGTERM, _on_term)
+        def _on_signal(signum, frame):  # noqa: ARG001
+            # The first Ctrl-C / SIGTERM only sets a flag: raising here could land between draining
+            # paid rows from the scheduler and writing them. A second one aborts at once.
+            if terminate.is_set():
+                raise KeyboardInterrupt
+            terminate.set()
+        old_term = signal.signal(signal.SIGTERM, _on_signal)
+        old_int = signal.signal(signal.SIGINT, _on_signal)
 
     refs: dict[Any, str] = {workers[w].run.remote(secret): w for w in workers}
     stop_deadline = None
@@ -227,6 +234,8 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
                                 ws.get("prompt_tokens", 0) + ws.get("completion_tokens", 0),
                                 budget_snap.get("spent_total_usd", 0.0), int(ws.get("retries", 0)),
                                 int(ws.get("rate_limited", 0)))
+                if terminate.is_set() and not interrupted.is_set():
+                    raise KeyboardInterrupt  # handled below, at a point where no drained row is in hand
                 if stop_deadline is not None and time.monotonic() > stop_deadline:
                     log.warning("in-flight requests did not finish in time; leaving them (they will be redone)")
                     break
@@ -239,6 +248,8 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
                 scheduler.stop.remote("interrupted")
                 budget.stop.remote("interrupted")
                 stop_deadline = time.monotonic() + min(60.0, config.request_timeout_s)
+                rows_w.flush()  # a supervisor may follow up with SIGKILL within seconds
+                fail_w.flush()
     finally:
         try:
             out = ray.get(scheduler.drain.remote(), timeout=10)
@@ -253,6 +264,8 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
         reporter.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if old_int is not None:
+            signal.signal(signal.SIGINT, old_int)
         for actor in list(workers.values()) + [scheduler, budget]:
             try:
                 ray.kill(actor, no_restart=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from skillgen.client import RUN_STOPPING
 from skillgen.config import GenerationConfig
 from skillgen.errors import UserError
 from skillgen.sinks import FAILURES_DIR, ROWS_DIR, _read_folder, FAILURE_SCHEMA, read_rows, utcnow
@@ -123,7 +124,10 @@ def load_progress(run_dir: str | Path) -> Progress:
     for key, idx, sentence in rows.select("request_key", "sample_idx", "sentence").iter_rows():
         prog.have.setdefault(key, {})[int(idx)] = sentence
     prog.rows = rows.height
-    prog.failed = set(failures["request_key"].to_list())
+    # A failure caused by the account or endpoint (bad key, no quota, unknown model) says nothing
+    # about the skill: once the user fixes the cause, a plain rerun must retry it, not skip it.
+    skill_failures = failures.filter(~pl.col("error_class").is_in(sorted(RUN_STOPPING)))
+    prog.failed = set(skill_failures["request_key"].to_list())
     raw_rows = read_rows(run_dir, dedupe=False)
     prog.spent_usd = float(raw_rows["cost_usd"].sum() or 0.0) + float(failures["cost_usd"].fill_null(0).sum() or 0.0)
     return prog

@@ -111,10 +111,10 @@ class ShardWriter:
         self.last_flush = time.monotonic()
         if not self.buffer:
             return None
-        rows, self.buffer = self.buffer, []
-        frame = pl.DataFrame(rows, schema=self.schema, orient="row" if rows and not isinstance(rows[0], dict) else None)
+        frame = pl.DataFrame(self.buffer, schema=self.schema)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         path = write_parquet_atomic(frame, self.folder / name)
+        self.buffer = []  # only once the shard is on disk: a failed write keeps the rows for the next try
         self.written += frame.height
         self.shards.append(path)
         return path

@@ -66,3 +66,12 @@ def test_insufficient_quota_stops_the_run(ray_local, tmp_path: Path):
     assert summary.status.startswith("stopped: insufficient_quota"), summary.status
     assert set(fails["error_class"]) == {"insufficient_quota"}
     assert summary.skills_remaining > 0  # the rest were not burned into failure records
+
+    # once the account is topped up, a plain rerun (no --retry-failures) finishes every skill:
+    # a quota failure is about the account, not the skill, so it is not a reason to skip it
+    with SimulatorProcess(latency="fixed:0.02", seed=6) as sim:
+        again = run_generation(cfg.model_copy(update={"base_url": sim.base_url}), progress=False)
+    assert again.status == "complete", again.status
+    rows = read_rows(tmp_path / "run")
+    assert rows.height == 30 * 5 and rows.select("skill_id", "sample_idx").n_unique() == rows.height
+    assert read_failures(tmp_path / "run").height == 0
