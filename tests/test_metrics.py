@@ -56,3 +56,15 @@ def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_n():
     assert lo < 50.0 < hi
     lo2, hi2 = bootstrap_ci(np.array([0.0, 1.0] * 500))
     assert hi2 - lo2 < hi - lo
+
+
+def test_ties_at_the_cut_keep_the_lowest_indices():
+    # five skills tie for places 2-6; top 3 must be the best one and the two lowest tied indices
+    scores = np.array([[0.2, 0.5, 0.5, 0.9, 0.5, 0.5, 0.5, 0.1]] * 3)
+    assert top_k_indices(scores, 3).tolist() == [[3, 1, 2]] * 3
+
+
+def test_top_k_equals_a_stable_full_sort_on_heavily_tied_scores():
+    scores = np.round(np.random.default_rng(0).random((20, 200)), 1)  # 11 distinct values: ties everywhere
+    expected = np.argsort(-scores, axis=-1, kind="stable")[:, :10]
+    assert (top_k_indices(scores, 10) == expected).all()
