@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -107,7 +109,18 @@ class GenerationConfig(BaseModel):
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        parts = urlsplit(v)
+        # base_url is written to run.json and logs: credentials belong in the key's env var
+        if parts.username or parts.password or parts.query:
+            raise ValueError("must not carry credentials or a query string; put the key in the api_key_env variable")
         return v.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the key itself")
+        return v
 
     @model_validator(mode="after")
     def _no_secret(self) -> "GenerationConfig":

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from skillgen.errors import UserError
+
 
 def resolve_address(address: str | None) -> str:
     return address or os.environ.get("RAY_ADDRESS") or "local"
@@ -26,4 +28,8 @@ def init_ray(address: str | None = None, **kwargs: Any) -> None:
     if resolved != "local":
         kwargs = {k: v for k, v in kwargs.items() if k not in ("num_cpus", "num_gpus", "include_dashboard")}
     kwargs.setdefault("log_to_driver", True)
-    ray.init(address=resolved, **kwargs)
+    try:
+        ray.init(address=resolved, **kwargs)
+    except (ConnectionError, TimeoutError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot connect to Ray at '{resolved}' (from --address/ray_address or $RAY_ADDRESS): {first}") from None

@@ -83,3 +83,14 @@ def test_offline_estimate(tmp_path: Path):
     assert "Batch API" in est.format()
     with pytest.raises(UserError, match="no price"):
         estimate(cfg.model_copy(update={"model": "mystery"}))
+
+
+def test_config_refuses_places_where_a_secret_would_be_written_to_run_json():
+    from skillgen.config import make_config
+    from skillgen.errors import UserError
+
+    for values in ({"base_url": "https://user:s3cret@llm.example/v1"}, {"base_url": "https://llm.example/v1?api-key=s3cret"},
+                   {"api_key_env": "gsk_s3cret-value"}):
+        with pytest.raises(UserError) as info:
+            make_config(values)
+        assert "s3cret" not in str(info.value)
