@@ -166,11 +166,12 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
 
     init_ray(config.ray_address, include_dashboard=False)
     n_workers = config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    # Workers read the key from their own environment (a cluster's runtime_env). If a worker lacks it,
-    # the driver's value travels as a masked task argument: never in config, runtime_env, logs or files.
+    # Workers read the key from their own environment (a cluster node's, a Kubernetes Secret). Only a
+    # worker that lacks it gets the driver's value, as a masked task argument: never in config,
+    # runtime_env, logs or files.
     from skillgen.client import Secret
 
-    secret = Secret(os.environ.get(config.api_key_env))
+    driver_secret = Secret(os.environ.get(config.api_key_env))
 
     budget = ray.remote(BudgetActor).options(num_cpus=0, max_concurrency=1).remote(
         rpm=config.rpm, tpm=config.tpm, input_tpm=config.input_tpm, output_tpm=config.output_tpm,
@@ -202,7 +203,14 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
         old_term = signal.signal(signal.SIGTERM, _on_signal)
         old_int = signal.signal(signal.SIGINT, _on_signal)
 
-    refs: dict[Any, str] = {workers[w].run.remote(secret): w for w in workers}
+    def secret_for(wid: str) -> Any:
+        try:
+            has_own = ray.get(workers[wid].has_env.remote(config.api_key_env), timeout=60)
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
+            has_own = False  # a restarting actor cannot answer yet: send the masked key, as before
+        return None if has_own else driver_secret
+
+    refs: dict[Any, str] = {workers[w].run.remote(secret_for(w)): w for w in workers}
     stop_deadline = None
     try:
         while refs:
@@ -219,7 +227,7 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
                     st = ray.get(scheduler.state.remote())
                     budget_stop = ray.get(budget.snapshot.remote()).get("stop_reason")
                     if not st["stopped"] and not budget_stop and not interrupted.is_set() and st["queued"] > 0:
-                        refs[workers[wid].run.remote(secret)] = wid  # a restarted actor picks up released work
+                        refs[workers[wid].run.remote(secret_for(wid))] = wid  # a restarted actor picks up released work
                 out = ray.get(scheduler.drain.remote())
                 rows_w.add(out["rows"])
                 fail_w.add(out["failures"])

@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import os
 import time
 from typing import Any
 
@@ -295,6 +296,10 @@ class WorkerActor:
 
     async def run(self, secret: Any = None) -> dict[str, Any]:
         return await self.core.run(secret)
+
+    async def has_env(self, name: str) -> bool:
+        """Whether this worker's own environment holds ``name`` (then the driver sends no key)."""
+        return bool(os.environ.get(name))
 
     async def ping(self) -> str:
         return self.core.id
