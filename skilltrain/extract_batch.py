@@ -204,7 +204,8 @@ def run_batch(
         columns = [text_field] + ([id_field] if id_field in names and id_field != text_field else [])
         # enough blocks that every actor gets work even from a single small file
         blocks = max(len(files), actors * 4, math.ceil(documents / 10_000))
-        ds = ray.data.read_parquet([str(f) for f in files], override_num_blocks=blocks).select_columns(columns)
+        # Ray merges small files into one block, and one block goes to one actor: split them again
+        ds = ray.data.read_parquet([str(f) for f in files], override_num_blocks=blocks).select_columns(columns).repartition(blocks)
         ds = ds.map_batches(
             ExtractActor,
             fn_constructor_kwargs={"model_dir": model_path, "index_ref": [payload], "options": options},
