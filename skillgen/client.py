@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -122,8 +123,23 @@ def _body_code(exc: openai.APIStatusError) -> str:
     return ""
 
 
+# Error bodies are copied into failure records, logs and run.json; a proxy or a self-hosted
+# server may echo the credential it was sent, so anything key-shaped is masked first.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[^\s\"',}]+"),
+    re.compile(r"(?i)((?:api[_-]?key|authorization|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+    re.compile(r"\b(sk-)[A-Za-z0-9_\-]{6,}"),
+)
+
+
+def redact(text: str) -> str:
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + "***", text)
+    return text
+
+
 def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    text = redact(" ".join(str(text).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

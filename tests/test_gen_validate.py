@@ -52,3 +52,14 @@ def test_malformed_and_empty():
 
 def test_clean_sentence_idempotent():
     assert clean_sentence(clean_sentence('3. "Hello world"')) == "Hello world"
+
+
+def test_error_text_is_redacted_before_it_reaches_records_and_logs():
+    from skillgen.client import redact
+
+    body = ('Error code: 401 - {"error": {"message": "Incorrect API key provided: sk-proj-abcdef1234567. '
+            'Sent Authorization: Bearer tok_live_998877", "api_key": "hunter2secret"}}')
+    clean = redact(body)
+    for secret in ("abcdef1234567", "tok_live_998877", "hunter2secret"):
+        assert secret not in clean
+    assert clean.startswith("Error code: 401") and "Incorrect API key provided" in clean
