@@ -78,6 +78,8 @@ class PipelineConfig(BaseModel):
                 raise ValueError("the simulator's base_url is known only once it runs")
             values["base_url"] = base_url
             values.setdefault("model", "simulator")
+        if "run_dir" in values:
+            raise UserError("[generation] run_dir: set the top-level run_dir; the pipeline keeps generation in <run_dir>/generation")
         values["run_dir"] = str(self.generation_dir)
         if self.esco is not None:
             values.setdefault("esco", str(self.esco))
@@ -87,6 +89,9 @@ class PipelineConfig(BaseModel):
 
     def train_config(self) -> TrainConfig:
         values = dict(self.training)
+        clash = sorted({"data", "out"} & set(values))
+        if clash:
+            raise UserError(f"[training] {', '.join(clash)}: derived from the top-level run_dir (generation -> training -> <run_dir>/model)")
         values.update(data=self.generation_dir, out=self.model_dir)
         values.setdefault("storage_path", self.run_dir / "train")
         values.setdefault("name", "skilltrain")

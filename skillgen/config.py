@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tomllib
 from urllib.parse import urlsplit
@@ -165,10 +164,6 @@ class GenerationConfig(BaseModel):
     def public_dict(self) -> dict[str, Any]:
         """The config as stored in run.json: no secrets (there are none, by construction)."""
         return self.model_dump(mode="json")
-
-    def api_key(self) -> str | None:
-        """Read the key from the environment at the last moment; never stored on the object."""
-        return os.environ.get(self.api_key_env) or None
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 from skillgen.config import GenerationConfig
 from skillgen.errors import UserError
 from skillgen.pricing import config_price
-from skillgen.progress import ProgressReporter, format_line
+from skillgen.progress import ProgressReporter
 from skillgen.prompts import build_messages
 from skillgen.raycluster import init_ray
 from skillgen.runstate import load_progress, open_run_dir, record_invocation, request_key

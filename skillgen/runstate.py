@@ -113,9 +113,6 @@ class Progress:
     spent_usd: float = 0.0
     rows: int = 0
 
-    def is_complete(self, key: str, n: int) -> bool:
-        return len(self.have.get(key, ())) >= n
-
 
 def load_progress(run_dir: str | Path) -> Progress:
     rows = read_rows(run_dir, dedupe=True)
@@ -131,7 +128,3 @@ def load_progress(run_dir: str | Path) -> Progress:
     raw_rows = read_rows(run_dir, dedupe=False)
     prog.spent_usd = float(raw_rows["cost_usd"].sum() or 0.0) + float(failures["cost_usd"].fill_null(0).sum() or 0.0)
     return prog
-
-
-def failures_frame(run_dir: str | Path) -> pl.DataFrame:
-    return _read_folder(Path(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)

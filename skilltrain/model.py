@@ -125,11 +125,12 @@ class BiEncoder(torch.nn.Module):
             from rich.progress import track
 
             starts = track(starts, description=desc, total=len(starts), transient=True)
-        for start in starts:
-            idx = order[start : start + batch_size]
-            out[idx] = self.embed([texts[i] for i in idx]).float().cpu().numpy()
-        if was_training:
-            self.train()
+        try:
+            for start in starts:
+                idx = order[start : start + batch_size]
+                out[idx] = self.embed([texts[i] for i in idx]).float().cpu().numpy()
+        finally:
+            self.train(was_training)  # validation mid-training must not leave dropout off
         return out
 
     def save(self, path: str | Path, training_config: dict | None = None, eval_results: dict | None = None) -> Path:
