@@ -23,7 +23,6 @@ def _cmd(base_url: str, csv: Path, run_dir: Path, *extra: str) -> list[str]:
             "--run-dir", str(run_dir), "-n", "5", "--workers", "2", "--flush-seconds", "0.3", "--no-progress", *extra]
 
 
-@pytest.mark.slow  # two driver start-ups (~80 s on 2 cores); run with -m slow
 def test_sigkill_driver_then_rerun(tmp_path: Path):
     csv = esco(tmp_path, 80)
     run_dir = tmp_path / "run"
@@ -31,14 +30,14 @@ def test_sigkill_driver_then_rerun(tmp_path: Path):
     with SimulatorProcess(latency="fixed:0.2", seed=4) as sim:
         # --rpm 20: a burst of 20 skills, then one every 3 s, so the kill lands mid-run
         proc = subprocess.Popen(_cmd(sim.base_url, csv, run_dir, "--rpm", "20"), env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 300  # Ray start-up is slow on a loaded 2-core box
         while time.monotonic() < deadline and proc.poll() is None:
             if len(list((run_dir / "shards").glob("part-*.parquet"))) >= 3:
                 break
             time.sleep(0.1)
         assert proc.poll() is None, "the run finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # a crash: the driver and the local Ray it started, at once
         proc.wait(30)
         time.sleep(3)  # the driver's local Ray dies with it; let its in-flight requests drain
         before = load_progress(run_dir)
