@@ -65,17 +65,28 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return x if world()[1] == 1 else _GatherWithGrad.apply(x)
 
 
-def false_negative_mask(cls: torch.Tensor, partner_cls: torch.Tensor) -> torch.Tensor:
-    """(G, G) bool: True where sentence row i must not be scored against label column j.
+def false_negative_mask(cls: torch.Tensor, partner_cls: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+    """(R, G) bool: True where sentence row i (of ``rows``, default all G) must not be scored against label column j.
 
-    Masked: j != i and (label j is of i's class, or of the class of i's
-    augmentation partner). The skill->sentence direction uses the transpose.
+    Masked: j != i and (label j is of i's class, or of the class of i's augmentation partner).
+    Only this rank's rows are built, so the mask grows with the local batch times the global
+    one, never with the global batch squared.
     """
-    cls = cls.view(-1)
-    same = cls.unsqueeze(0) == cls.unsqueeze(1)
-    partner = cls.unsqueeze(0) == partner_cls.view(-1, 1)
-    eye = torch.eye(len(cls), dtype=torch.bool, device=cls.device)
-    return (same | partner) & ~eye
+    cls, partner_cls = cls.view(-1), partner_cls.view(-1)
+    rows = rows or slice(0, len(cls))
+    own = torch.arange(len(cls), device=cls.device)[rows]
+    mask = (cls[rows].unsqueeze(1) == cls.unsqueeze(0)) | (partner_cls[rows].unsqueeze(1) == cls.unsqueeze(0))
+    mask[torch.arange(len(own), device=cls.device), own] = False
+    return mask
+
+
+def label_side_mask(cls: torch.Tensor, partner_cls: torch.Tensor, rows: slice) -> torch.Tensor:
+    """The skill->sentence direction: rows of the transpose of :func:`false_negative_mask` for label rows ``rows``."""
+    cls, partner_cls = cls.view(-1), partner_cls.view(-1)
+    own = torch.arange(len(cls), device=cls.device)[rows]
+    mask = (cls[rows].unsqueeze(1) == cls.unsqueeze(0)) | (cls[rows].unsqueeze(1) == partner_cls.unsqueeze(0))
+    mask[torch.arange(len(own), device=cls.device), own] = False
+    return mask
 
 
 def contrastive_loss(
@@ -98,15 +109,17 @@ def contrastive_loss(
     all_sentences = gather_with_grad(sentences)
     all_labels = gather_with_grad(labels)
     total = all_sentences.shape[0]
-    mask = false_negative_mask(cls.to(sentences.device), partner_cls.to(sentences.device))
+    cls, partner_cls = cls.to(sentences.device), partner_cls.to(sentences.device)
     local = slice(rank * rows, (rank + 1) * rows)
     target = torch.arange(local.start, local.stop, device=sentences.device)
 
     logits = scale * sentences @ all_labels.T  # my sentences x all labels
-    loss = F.cross_entropy(logits.masked_fill(mask[local], float("-inf")), target, reduction="sum")
+    mask = false_negative_mask(cls, partner_cls, local)
+    loss = F.cross_entropy(logits.masked_fill(mask, float("-inf")), target, reduction="sum")
     if symmetric:
         logits_t = scale * labels @ all_sentences.T  # my labels x all sentences
-        loss_t = F.cross_entropy(logits_t.masked_fill(mask.T[local], float("-inf")), target, reduction="sum")
+        mask_t = label_side_mask(cls, partner_cls, local)
+        loss_t = F.cross_entropy(logits_t.masked_fill(mask_t, float("-inf")), target, reduction="sum")
         loss = (loss + loss_t) / 2
     return loss / total
 

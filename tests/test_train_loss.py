@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 
 from skilltrain.augment import NO_PARTNER, AugmentedBatch
 from skilltrain.gradcache import forward_backward
-from skilltrain.loss import contrastive_loss, false_negative_mask
+from skilltrain.loss import contrastive_loss, false_negative_mask, label_side_mask
 from skilltrain.model import BiEncoder
 from skilltrain.train import compute_gradients
 
@@ -132,6 +132,10 @@ def test_mask_never_uses_partner_or_same_skill_as_negative():
     assert mask.T[3, 2]  # ... and in the skill->sentence direction, sentence 2 is not label 3's negative
     assert mask[4, 5] and not mask[5, 4]
     assert mask.sum() == 4
+    # the label side, built per rank, is exactly the transpose; and a rank's rows are the full mask's rows
+    assert torch.equal(label_side_mask(cls, partner, slice(0, 6)), mask.T)
+    assert torch.equal(false_negative_mask(cls, partner, slice(2, 4)), mask[2:4])
+    assert torch.equal(label_side_mask(cls, partner, slice(2, 4)), mask.T[2:4])
 
     # the masked entries carry no gradient and do not change the loss
     torch.manual_seed(0)
