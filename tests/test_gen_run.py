@@ -122,17 +122,19 @@ def test_killed_worker_actor_work_is_reassigned(ray_local, tmp_path: Path):
     import ray
 
     csv = esco(tmp_path, 60)
-    with SimulatorProcess(latency="fixed:0.3", seed=3, rpm=900) as s:
+    # answers take 0.5-2.5 s, so when the first one is served most skills are still in flight
+    with SimulatorProcess(latency="uniform:0.5,2.5", seed=3, rpm=900) as s:
         cfg = gen_config(s.base_url, csv, tmp_path / "run", chunk_size=4)
-        killed = threading.Event()
+        killed, finished = threading.Event(), threading.Event()
 
         def killer():
             from skillgen.run import WORKER_NAME_PREFIX
 
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                time.sleep(0.2)
-                if not list((tmp_path / "run" / "shards").glob("part-*.parquet")):
+            # stop with the run: a Ray call after the test's Ray is shut down would take pytest with it
+            while time.monotonic() < deadline and not finished.is_set():
+                time.sleep(0.1)
+                if s.stats()["served"] == 0:
                     continue
                 names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                          if a["name"].startswith(WORKER_NAME_PREFIX)]
@@ -143,8 +145,11 @@ def test_killed_worker_actor_work_is_reassigned(ray_local, tmp_path: Path):
 
         t = threading.Thread(target=killer, daemon=True)
         t.start()
-        summary = run_generation(cfg, progress=False)
-        t.join(1)
+        try:
+            summary = run_generation(cfg, progress=False)
+        finally:
+            finished.set()
+            t.join(5)
         assert killed.is_set()
         assert summary.status == "complete", summary
         assert_complete(tmp_path / "run", 60, 5)
