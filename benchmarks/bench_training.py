@@ -88,7 +88,7 @@ def main() -> int:
 
     import ray
 
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)  # never attach to a colleague's cluster
+    ray.init(address="local", log_to_driver=False)  # never attach to a colleague's cluster
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.what == "scaling":

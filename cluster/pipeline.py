@@ -139,8 +139,9 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     config.run_dir.mkdir(parents=True, exist_ok=True)
     (config.run_dir / "pipeline.json").write_text(json.dumps(config.public_json(), indent=2))
     outcome: dict[str, Any] = {}
-    # One Ray for both stages: the given address, $RAY_ADDRESS under `ray job submit`, else a new local one.
-    init_ray(config.ray_address, include_dashboard=False)
+    # One Ray for both stages: the given address, $RAY_ADDRESS under `ray job submit`, else a new local
+    # one, with its dashboard (Ray Train's placement-group cleaner needs the State API it serves).
+    init_ray(config.ray_address)
     with ExitStack() as stack:
         base_url = start_simulator(config, stack) if config.uses_simulator else None
         log.info("stage 1/4: generation -> %s", config.generation_dir)

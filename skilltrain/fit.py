@@ -133,7 +133,10 @@ def fit(config: TrainConfig) -> FitResult:
         cfg.global_batch_size, cfg.workers, cfg.batch_size, cfg.run_name, cfg.storage,
     )
     resolved = cfg.model_copy(update={"model": Path(info["model_dir"])})
-    init_ray(cfg.ray_address, include_dashboard=False)  # given address, $RAY_ADDRESS, else a fresh local Ray
+    # given address, $RAY_ADDRESS, else a fresh local Ray. With the dashboard: Ray Train v2's placement-group
+    # cleaner asks the State API (served by it) whether the controller lives, and without an answer it
+    # has removed a healthy run's workers.
+    init_ray(cfg.ray_address)
     validating = bool(data.val_benchmarks)
     trainer = TorchTrainer(
         train_loop_per_worker,

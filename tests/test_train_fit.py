@@ -20,7 +20,7 @@ N_SKILLS = 24
 def ray_local():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # own instance, never a colleague's
+    ray.init(address="local", num_cpus=2, log_to_driver=False)  # own instance; dashboard on: Ray Train's PG cleaner needs the State API
     yield
     ray.shutdown()
 
