@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from skillgen.errors import UserError
+from skillgen.raycluster import init_ray
 from skilltrain.extract_io import PARQUET_SUFFIXES, Document, _id_value, documents_table
 
 log = logging.getLogger(__name__)
@@ -169,15 +170,11 @@ def run_batch(
 
     started_ray = not ray.is_initialized()
     if started_ray:
-        # No address: a private local instance, never whatever cluster another process left
-        # running on this machine; inside `ray job submit`, RAY_ADDRESS names the cluster.
-        address = address or os.environ.get("RAY_ADDRESS") or "local"
-        init_args: dict[str, Any] = {}
-        if address == "local":
-            # an actor pool holding every core would starve the read/write tasks (a hang, not an
-            # error): give the private instance one logical CPU more than the actors reserve
-            init_args["num_cpus"] = max(os.cpu_count() or 1, math.ceil(actors * cpus_per_actor) + 1)
-        ray.init(address=address, include_dashboard=False, log_to_driver=progress, configure_logging=False, **init_args)
+        # The shared rule (given address, $RAY_ADDRESS, else a private local instance). Locally, an actor
+        # pool holding every core would starve the read/write tasks (a hang, not an error): the private
+        # instance gets one logical CPU more than the actors reserve (ignored when joining a cluster).
+        init_ray(address, include_dashboard=False, log_to_driver=progress, configure_logging=False,
+                 num_cpus=max(os.cpu_count() or 1, math.ceil(actors * cpus_per_actor) + 1))
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress

@@ -89,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     if args.config_json is not None:
-        args.config_json.parent.mkdir(parents=True, exist_ok=True)
-        args.config_json.write_text(json.dumps(cfg.to_json(), indent=2))
+        try:
+            args.config_json.parent.mkdir(parents=True, exist_ok=True)
+            args.config_json.write_text(json.dumps(cfg.to_json(), indent=2))
+        except OSError as exc:
+            raise UserError(f"{args.config_json}: cannot write the training config ({exc.strerror})") from None
     result = fit(cfg)
     val = result.best_metrics.get("val_rp5")
     print(
