@@ -98,7 +98,7 @@ def load_avg() -> str:
 def bench_single(args: argparse.Namespace) -> dict:
     import torch
 
-    from skilltrain.extract import SkillExtractor
+    from skilltrain.extraction.extract import SkillExtractor
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,7 +124,7 @@ def bench_ray(args: argparse.Namespace) -> list[dict]:
     import polars as pl
     import pyarrow.parquet as pq
 
-    from skilltrain.extract_batch import run_batch
+    from skilltrain.extraction.extract_batch import run_batch
 
     ads = synthetic_ads(args.sentences)
     out = []

@@ -32,13 +32,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from skillgen.config import make_config
-    from skillgen.raycluster import init_ray
+    from skillgen.common.raycluster import init_ray
     from skillgen.run import run_generation
     from skillgen.simulator import run_in_thread
-    from skillgen.taxonomy import load_skills
+    from skillgen.common.taxonomy import load_skills
     from skilltrain.config import TrainConfig
-    from skilltrain.evaluate import evaluate, load_benchmarks, results_json
-    from skilltrain.fit import fit
+    from skilltrain.evaluation.evaluate import evaluate, load_benchmarks, results_json
+    from skilltrain.training.fit import fit
     from skilltrain.model import BiEncoder
 
     init_ray(None)

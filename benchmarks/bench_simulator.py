@@ -42,7 +42,7 @@ import aiohttp  # noqa: E402
 
 from skillgen.prompts import build_messages, response_format  # noqa: E402
 from skillgen.simulator import SimulatorProcess  # noqa: E402
-from skillgen.taxonomy import Skill  # noqa: E402
+from skillgen.common.taxonomy import Skill  # noqa: E402
 
 SKILLS = [
     Skill("b1", "manage musical staff", ("manage staff of music", "direct musical staff"),

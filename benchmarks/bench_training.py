@@ -1,4 +1,4 @@
-"""Training benchmarks: data-parallel scaling and GradCache memory, through ``skilltrain.fit``.
+"""Training benchmarks: data-parallel scaling and GradCache memory, through ``skilltrain.training.fit``.
 
 * scaling: samples/s with 1 and 2 Ray Train workers at the same global batch
   (throughput from the workers' own clock, first step excluded, so Ray start-up
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import polars as pl  # noqa: E402
 
 from skilltrain.config import TrainConfig  # noqa: E402
-from skilltrain.fit import fit  # noqa: E402
+from skilltrain.training.fit import fit  # noqa: E402
 
 TOPICS = ["welding", "payroll", "kubernetes", "pastry", "forklift", "audit", "python", "nursing", "sales", "carpentry"]
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from skillgen.config import GenerationConfig, format_validation_error, make_config, read_toml
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skilltrain.config import TrainConfig
 
 SIMULATOR_BASE_URL = "simulator"  # generation.base_url value that means "start the built-in simulator"

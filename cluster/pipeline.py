@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cluster.config import PipelineConfig, load_pipeline_config
-from skillgen.errors import UserError
-from skillgen.raycluster import init_ray
+from skillgen.common.errors import UserError
+from skillgen.common.raycluster import init_ray
 
 log = logging.getLogger("cluster.pipeline")
 
@@ -86,7 +86,7 @@ def train(config: PipelineConfig) -> dict[str, Any]:
     if done.exists():
         log.info("model already trained: %s", config.model_dir)
         return json.loads(done.read_text())
-    from skilltrain.fit import fit
+    from skilltrain.training.fit import fit
 
     result = fit(config.train_config())
     record = {
@@ -100,9 +100,9 @@ def train(config: PipelineConfig) -> dict[str, Any]:
 
 def evaluate(config: PipelineConfig) -> dict[str, Any]:
     """Test scores of the trained model and of the untrained start model (the baseline)."""
-    from skillgen.taxonomy import load_skills
-    from skilltrain.evaluate import evaluate as run_eval
-    from skilltrain.evaluate import format_table, load_benchmarks, results_json
+    from skillgen.common.taxonomy import load_skills
+    from skilltrain.evaluation.evaluate import evaluate as run_eval
+    from skilltrain.evaluation.evaluate import format_table, load_benchmarks, results_json
     from skilltrain.model import EVAL_RESULTS_FILE, BiEncoder
 
     ev = config.evaluation

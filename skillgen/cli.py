@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Sequence
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 
 PROG = "skillgen"
 DESCRIPTION = "Generate synthetic job-ad sentences for ESCO skills with an LLM, on Ray, on a token budget."

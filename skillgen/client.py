@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import openai
 import tenacity
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 
 RUN_STOPPING = {"authentication", "permission", "not_found", "insufficient_quota"}
 KEYLESS_PLACEHOLDER = "no-key-needed"

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skillgen.prompts import PROMPT_VERSION, PromptSpec
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

@@ -18,10 +18,10 @@ from typing import Any
 
 from skillgen.client import ChatClient, RequestError, call_with_retry
 from skillgen.config import GenerationConfig
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skillgen.pricing import BATCH_DISCOUNT, config_price
 from skillgen.prompts import build_messages, response_format
-from skillgen.taxonomy import Skill, iter_skills, load_skills, select
+from skillgen.common.taxonomy import Skill, iter_skills, load_skills, select
 from skillgen.tokens import count_tokens, encoding_name_for
 
 

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 
 BATCH_DISCOUNT = 0.5  # OpenAI Batch API: half price, results within 24 h
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from skillgen.taxonomy import Skill
+from skillgen.common.taxonomy import Skill
 
 PROMPT_VERSION = "v1"
 

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from skillgen.config import GenerationConfig
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skillgen.pricing import config_price
 from skillgen.progress import ProgressReporter
 from skillgen.prompts import build_messages
-from skillgen.raycluster import init_ray
+from skillgen.common.raycluster import init_ray
 from skillgen.runstate import load_progress, open_run_dir, record_invocation, request_key
 from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
 from skillgen.tokens import count_tokens

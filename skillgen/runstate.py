@@ -28,7 +28,7 @@ import polars as pl
 
 from skillgen.client import RUN_STOPPING
 from skillgen.config import GenerationConfig
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skillgen.sinks import FAILURES_DIR, ROWS_DIR, _read_folder, FAILURE_SCHEMA, read_rows, utcnow
 
 RUN_JSON = "run.json"

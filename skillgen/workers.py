@@ -27,7 +27,7 @@ from skillgen.client import CallResult, ChatClient, RequestError, call_with_retr
 from skillgen.config import GenerationConfig
 from skillgen.prompts import build_messages, response_format
 from skillgen.sinks import utcnow
-from skillgen.taxonomy import Skill
+from skillgen.common.taxonomy import Skill
 from skillgen.tokens import count_tokens
 from skillgen.validate import validate_response
 

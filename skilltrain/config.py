@@ -66,7 +66,7 @@ class TrainConfig(BaseModel):
     @field_validator("val_sets")
     @classmethod
     def _sets(cls, value: list[str]) -> list[str]:
-        from skilltrain.benchmarks import SETS
+        from skilltrain.evaluation.benchmarks import SETS
 
         bad = [s for s in value if s not in SETS]
         if bad:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
-from skilltrain.metrics import top_k_indices
+from skilltrain.evaluation.metrics import top_k_indices
 from skilltrain.model import BiEncoder
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import json
 import polars as pl
 
 from conftest import synthetic_skill_rows, write_benchmarks, write_esco_csv
-from skilltrain.benchmarks import group_gold
+from skilltrain.evaluation.benchmarks import group_gold
 from skilltrain.cli import main as skilltrain_main
 
 

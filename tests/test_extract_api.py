@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skilltrain.extract import SkillExtractor, TextSkills, index_cache_dir
-from skilltrain.extract import _writable as _real_writable
-from skilltrain.metrics import rp_at_k
+from skilltrain.extraction.extract import SkillExtractor, TextSkills, index_cache_dir
+from skilltrain.extraction.extract import _writable as _real_writable
+from skilltrain.evaluation.metrics import rp_at_k
 from skilltrain.ranking import INDEX_DIR_NAME
 from conftest import synthetic_skill_rows
 
@@ -75,7 +75,7 @@ def test_index_cached_next_to_model_and_reused(tiny_encoder_dir: Path, esco_csv:
 
 
 def test_unwritable_model_dir_falls_back_to_user_cache(tiny_encoder_dir: Path, esco_csv: Path, tmp_path: Path, monkeypatch):
-    import skilltrain.extract as extract
+    import skilltrain.extraction.extract as extract
 
     model = shutil.copytree(tiny_encoder_dir, tmp_path / "ro_model")
     monkeypatch.setenv("SKILLGEN_CACHE_DIR", str(tmp_path / "user_cache"))
@@ -142,8 +142,8 @@ REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def test_real_minilm_extract_equals_eval():
     """Bundled MiniLM on the real TECH/HOUSE test sets: extract (split=False) == the eval code path
     (`skilltrain eval` prints TECH 45.57, HOUSE 34.0 (33.98) RP@5)."""
-    from skillgen.taxonomy import load_skills
-    from skilltrain.evaluate import evaluate, load_benchmarks
+    from skillgen.common.taxonomy import load_skills
+    from skilltrain.evaluation.evaluate import evaluate, load_benchmarks
     from skilltrain.model import BiEncoder
 
     esco = REAL_DATA / "esco" / "skills_en.csv"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skilltrain.splitting import is_boilerplate, split_sentences, window_words
+from skilltrain.extraction.splitting import is_boilerplate, split_sentences, window_words
 
 
 def test_bullets_and_numbered_items_become_sentences():

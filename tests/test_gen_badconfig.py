@@ -10,7 +10,7 @@ import pytest
 
 from skillgen.cli import PROG, dispatch
 from skillgen.config import GenerationConfig
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skillgen.run import run_generation
 from test_gen_helpers import esco, gen_config
 

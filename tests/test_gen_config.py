@@ -7,7 +7,7 @@ import pytest
 
 from conftest import synthetic_skill_rows, write_esco_csv
 from skillgen.config import GenerationConfig, load_config
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skillgen.estimate import estimate
 from skillgen.pricing import price_for
 
@@ -68,7 +68,7 @@ def test_price_override_file(tmp_path: Path):
 def test_offline_estimate(tmp_path: Path):
     from skillgen.tokens import count_tokens
     from skillgen.prompts import build_messages
-    from skillgen.taxonomy import iter_skills, load_skills
+    from skillgen.common.taxonomy import iter_skills, load_skills
 
     csv = write_esco_csv(tmp_path / "s.csv", synthetic_skill_rows(12))
     cfg = GenerationConfig(esco=str(csv), model="gpt-4o-mini", n_sentences=5, max_tokens=400, tpm=60000, rpm=600)
@@ -87,7 +87,7 @@ def test_offline_estimate(tmp_path: Path):
 
 def test_config_refuses_places_where_a_secret_would_be_written_to_run_json():
     from skillgen.config import make_config
-    from skillgen.errors import UserError
+    from skillgen.common.errors import UserError
 
     for values in ({"base_url": "https://user:s3cret@llm.example/v1"}, {"base_url": "https://llm.example/v1?api-key=s3cret"},
                    {"api_key_env": "gsk_s3cret-value"}):

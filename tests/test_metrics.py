@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skilltrain.metrics import bootstrap_ci, rp_at_k, reciprocal_rank, score_rankings, top_k_indices
+from skilltrain.evaluation.metrics import bootstrap_ci, rp_at_k, reciprocal_rank, score_rankings, top_k_indices
 
 
 def test_rp_at_k_with_fewer_gold_than_k():

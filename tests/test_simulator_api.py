@@ -21,7 +21,7 @@ import pytest
 from skillgen.prompts import build_messages, response_format
 from skillgen.simulator import SimulatorConfig, run_in_thread
 from skillgen.simulator.embedded import SimulatorThread
-from skillgen.taxonomy import Skill
+from skillgen.common.taxonomy import Skill
 from skillgen.tokens import count_text_tokens, count_tokens, encoding_for
 
 MODEL = "gpt-4o-mini"

@@ -13,7 +13,7 @@ import pytest
 from skillgen.prompts import build_messages, response_format
 from skillgen.simulator import FaultKind, SimulatorProcess, run_in_thread
 from skillgen.simulator.process import SimulatorProcess as ProcessClass
-from skillgen.taxonomy import Skill
+from skillgen.common.taxonomy import Skill
 
 MODEL = "gpt-4o-mini"
 SKILL = Skill("s1", "operate forklift", ("drive forklift",), "Operate a forklift to lift, move and stack goods safely.")

@@ -22,7 +22,7 @@ from skillgen.simulator.faults import FaultInjector, FaultKind, corrupt_json, wr
 from skillgen.simulator.lexicon import gerund
 from skillgen.simulator.ratelimit import RateLimiter, format_duration
 from skillgen.simulator.structured import instance_for, render_sentences
-from skillgen.taxonomy import Skill
+from skillgen.common.taxonomy import Skill
 
 SKILLS = [
     Skill("s1", "manage musical staff", ("manage staff of music", "coordinate duties of musical staff", "direct musical staff"),
@@ -294,7 +294,7 @@ def test_every_sampled_esco_skill_gets_exactly_n_grounded_sentences() -> None:
     """Over real ESCO rows (the shared CSV when present, else the inline skills)."""
     skills = SKILLS
     if ESCO_CSV.exists():
-        from skillgen.taxonomy import iter_skills, load_skills
+        from skillgen.common.taxonomy import iter_skills, load_skills
 
         all_skills = list(iter_skills(load_skills(ESCO_CSV)))
         skills = random.Random(0).sample(all_skills, 300)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ESCO_HEADER, synthetic_skill_rows, write_esco_csv
-from skillgen.errors import UserError
-from skillgen.taxonomy import iter_skills, label_skill_id, load_skills, random_n, select
+from skillgen.common.errors import UserError
+from skillgen.common.taxonomy import iter_skills, label_skill_id, load_skills, random_n, select
 
 OFFICIAL_HEADER = ("conceptType", "conceptUri", "skillType", "reuseLevel", "preferredLabel", "altLabels",
                    "hiddenLabels", "status", "modifiedDate", "scopeNote", "definition", "inScheme", "description")

@@ -8,11 +8,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from skillgen.errors import UserError
-from skillgen.taxonomy import load_skills
-from skilltrain.augment import NO_PARTNER, augment_batch, step_rng
-from skilltrain.data import load_pairs, taxonomy_pairs
-from skilltrain.sampler import plan_epoch
+from skillgen.common.errors import UserError
+from skillgen.common.taxonomy import load_skills
+from skilltrain.training.augment import NO_PARTNER, augment_batch, step_rng
+from skilltrain.training.data import load_pairs, taxonomy_pairs
+from skilltrain.training.sampler import plan_epoch
 
 
 def write_run_dir(path: Path, skills: list[tuple[str, str]], per_skill: int = 3, shards: int = 2, **extra_cols) -> Path:

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from conftest import synthetic_skill_rows, write_esco_csv
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skilltrain.config import TrainConfig
 
 N_SKILLS = 24
@@ -65,7 +65,7 @@ def make_config(inputs, tiny_encoder_dir, tmp_path, **kw) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def baseline(ray_local, inputs, tiny_encoder_dir, tmp_path_factory):
-    from skilltrain.fit import fit
+    from skilltrain.training.fit import fit
 
     tmp = tmp_path_factory.mktemp("baseline")
     cfg = make_config(inputs, tiny_encoder_dir, tmp)
@@ -107,7 +107,7 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
 
 
 def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(baseline, inputs, tiny_encoder_dir, tmp_path):
-    from skilltrain.fit import fit
+    from skilltrain.training.fit import fit
 
     cfg = make_config(inputs, tiny_encoder_dir, tmp_path, fail_at_step=6, max_failures=1)
     result = fit(cfg)
@@ -125,7 +125,7 @@ def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(ba
 
 def test_bad_inputs_fail_before_training(inputs, tmp_path, tiny_encoder_dir):
     """No Ray needed: everything is checked by prepare() before a worker starts."""
-    from skilltrain.fit import fit
+    from skilltrain.training.fit import fit
 
     not_a_model = tmp_path / "not_a_model"
     not_a_model.mkdir()
@@ -162,7 +162,7 @@ def test_cli_help_and_one_line_errors(tmp_path, capsys):
 
 
 def test_rerun_with_same_name_resumes_instead_of_retraining(baseline):
-    from skilltrain.fit import fit
+    from skilltrain.training.fit import fit
 
     cfg = baseline.extra["config"]
     again = fit(cfg.model_copy(update={"out": cfg.out.with_name("model_again"), "name": cfg.run_name}))

@@ -2,7 +2,7 @@
 
 2 workers: torch.distributed with gloo on loopback, spawned with
 torch.multiprocessing, running the exact step code the trainer uses
-(:func:`skilltrain.train.compute_gradients`). Dropout is off (eval mode) so
+(:func:`skilltrain.training.train.compute_gradients`). Dropout is off (eval mode) so
 both sides see the same function; GradCache's RNG replay is tested separately
 with dropout on.
 """
@@ -19,11 +19,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from skilltrain.augment import NO_PARTNER, AugmentedBatch
-from skilltrain.gradcache import forward_backward
-from skilltrain.loss import contrastive_loss, false_negative_mask, label_side_mask
+from skilltrain.training.augment import NO_PARTNER, AugmentedBatch
+from skilltrain.training.gradcache import forward_backward
+from skilltrain.training.loss import contrastive_loss, false_negative_mask, label_side_mask
 from skilltrain.model import BiEncoder
-from skilltrain.train import compute_gradients
+from skilltrain.training.train import compute_gradients
 
 TOPICS = ["welding", "payroll", "kubernetes", "pastry", "forklift", "audit", "python", "nursing"]
 

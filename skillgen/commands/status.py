@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def status(run_dir: str | Path, show: int = 5) -> dict:
     import polars as pl
 
-    from skillgen.errors import UserError
+    from skillgen.common.errors import UserError
     from skillgen.runstate import read_run_json
     from skillgen.sinks import read_failures, read_rows
 

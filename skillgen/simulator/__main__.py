@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skillgen.simulator import cli
 
 

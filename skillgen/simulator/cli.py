@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skillgen.simulator.config import DEFAULT_MODELS, REQUIRE_KEY_ENV, SimulatorConfig
 
 HELP = "run the OpenAI-compatible LLM simulator (rate limits, faults, job-ad sentences)"

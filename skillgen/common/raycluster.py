@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 
 
 def resolve_address(address: str | None) -> str:

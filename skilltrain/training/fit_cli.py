@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 from skilltrain.config import TrainConfig
 
 HELP = "train the bi-encoder on generated (sentence, skill) pairs with Ray Train (data parallel, global in-batch negatives)"
@@ -85,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skilltrain.fit import fit
+    from skilltrain.training.fit import fit
 
     cfg = config_from_args(args)
     if args.config_json is not None:

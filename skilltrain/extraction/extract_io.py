@@ -38,7 +38,7 @@ from typing import IO, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 
 INPUT_FORMATS = ("auto", "txt", "jsonl", "parquet")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -235,7 +235,7 @@ def results_table(doc_ids: Sequence[str], results: Sequence) -> pa.Table:
 
 
 def documents_table(extractor, docs: Sequence[Document], *, top_k: int = 5, min_score: float | None = None, split: bool = True) -> pa.Table:
-    """Extract ``docs`` with a :class:`~skilltrain.extract.SkillExtractor`: the step both modes share."""
+    """Extract ``docs`` with a :class:`~skilltrain.extraction.extract.SkillExtractor`: the step both modes share."""
     results = extractor.extract([d.text for d in docs], top_k=top_k, min_score=min_score, split=split)
     return results_table([d.doc_id for d in docs], results)
 

@@ -4,7 +4,7 @@ Shards are scanned lazily with Polars (only the three needed columns are
 read), optionally extended with pairs from the taxonomy itself (alternative
 label -> label, description -> label), deduplicated, and put in a canonical
 order so the result does not depend on shard file order; shuffling happens per
-epoch in :mod:`skilltrain.sampler`, from the seed.
+epoch in :mod:`skilltrain.training.sampler`, from the seed.
 
 Every pair gets ``cls``: the integer id of its target label. The label text is
 what the model embeds as the positive, so two pairs with the same label are
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from skillgen.errors import UserError
+from skillgen.common.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def taxonomy_pairs(skills: pl.DataFrame) -> pl.DataFrame:
 def load_pairs(run_dir: str | Path, skills: pl.DataFrame | None = None) -> pl.DataFrame:
     """All training pairs, deduplicated on (sentence, label), canonical order, with ``cls`` ids.
 
-    ``skills`` (a :func:`skillgen.taxonomy.load_skills` frame) adds taxonomy pairs.
+    ``skills`` (a :func:`skillgen.common.taxonomy.load_skills` frame) adds taxonomy pairs.
     """
     frames = [scan_generated(run_dir)]
     if skills is not None:

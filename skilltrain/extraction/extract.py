@@ -26,11 +26,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from skillgen.errors import UserError
-from skillgen.taxonomy import file_sha256, load_skills, resolve_esco_path
+from skillgen.common.errors import UserError
+from skillgen.common.taxonomy import file_sha256, load_skills, resolve_esco_path
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
 from skilltrain.ranking import INDEX_DIR_NAME, SkillIndex, model_fingerprint, texts_fingerprint
-from skilltrain.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, split_sentences
+from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, split_sentences
 
 log = logging.getLogger(__name__)
 

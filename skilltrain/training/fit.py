@@ -7,7 +7,7 @@
    line *before* any worker starts;
 2. ship the pairs (and the validation data) to the workers once through the
    Ray object store, so it works on a multi-node cluster;
-3. run :func:`skilltrain.train.train_loop_per_worker` under ``TorchTrainer``
+3. run :func:`skilltrain.training.train.train_loop_per_worker` under ``TorchTrainer``
    (gloo on CPU, NCCL on GPU) with checkpoints through ``ray.train.report``
    and ``FailureConfig(max_failures)``: a failed worker group restarts from
    the latest checkpoint, and a rerun with the same ``name`` resumes;
@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from skillgen.errors import UserError
-from skillgen.raycluster import init_ray
+from skillgen.common.errors import UserError
+from skillgen.common.raycluster import init_ray
 from skilltrain.config import TrainConfig
-from skilltrain.data import load_pairs
+from skilltrain.training.data import load_pairs
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
-from skilltrain.sampler import plan_epoch
-from skilltrain.train import META_FILE, TrainData, load_model_weights, total_steps, train_loop_per_worker
+from skilltrain.training.sampler import plan_epoch
+from skilltrain.training.train import META_FILE, TrainData, load_model_weights, total_steps, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class FitResult:
 
 
 def _load_taxonomy(cfg: TrainConfig, required: bool) -> pl.DataFrame | None:
-    from skillgen.taxonomy import load_skills
+    from skillgen.common.taxonomy import load_skills
 
     if not required and not cfg.val_sets:
         return None
@@ -67,7 +67,7 @@ def _load_taxonomy(cfg: TrainConfig, required: bool) -> pl.DataFrame | None:
 
 
 def _load_validation(cfg: TrainConfig, skills: pl.DataFrame | None) -> list:
-    from skilltrain.evaluate import load_benchmarks
+    from skilltrain.evaluation.evaluate import load_benchmarks
 
     if skills is None or not cfg.val_sets:
         return []
@@ -187,7 +187,7 @@ def fit(config: TrainConfig) -> FitResult:
 
 def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict | None:
     """Test-split scores of the exported model (one skill index build), or None without benchmarks."""
-    from skilltrain.evaluate import evaluate, format_table, load_benchmarks, results_json
+    from skilltrain.evaluation.evaluate import evaluate, format_table, load_benchmarks, results_json
 
     if data.val_skills is None:
         return None

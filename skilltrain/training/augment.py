@@ -6,7 +6,7 @@ sentence to one random sentence of a different skill, before or after it, and
 keep the original skill as the positive. The partner's skill is now also
 (legitimately) in the text, so it must not be used as a negative for that
 anchor: :func:`augment_batch` returns the partner class per row and the loss
-masks it (see :func:`skilltrain.loss.false_negative_mask`).
+masks it (see :func:`skilltrain.training.loss.false_negative_mask`).
 
 Randomness comes from ``(seed, epoch, step)`` only, and the whole *global*
 batch is augmented identically on every rank, so a resumed run and a run with

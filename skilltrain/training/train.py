@@ -8,7 +8,7 @@ every ``eval_every`` steps rank 0 validates and all ranks report a checkpoint.
 Why it is shaped like this:
 
 * No DDP wrapper. Each rank's loss is its *share* of the global-batch loss
-  (see :mod:`skilltrain.loss`), so gradients must be summed, not averaged, and
+  (see :mod:`skilltrain.training.loss`), so gradients must be summed, not averaged, and
   GradCache does several backward passes per step; a plain all-reduce after
   the step is both exact and simpler than DDP with ``no_sync``.
 * Determinism for resume: the batch plan and augmentation depend only on
@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from skilltrain.augment import AugmentedBatch, augment_batch, step_rng
+from skilltrain.training.augment import AugmentedBatch, augment_batch, step_rng
 from skilltrain.config import TrainConfig
-from skilltrain.gradcache import forward_backward
-from skilltrain.loss import allreduce_gradients, allreduce_sum, contrastive_loss, world
+from skilltrain.training.gradcache import forward_backward
+from skilltrain.training.loss import allreduce_gradients, allreduce_sum, contrastive_loss, world
 from skilltrain.model import BiEncoder
-from skilltrain.sampler import BatchPlan, plan_epoch
+from skilltrain.training.sampler import BatchPlan, plan_epoch
 
 STATE_FILE = "train_state.pt"
 META_FILE = "meta.json"
@@ -117,7 +117,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def validate(encoder: BiEncoder, data: TrainData) -> dict[str, float]:
     """Mean RP@5 per validation set (one skill index build for all sets) and their mean."""
-    from skilltrain.evaluate import evaluate
+    from skilltrain.evaluation.evaluate import evaluate
 
     reports = evaluate(encoder, data.val_skills, data.val_benchmarks, ci=False)
     out = {f"val_{name}_rp5": report.means()["RP@5"] for name, report in reports.items()}

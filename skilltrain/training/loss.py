@@ -17,7 +17,7 @@ them as DDP would. ``tests/test_train_loss.py`` checks 2 workers == 1 worker.
 
 False negatives are masked to -inf: another row of the same class (the sampler
 prevents this, the mask is the safety net) and the class of an augmentation
-partner joined to the anchor (see :mod:`skilltrain.augment`).
+partner joined to the anchor (see :mod:`skilltrain.training.augment`).
 """
 
 from __future__ import annotations

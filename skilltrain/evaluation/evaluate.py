@@ -14,8 +14,8 @@ from typing import Mapping, Sequence
 
 import polars as pl
 
-from skilltrain.benchmarks import SETS, BenchmarkSentence, load_benchmark
-from skilltrain.metrics import KS, MetricReport, score_rankings, with_ci
+from skilltrain.evaluation.benchmarks import SETS, BenchmarkSentence, load_benchmark
+from skilltrain.evaluation.metrics import KS, MetricReport, score_rankings, with_ci
 from skilltrain.model import BiEncoder
 from skilltrain.ranking import SkillIndex
 

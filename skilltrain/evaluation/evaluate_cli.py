@@ -7,10 +7,10 @@ import json
 import time
 from pathlib import Path
 
-from skillgen.errors import UserError
-from skillgen.taxonomy import load_skills
-from skilltrain.benchmarks import SETS, SPLITS
-from skilltrain.evaluate import evaluate, format_table, load_benchmarks, results_json
+from skillgen.common.errors import UserError
+from skillgen.common.taxonomy import load_skills
+from skilltrain.evaluation.benchmarks import SETS, SPLITS
+from skilltrain.evaluation.evaluate import evaluate, format_table, load_benchmarks, results_json
 from skilltrain.model import BiEncoder, default_model_dir
 
 HELP = "evaluate a model: RP@1/5/10 and MRR on TECH/HOUSE, ranking all ESCO skills"

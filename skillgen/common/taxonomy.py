@@ -19,8 +19,8 @@ from typing import Iterable, Iterator, Sequence
 
 import polars as pl
 
-from skillgen.errors import UserError
-from skillgen.paths import ESCO_CSV_ENV, default_esco_csv
+from skillgen.common.errors import UserError
+from skillgen.common.paths import ESCO_CSV_ENV, default_esco_csv
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # files whose shared-URI warning was already logged by this process

@@ -1,0 +1,1 @@
+"""Evaluation: TECH/HOUSE benchmarks, RP@K and MRR with bootstrap intervals."""
