@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from cluster.config import PipelineConfig, load_pipeline_config
 from skillgen.common.errors import UserError
+from skillgen.common.paths import BENCHMARK_DIR_HELP, ESCO_HELP
 from skillgen.common.raycluster import init_ray
 
 log = logging.getLogger("cluster.pipeline")
@@ -174,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline TOML (see cluster/configs/)")
     parser.add_argument("--run-dir", type=Path, default=None, help="override the config's run_dir (outputs, resume state)")
     parser.add_argument("--address", default=None, help="Ray address; default: $RAY_ADDRESS (set by ray job submit) or a local Ray")
-    parser.add_argument("--esco", type=Path, default=None, help="ESCO skills CSV; default: ../shared/data/esco/skills_en.csv")
-    parser.add_argument("--benchmark-dir", type=Path, default=None, help="TECH/HOUSE CSV dir; default: ../shared/data/benchmarks")
+    parser.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)
+    parser.add_argument("--benchmark-dir", type=Path, default=None, help=BENCHMARK_DIR_HELP)
     parser.add_argument("--estimate", action="store_true", help="print the generation cost estimate and exit (spends nothing)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser

@@ -28,7 +28,7 @@ def test_eval_cli_writes_json_in_the_documented_shape(tmp_path, tiny_encoder_dir
     write_benchmarks(tmp_path / "bench", [r[1] for r in rows[:8]])
     out = tmp_path / "results.json"
     code = skilltrain_main(["eval", "--model", str(tiny_encoder_dir), "--esco", str(esco),
-                            "--benchmark-dir", str(tmp_path / "bench"), "--split", "validation", "--json", str(out)])
+                            "--benchmark-dir", str(tmp_path / "bench"), "--split", "validation", "--out", str(out)])
     assert code == 0
     results = json.loads(out.read_text())
     assert set(results) == {"tech", "house"}

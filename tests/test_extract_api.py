@@ -120,7 +120,7 @@ def test_extract_rp_at_5_equals_skilltrain_eval(tiny_encoder_dir: Path, esco_csv
         (tmp_path / "bench").mkdir(exist_ok=True)
         _write_benchmark(tmp_path / "bench" / f"{name}_test.csv", sentences)
     results = tmp_path / "eval.json"
-    assert main(["eval", "--model", str(tiny_encoder_dir), "--esco", str(esco_csv), "--benchmark-dir", str(tmp_path / "bench"), "--json", str(results)]) == 0
+    assert main(["eval", "--model", str(tiny_encoder_dir), "--esco", str(esco_csv), "--benchmark-dir", str(tmp_path / "bench"), "--out", str(results)]) == 0
     evaluated = json.loads(results.read_text())
 
     extractor = SkillExtractor.from_pretrained(tiny_encoder_dir, taxonomy=esco_csv, cache_dir=tmp_path / "cache")

@@ -89,3 +89,11 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"skilltrain: error: {bad}: missing required column 'preferredLabel' (found: conceptUri)"]
+
+
+def test_shared_uri_suffix_applies_on_every_load_not_only_the_first(tmp_path):
+    """The warning is once per process; the ids must not depend on whether it was already shown."""
+    path = write_esco_csv(tmp_path / "s.csv", [("http://x/1", "weld steel", "", "", "", ""), ("http://x/1", "weld iron", "", "", "", "")])
+    first, second = load_skills(path), load_skills(path)
+    assert first["skill_id"].n_unique() == 2
+    assert first["skill_id"].to_list() == second["skill_id"].to_list()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from skillgen.common.paths import ESCO_HELP
 from skillgen.config import GenerationConfig, load_config
 
 S = argparse.SUPPRESS
@@ -27,7 +28,7 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                    help="TOML config; sections [endpoint] [sampling] [prompt] [limits] [execution] [data] or top-level keys "
                         "named like GenerationConfig fields; flags override it")
     g = p.add_argument_group("skills")
-    g.add_argument("--esco", metavar="CSV", default=S, help="ESCO skills CSV (default: $ESCO_SKILLS_CSV or <data dir>/esco/skills_en.csv)")
+    g.add_argument("--esco", metavar="CSV", default=S, help=ESCO_HELP)
     g.add_argument("--limit", type=int, default=S, help="only the first N skills (after --sample/--skill-type)")
     g.add_argument("--sample", type=int, default=S, help="a random sample of N skills, reproducible by --seed")
     g.add_argument("--seed", dest="sample_seed", type=int, default=S, help="seed for --sample" + _d("sample_seed"))
@@ -70,7 +71,8 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     x.add_argument("--max-attempts", type=int, default=S, help="HTTP attempts per request (429/5xx/timeouts)" + _d("max_attempts"))
     x.add_argument("--max-content-attempts", type=int, default=S,
                    help="responses per skill before an invalid/short skill becomes a failure record" + _d("max_content_attempts"))
-    x.add_argument("--ray-address", default=S, help="Ray cluster address (default: $RAY_ADDRESS or a local instance)")
+    x.add_argument("--address", dest="ray_address", default=S, help="Ray cluster address (default: $RAY_ADDRESS or a local instance)")
+    x.add_argument("--ray-address", dest="ray_address", default=S, help=argparse.SUPPRESS)  # old spelling
 
 
 def config_from_args(args: argparse.Namespace, extra_ignore: tuple[str, ...] = ()) -> GenerationConfig:

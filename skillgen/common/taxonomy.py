@@ -1,7 +1,7 @@
 """The ESCO skills pillar as a Polars frame.
 
-Accepts the official ``skills_en.csv`` download and the reduced layout in
-``shared/data/esco`` alike: columns are selected by name and extra ones are
+Accepts the official ``skills_en.csv`` download (or its ZIP), the reduced
+layout and the bundled Parquet copy alike: columns are selected by name and extra ones are
 ignored. Every problem a user can fix (missing file, wrong encoding, missing
 column, empty or duplicate labels) raises :class:`UserError` naming the file,
 because a half-loaded taxonomy silently shifts every downstream metric.
@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import random
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -20,7 +21,7 @@ from typing import Iterable, Iterator, Sequence
 import polars as pl
 
 from skillgen.common.errors import UserError
-from skillgen.common.paths import ESCO_CSV_ENV, default_esco_csv
+from skillgen.common.paths import BUNDLED_ESCO_VERSION, ESCO_CSV_ENV, default_esco_path, is_bundled_esco
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # files whose shared-URI warning was already logged by this process
@@ -62,26 +63,62 @@ def label_skill_id(label: str) -> str:
 
 
 def resolve_esco_path(path: str | Path | None) -> Path:
-    """The CSV to read: the given path, or the default with a message on where to get ESCO."""
+    """The taxonomy file to read: the given path, else the default (see :mod:`skillgen.common.paths`)."""
     if path is not None:
         return Path(path).expanduser()
-    default = default_esco_csv()
+    default = default_esco_path()
     if not default.exists():
         raise UserError(
-            f"ESCO skills CSV not found at {default}: download skills_en.csv (ESCO v1.1, English) "
-            f"from https://esco.ec.europa.eu/en/use-esco/download and pass --esco PATH or set {ESCO_CSV_ENV}"
+            f"ESCO skills file not found at {default} (from {ESCO_CSV_ENV} or SKILLS_DATA_DIR): "
+            f"unset them to use the bundled ESCO {BUNDLED_ESCO_VERSION}, or pass --esco PATH"
         )
     return default
 
 
 def load_skills(path: str | Path | None = None) -> pl.DataFrame:
-    """Load and validate the ESCO skills CSV into the frame described by :data:`SCHEMA`."""
+    """Load and validate an ESCO skills file into the frame described by :data:`SCHEMA`.
+
+    Accepts the official ``skills_en.csv``, the ZIP the official download comes in
+    (its ``skills_en.csv`` member is read), and Parquet with the same columns (the
+    bundled copy). With no path, the default of :func:`resolve_esco_path` is read.
+    """
     path = resolve_esco_path(path)
     if not path.exists():
-        raise UserError(f"{path}: ESCO skills CSV does not exist")
+        raise UserError(f"{path}: ESCO skills file does not exist")
     if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected the ESCO skills CSV file")
-    raw = path.read_bytes()
+        raise UserError(f"{path}: is a directory, expected the ESCO skills CSV (or the ZIP of the official download)")
+    if path.suffix.lower() == ".parquet":
+        frame = _read_parquet(path)
+    else:
+        frame = _read_csv_bytes(_csv_bytes(path), path)
+    if LABEL_COLUMN not in frame.columns:
+        raise UserError(f"{path}: missing required column '{LABEL_COLUMN}' (found: {', '.join(frame.columns) or 'none'})")
+    if frame.height == 0:
+        raise UserError(f"{path}: has a header but no skill rows")
+    return _normalise(frame, path)
+
+
+def _csv_bytes(path: Path) -> bytes:
+    """The CSV's bytes; for a ZIP (the official ESCO download), its ``skills_<lang>.csv`` member."""
+    if not zipfile.is_zipfile(path):
+        return path.read_bytes()
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if Path(n).name.lower().startswith("skills_") and n.lower().endswith(".csv")]
+        preferred = [n for n in names if Path(n).name.lower() == "skills_en.csv"] or names
+        if not preferred:
+            raise UserError(f"{path}: ZIP has no skills_en.csv (expected the official ESCO CSV download)")
+        return archive.read(preferred[0])
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path).cast(pl.String)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable Parquet file ({first})") from None
+
+
+def _read_csv_bytes(raw: bytes, path: Path) -> pl.DataFrame:
     if not raw.strip():
         raise UserError(f"{path}: file is empty, expected the ESCO skills CSV with a {LABEL_COLUMN} column")
     try:
@@ -90,15 +127,10 @@ def load_skills(path: str | Path | None = None) -> pl.DataFrame:
         line = raw[: exc.start].count(b"\n") + 1
         raise UserError(f"{path}: not UTF-8 (invalid byte at line {line}); re-export the CSV as UTF-8") from None
     try:
-        frame = pl.read_csv(io.BytesIO(text.encode("utf-8")), infer_schema=False)
+        return pl.read_csv(io.BytesIO(text.encode("utf-8")), infer_schema=False)
     except (pl.exceptions.PolarsError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a readable CSV ({first})") from None
-    if LABEL_COLUMN not in frame.columns:
-        raise UserError(f"{path}: missing required column '{LABEL_COLUMN}' (found: {', '.join(frame.columns) or 'none'})")
-    if frame.height == 0:
-        raise UserError(f"{path}: has a header but no skill rows")
-    return _normalise(frame, path)
 
 
 def _normalise(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
@@ -134,9 +166,11 @@ def _normalise(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     # benchmarks score, so both skills stay; each gets an id that depends only on its own
     # URI and label (never on row order), keeping request keys stable across reruns.
     shared_uri = df.group_by("skill_id").len().filter(pl.col("len") > 1)["skill_id"]
-    if shared_uri.len() and str(path) not in _WARNED:
-        _WARNED.add(str(path))
-        log.warning("%s: %d conceptUri values are shared by several labels; their ids get a label suffix", path, shared_uri.len())
+    if shared_uri.len():
+        if str(path) not in _WARNED:  # warn once per file and process; the suffix applies on every load
+            _WARNED.add(str(path))
+            level = logging.DEBUG if is_bundled_esco(path) else logging.WARNING  # known and documented for the bundled copy
+            log.log(level, "%s: %d conceptUri values are shared by several labels; their ids get a label suffix", path, shared_uri.len())
         df = df.with_columns(
             pl.when(pl.col("skill_id").is_in(shared_uri.to_list()))
             .then(pl.col("skill_id") + "#" + pl.col("label").map_elements(lambda s: label_skill_id(s)[-8:], return_dtype=pl.String))

@@ -34,7 +34,9 @@ def benchmark_path(name: str, split: str, directory: str | Path | None = None) -
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
     base = Path(directory) if directory is not None else default_benchmark_dir()
-    return base / f"{name}_{split}.csv"
+    csv = base / f"{name}_{split}.csv"
+    parquet = csv.with_suffix(".parquet")
+    return parquet if parquet.exists() and not csv.exists() else csv
 
 
 def group_gold(rows: pl.DataFrame, known_labels: set[str]) -> list[BenchmarkSentence]:
@@ -48,15 +50,30 @@ def group_gold(rows: pl.DataFrame, known_labels: set[str]) -> list[BenchmarkSent
     return [BenchmarkSentence(s, tuple(labels)) for s, labels in grouped.iter_rows()]
 
 
-def load_benchmark(name: str, split: str, known_labels: set[str], directory: str | Path | None = None) -> list[BenchmarkSentence]:
+def dropped_gold_labels(rows: pl.DataFrame, known_labels: set[str]) -> list[str]:
+    """Distinct gold skill labels of the span rows that the taxonomy being ranked does not have.
+
+    With the bundled ESCO v1.1.0 only HOUSE test's ``plan`` is dropped; another ESCO
+    version renames labels, and every dropped one silently shrinks a gold set.
+    """
+    labels = rows.filter(~pl.col("label").is_in(list(NON_SKILL_LABELS)) & pl.col("label").ne(""))["label"].unique(maintain_order=True)
+    return [label for label in labels.to_list() if label not in known_labels]
+
+
+def read_benchmark_rows(name: str, split: str, directory: str | Path | None = None) -> pl.DataFrame:
+    """The span rows (``sentence``, ``label``) of one benchmark file, CSV or Parquet."""
     path = benchmark_path(name, split, directory)
     if not path.exists():
-        raise UserError(f"{path}: benchmark file not found (set SKILLS_DATA_DIR or --benchmark-dir)")
+        raise UserError(f"{path}: benchmark file not found (check --benchmark-dir or SKILLS_DATA_DIR)")
     try:
-        rows = pl.read_csv(path, infer_schema=False)
-    except pl.exceptions.PolarsError as exc:
-        raise UserError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        rows = pl.read_parquet(path).cast(pl.String) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema=False)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UserError(f"{path}: not a readable {path.suffix.lstrip('.').upper()} file ({str(exc).splitlines()[0]})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
-    return group_gold(rows.select(REQUIRED_COLUMNS).fill_null(""), known_labels)
+    return rows.select(REQUIRED_COLUMNS).fill_null("")
+
+
+def load_benchmark(name: str, split: str, known_labels: set[str], directory: str | Path | None = None) -> list[BenchmarkSentence]:
+    return group_gold(read_benchmark_rows(name, split, directory), known_labels)

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import polars as pl
 
-from skilltrain.evaluation.benchmarks import SETS, BenchmarkSentence, load_benchmark
+from skilltrain.evaluation.benchmarks import SETS, BenchmarkSentence, dropped_gold_labels, group_gold, read_benchmark_rows
 from skilltrain.evaluation.metrics import KS, MetricReport, score_rankings, with_ci
 from skilltrain.model import BiEncoder
 from skilltrain.ranking import SkillIndex
@@ -25,11 +25,24 @@ class Benchmark:
     name: str
     split: str
     sentences: list[BenchmarkSentence]
+    dropped_gold: tuple[str, ...] = ()  # gold labels the ranked taxonomy lacks (not scored)
 
 
 def load_benchmarks(skills: pl.DataFrame, sets: Sequence[str] = SETS, split: str = "test", directory: str | Path | None = None) -> list[Benchmark]:
     known = set(skills["label"].to_list())
-    return [Benchmark(name, split, load_benchmark(name, split, known, directory)) for name in sets]
+    loaded = []
+    for name in sets:
+        rows = read_benchmark_rows(name, split, directory)
+        loaded.append(Benchmark(name, split, group_gold(rows, known), tuple(dropped_gold_labels(rows, known))))
+    return loaded
+
+
+def dropped_gold_note(benchmarks: Sequence[Benchmark]) -> str | None:
+    """One line on gold labels missing from the taxonomy (another ESCO version than v1.1.0), or None."""
+    parts = [f"{b.name.upper()} {b.split} {len(b.dropped_gold)} (e.g. {b.dropped_gold[0]!r})" for b in benchmarks if b.dropped_gold]
+    if not parts:
+        return None
+    return "note: gold labels not in this taxonomy were dropped from scoring: " + "; ".join(parts) + " (the benchmarks use ESCO v1.1.0 labels)"
 
 
 def evaluate_index(encoder: BiEncoder, index: SkillIndex, benchmark: Benchmark, ci: bool = True, n_boot: int = 1000) -> MetricReport:

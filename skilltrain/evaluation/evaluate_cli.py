@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from skillgen.common.errors import UserError
+from skillgen.common.paths import BENCHMARK_DIR_HELP, ESCO_HELP, is_bundled_esco
 from skillgen.common.taxonomy import load_skills
 from skilltrain.evaluation.benchmarks import SETS, SPLITS
-from skilltrain.evaluation.evaluate import evaluate, format_table, load_benchmarks, results_json
+from skilltrain.evaluation.evaluate import dropped_gold_note, evaluate, format_table, load_benchmarks, results_json
 from skilltrain.model import BiEncoder, default_model_dir
 
 HELP = "evaluate a model: RP@1/5/10 and MRR on TECH/HOUSE, ranking all ESCO skills"
@@ -32,9 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="encoder directory (Hugging Face or sentence-transformers layout); default: bundled all-MiniLM-L6-v2")
     parser.add_argument("--sets", default="tech,house", help="comma-separated benchmark sets")
     parser.add_argument("--split", choices=SPLITS, default="test", help="tune on validation, report test")
-    parser.add_argument("--esco", type=Path, default=None, help="ESCO skills CSV (default: $ESCO_SKILLS_CSV or ../shared/data/esco/skills_en.csv)")
-    parser.add_argument("--benchmark-dir", type=Path, default=None, help="directory of {tech,house}_{split}.csv (default: ../shared/data/benchmarks)")
-    parser.add_argument("--json", type=Path, default=None, help="also write results as JSON to this path")
+    parser.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)
+    parser.add_argument("--benchmark-dir", type=Path, default=None, help=BENCHMARK_DIR_HELP)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON to this file")
     parser.add_argument("--max-seq-length", type=int, default=None, help="token limit per text (default: the model's)")
 
 
@@ -45,13 +48,20 @@ def run(args: argparse.Namespace) -> int:
     benchmarks = load_benchmarks(skills, sets, args.split, args.benchmark_dir)
     model_dir = args.model if args.model is not None else default_model_dir()
     encoder = BiEncoder.from_pretrained(model_dir, args.max_seq_length)
-    reports = evaluate(encoder, skills, benchmarks, progress=True)
-    print(format_table(reports, title=f"{model_dir} on {args.split} ({skills.height} skills ranked)"))
-    if args.json is not None:
+    note = dropped_gold_note(benchmarks)
+    if note and not (args.esco is None or is_bundled_esco(args.esco)):
+        print(note, file=sys.stderr)
+    reports = evaluate(encoder, skills, benchmarks, progress=not args.json and sys.stderr.isatty())
+    results = results_json(reports)
+    if args.out is not None:
         try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results_json(reports), indent=2))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2))
         except OSError as exc:
-            raise UserError(f"{args.json}: cannot write results ({exc.strerror})") from None
+            raise UserError(f"{args.out}: cannot write results ({exc.strerror})") from None
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(format_table(reports, title=f"{model_dir} on {args.split} ({skills.height} skills ranked)"))
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0

@@ -192,7 +192,7 @@ class SkillExtractor:
         :data:`RANK_CHUNK` so memory stays flat for any input size.
         """
         if top_k < 1:
-            raise UserError(f"top_k must be >= 1 (got {top_k})")
+            raise ValueError(f"top_k must be >= 1 (got {top_k})")
         k = min(top_k, self.n_skills)
         if not sentences:
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from skillgen.common.errors import UserError
+from skillgen.common.paths import ESCO_HELP
 from skilltrain.extraction.extract_io import INPUT_FORMATS, JsonlSink, documents_table, iter_documents, open_sink, print_table
 from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
 
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("auto", "table", "jsonl"), default="auto", dest="stdout_format",
                         help="stdout format without --out: auto = table on a terminal, JSONL otherwise")
     parser.add_argument("--model", type=Path, default=None, help="encoder directory; default: bundled all-MiniLM-L6-v2")
-    parser.add_argument("--esco", type=Path, default=None, help="ESCO skills CSV (default: $ESCO_SKILLS_CSV or ../shared/data/esco/skills_en.csv)")
+    parser.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)
     parser.add_argument("--top-k", type=_positive_int, default=5, help="skills per sentence")
     parser.add_argument("--min-score", type=float, default=None, help="drop skills with cosine score below this")
     parser.add_argument("--no-split", dest="split", action="store_false", help="treat each document as one sentence (benchmark protocol)")

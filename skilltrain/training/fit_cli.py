@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from skillgen.common.errors import UserError
+from skillgen.common.paths import BENCHMARK_DIR_HELP, ESCO_HELP
 from skilltrain.config import TrainConfig
 
 HELP = "train the bi-encoder on generated (sentence, skill) pairs with Ray Train (data parallel, global in-batch negatives)"
@@ -27,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--data", type=Path, required=True, help="generation run dir (run.json, shards/part-*.parquet with skill_id, label, sentence)")
     io.add_argument("--out", type=Path, required=True, help="output model dir, loadable with SentenceTransformer(dir) and 'skilltrain eval --model'")
     io.add_argument("--model", type=Path, default=None, help="encoder dir to start from (any HF encoder or sentence-transformers dir); default: bundled all-MiniLM-L6-v2")
-    io.add_argument("--esco", type=Path, default=None, help="ESCO skills CSV for --taxonomy-pairs and validation (default: $ESCO_SKILLS_CSV or $SKILLS_DATA_DIR/esco/skills_en.csv; validation is skipped if not found)")
-    io.add_argument("--benchmark-dir", type=Path, default=None, help="dir with {tech,house}_{validation,test}.csv (default: $SKILLS_DATA_DIR/benchmarks; skipped if not found)")
+    io.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)
+    io.add_argument("--benchmark-dir", type=Path, default=None, help=BENCHMARK_DIR_HELP)
     io.add_argument("--config-json", type=Path, default=None, help="write the resolved training config to this file and also keep it in --out")
 
     scale = parser.add_argument_group("scale")
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scale.add_argument("--gpu", action="store_true", help="one GPU per worker, NCCL, bf16 autocast (default: CPU, gloo, float32)")
     scale.add_argument("--batch-size", type=int, default=64, help="pairs per worker per step; the global batch (workers x batch size) is the negative pool")
     scale.add_argument("--gradcache-chunk", type=int, default=0, help="GradCache: embed in chunks of this many texts so memory does not grow with the batch (0 = off)")
-    scale.add_argument("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    scale.add_argument("--address", dest="ray_address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    scale.add_argument("--ray-address", dest="ray_address", default=None, help=argparse.SUPPRESS)  # old spelling
 
     data = parser.add_argument_group("data")
     data.add_argument("--taxonomy-pairs", action="store_true", help="also train on (alternative label -> label) and (description -> label) pairs from the ESCO CSV")
