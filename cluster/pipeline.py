@@ -22,9 +22,9 @@ import logging
 import os
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from cluster.config import PipelineConfig, load_pipeline_config
 from skillgen.common.errors import UserError
@@ -60,8 +60,7 @@ def generate(config: PipelineConfig, base_url: str | None) -> dict[str, Any]:
     gen_config = config.generation_config(base_url)
     cost = estimate(gen_config)
     print(cost.format(), flush=True)
-    summary = run_generation(gen_config, progress=True)
-    print(summary.format(), flush=True)
+    summary = run_generation(gen_config, progress=True)  # logs its own summary line
     record = {"estimate": cost.to_dict(), "summary": summary.to_dict()}
     with open(config.run_dir / GENERATION_LOG, "a") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -136,31 +135,96 @@ def evaluate(config: PipelineConfig) -> dict[str, Any]:
 
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
-    started = time.perf_counter()
     config.run_dir.mkdir(parents=True, exist_ok=True)
     (config.run_dir / "pipeline.json").write_text(json.dumps(config.public_json(), indent=2))
     outcome: dict[str, Any] = {}
+    stage_s: dict[str, float] = {}
     # One Ray for both stages: the given address, $RAY_ADDRESS under `ray job submit`, else a new local
     # one, with its dashboard (Ray Train's placement-group cleaner needs the State API it serves).
     init_ray(config.ray_address)
-    with ExitStack() as stack:
+    with ExitStack() as stack, _timed(stage_s, "generation"):
         base_url = start_simulator(config, stack) if config.uses_simulator else None
         log.info("stage 1/4: generation -> %s", config.generation_dir)
         outcome["generation"] = generate(config, base_url)
-    log.info("stage 2/4: training -> %s", config.model_dir)
-    outcome["training"] = train(config)
-    log.info("stage 3/4: evaluation")
-    outcome["evaluation"] = evaluate(config)
-    log.info("stage 4/4: report")
-    from cluster.report import write_report
+    with _timed(stage_s, "training"):
+        log.info("stage 2/4: training -> %s", config.model_dir)
+        outcome["training"] = train(config)
+    with _timed(stage_s, "evaluation"):
+        log.info("stage 3/4: evaluation")
+        outcome["evaluation"] = evaluate(config)
+    with _timed(stage_s, "report"):
+        log.info("stage 4/4: report")
+        from cluster.report import write_report
 
-    report = write_report(config, outcome)
-    elapsed = time.perf_counter() - started
-    print(f"\npipeline finished in {elapsed / 60:.1f} min", flush=True)
-    print(f"  run dir:  {config.run_dir.resolve()}")
-    print(f"  model:    {config.model_dir.resolve()}")
-    print(f"  report:   {report.resolve()}")
+        report = write_report(config, outcome)
+    outcome["summary"] = final_summary(config, outcome, stage_s, report)
+    (config.run_dir / "summary.json").write_text(json.dumps(outcome["summary"], indent=2))
     return outcome
+
+
+@contextmanager
+def _timed(into: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        into[stage] = round(time.perf_counter() - started, 1)
+
+
+def final_summary(config: PipelineConfig, outcome: dict[str, Any], stage_s: dict[str, float], report: Path) -> dict[str, Any]:
+    """What a user wants at the end: scores before -> after with 95% intervals, cost, time per stage, paths."""
+    evaluation = outcome["evaluation"]
+    baseline = evaluation.get("baseline") or {}
+    scores = {}
+    for name, after in evaluation["results"].items():
+        before = baseline.get(name, {})
+        scores[name] = {metric: {"before": _with_ci(before, metric), "after": _with_ci(after, metric)} for metric in ("RP@5", "MRR")}
+    gen = outcome["generation"]["summary"]
+    return {
+        "split": config.evaluation.split,
+        "scores": scores,
+        "cost_usd": gen.get("total_cost_usd"),
+        "stage_seconds": stage_s,
+        "total_seconds": round(sum(stage_s.values()), 1),
+        "paths": {"run_dir": str(config.run_dir.resolve()), "model": str(config.model_dir.resolve()), "report": str(report.resolve())},
+    }
+
+
+def _with_ci(report: dict[str, Any], metric: str) -> dict[str, float] | None:
+    """``{"value", "lo", "hi"}`` in percent from a results_json entry, or None when absent."""
+    if metric not in report:
+        return None
+    value = report[metric]
+    ci = report.get("ci95", {}).get(metric)
+    out = {"value": value}
+    if ci:
+        out.update(lo=ci[0], hi=ci[1])
+    return out
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"\npipeline finished in {summary['total_seconds'] / 60:.1f} min "
+             f"({', '.join(f'{k} {v:.0f} s' for k, v in summary['stage_seconds'].items())})"]
+    for name, metrics in summary["scores"].items():
+        parts = []
+        for metric, pair in metrics.items():
+            before, after = pair["before"], pair["after"]
+            shown = _fmt_score(after)
+            if before is not None:
+                shown = f"{_fmt_score(before)} -> {shown}"
+            parts.append(f"{metric} {shown}")
+        lines.append(f"  {name.upper():6s} {summary['split']}: " + "; ".join(parts))
+    if summary.get("cost_usd") is not None:
+        lines.append(f"  cost:     ${summary['cost_usd']:.4f}")
+    for key, path in summary["paths"].items():
+        lines.append(f"  {key + ':':9s} {path}")
+    return "\n".join(lines)
+
+
+def _fmt_score(score: dict[str, float]) -> str:
+    if "lo" in score:
+        return f"{score['value']:.1f} [{score['lo']:.1f}, {score['hi']:.1f}]"
+    return f"{score['value']:.1f}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)
     parser.add_argument("--benchmark-dir", type=Path, default=None, help=BENCHMARK_DIR_HELP)
     parser.add_argument("--estimate", action="store_true", help="print the generation cost estimate and exit (spends nothing)")
+    parser.add_argument("--json", action="store_true", help="print the final summary as JSON (scores, cost, stage times, paths)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -196,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.estimate:
             print_estimate(config)
         else:
-            run_pipeline(config)
+            summary = run_pipeline(config)["summary"]
+            print(json.dumps(summary, indent=2) if args.json else format_summary(summary), flush=True)
     except UserError as exc:
         print(f"pipeline: error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ cost (estimate vs actual).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +28,48 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
+def training_curve(history: list[dict[str, Any]]) -> dict[str, list]:
+    """The data behind the training plot: every logged step's loss and every validation point.
+
+    ``history`` is the run's log as kept in its checkpoints, so a resumed run still shows
+    the steps before the crash (a step redone after a resume keeps its latest value).
+    """
+    loss = {h["step"]: h["loss"] for h in history if h.get("loss") is not None}
+    val = {h["step"]: h["val_rp5"] for h in history if h.get("val_rp5") is not None}
+    return {
+        "loss_steps": sorted(loss), "loss": [loss[s] for s in sorted(loss)],
+        "val_steps": sorted(val), "val_rp5": [val[s] for s in sorted(val)],
+    }
+
+
 def plot_training(history: list[dict[str, Any]], path: Path) -> str | None:
-    losses = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None]
-    vals = [(h["step"], h["val_rp5"]) for h in history if h.get("val_rp5") is not None]
-    if not losses and not vals:
+    curve = training_curve(history)
+    if not curve["loss_steps"] and not curve["val_steps"]:
         return None
+    path.with_suffix(".json").write_text(json.dumps(curve, indent=1))
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    if losses:
-        ax.plot(*zip(*losses), color="tab:blue", label="training loss")
+    handles = []
+    if curve["loss_steps"]:
+        handles += ax.plot(curve["loss_steps"], curve["loss"], ".-", color="tab:blue", lw=1, ms=3, label="training loss (logged steps)")
         ax.set_ylabel("loss")
     ax.set_xlabel("step")
-    if vals:
+    if curve["val_steps"]:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*vals), "o-", color="tab:orange", label="validation RP@5")
+        handles += ax2.plot(curve["val_steps"], curve["val_rp5"], "o-", color="tab:orange", label="validation RP@5")
         ax2.set_ylabel("validation RP@5 (%)")
-    ax.set_title("training")
-    fig.legend(loc="upper right")
+        lo, hi = min(curve["val_rp5"]), max(curve["val_rp5"])
+        ax2.set_ylim(lo - max(1.0, 0.2 * (hi - lo)), hi + max(1.0, 0.2 * (hi - lo)))
+    ax.set_title(f"training: {len(curve['loss_steps'])} logged steps, {len(curve['val_steps'])} validations")
+    ax.legend(handles=handles, loc="upper right", fontsize=8)
     return _save(fig, path)
+
+
+def _ci_err(report: dict[str, Any]) -> list[list[float]] | None:
+    """Asymmetric error bars (95% bootstrap interval) for :data:`METRICS`, or None without intervals."""
+    ci = report.get("ci95")
+    if not ci or not all(m in ci for m in METRICS):
+        return None
+    return [[report[m] - ci[m][0] for m in METRICS], [ci[m][1] - report[m] for m in METRICS]]
 
 
 def plot_scores(results: dict[str, Any], baseline: dict[str, Any] | None, path: Path) -> str:
@@ -53,8 +79,10 @@ def plot_scores(results: dict[str, Any], baseline: dict[str, Any] | None, path: 
         xs = range(len(METRICS))
         width = 0.38
         if baseline and name in baseline:
-            ax.bar([x - width / 2 for x in xs], [baseline[name][m] for m in METRICS], width, label="zero-shot")
-        ax.bar([x + width / 2 for x in xs], [results[name][m] for m in METRICS], width, label="trained")
+            ax.bar([x - width / 2 for x in xs], [baseline[name][m] for m in METRICS], width, label="zero-shot",
+                   yerr=_ci_err(baseline[name]), capsize=3)
+        ax.bar([x + width / 2 for x in xs], [results[name][m] for m in METRICS], width, label="trained",
+               yerr=_ci_err(results[name]), capsize=3)
         ax.set_xticks(list(xs), METRICS)
         ax.set_title(f"{name.upper()} (n={results[name]['n']})")
         ax.set_ylabel("%")
@@ -91,6 +119,9 @@ def _table(results: dict[str, Any], baseline: dict[str, Any] | None) -> list[str
         cells = []
         for m in METRICS:
             cell = f"{r[m]:.1f}"
+            ci = r.get("ci95", {}).get(m)
+            if ci:
+                cell += f" [{ci[0]:.1f}, {ci[1]:.1f}]"
             if baseline and name in baseline:
                 cell += f" ({r[m] - baseline[name][m]:+.1f})"
             cells.append(cell)
@@ -136,7 +167,7 @@ def write_report(config, outcome: dict[str, Any]) -> Path:
         "cost": plot_cost(est, summ, run_dir / "report_cost.png") if est or summ else None,
     }
     lines = [f"# Run report: `{run_dir}`", ""]
-    lines += [f"## Skill extraction ({config.evaluation.split} split; in brackets: change vs zero-shot)", ""]
+    lines += [f"## Skill extraction ({config.evaluation.split} split; 95% bootstrap interval in square brackets, change vs zero-shot in round ones)", ""]
     lines += _table(results, baseline) + [""]
     if images["scores"]:
         lines += [f"![scores]({images['scores']})", ""]

@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+from skillgen.common.raymetrics import publish
+
 log = logging.getLogger("skillgen.progress")
 
 
@@ -33,8 +35,9 @@ def format_line(p: dict[str, Any]) -> str:
 
 
 class ProgressReporter:
-    def __init__(self, total: int, enabled: bool = True, interval_s: float = 10.0):
+    def __init__(self, total: int, enabled: bool = True, interval_s: float = 10.0, run: str = "skillgen"):
         self.total = total
+        self.run = run
         self.start = time.monotonic()
         self.interval = interval_s
         self.last_log = 0.0
@@ -58,6 +61,8 @@ class ProgressReporter:
             "tokens_per_s": tokens / elapsed, "spent": spent,
             "eta": (self.total - done) / rate if rate > 0 else None, "retries": retries, "rate_limited": rate_limited,
         }
+        publish({"skillgen_skills_done": done, "skillgen_tokens_per_s": p["tokens_per_s"], "skillgen_spend_usd": spent,
+                 "skillgen_rate_limited": rate_limited, "skillgen_retries": retries, "skillgen_failures": failed}, self.run)
         if self.live is not None and self.task is not None:
             self.live.update(self.task, completed=done, info=format_line(p).split(" | ", 1)[1])
         elif self.enabled and (final or time.monotonic() - self.last_log >= self.interval):
