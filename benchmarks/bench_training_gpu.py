@@ -42,6 +42,7 @@ import os
 import socket
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -522,6 +523,11 @@ def run_parts(b: Bench) -> None:
             b.results["parts"][name] = fn(b)
         except _Skip as why:
             b.skip(name, str(why))
+            continue
+        except Exception:  # one run on a borrowed GPU: record the failure, let the independent parts still run
+            b.results.setdefault("errors", {})[name] = traceback.format_exc()
+            b.log(f"ERROR in {name}:\n{traceback.format_exc()}")
+            b.save()
             continue
         b.results.setdefault("part_s", {})[name] = round(time.perf_counter() - t0, 1)
         b.save()

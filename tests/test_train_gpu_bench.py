@@ -56,6 +56,7 @@ def run_script(indir: Path, out: Path, *extra: str) -> dict:
 @pytest.mark.slow  # ~55 s on a loaded 2-core box (README "Tests")
 def test_smoke_runs_every_part_without_ray_or_polars(prepared, tmp_path):
     results = run_script(prepared, tmp_path / "out")
+    assert "errors" not in results, results.get("errors")
     assert results["skipped"] == {} and list(results["parts"]) == PARTS
     assert results["imported_ray"] is False and results["imported_polars"] is False
     checks = results["parts"]["checks"]

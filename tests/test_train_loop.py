@@ -182,3 +182,30 @@ def test_weight_averaging_interpolates_and_picks_alpha_by_score():
     trained.load_state_dict(t)
     alpha, _ = choose_alpha(trained, s, [0.5], lambda m: -(m.weight - t["weight"]).abs().sum().item())
     assert alpha == 1.0 and torch.equal(trained.weight, t["weight"])
+
+
+def test_fit_weight_averaging_picks_alpha_on_validation_and_needs_validation(inputs, tiny_encoder_dir, tmp_path):
+    from skillgen.common.errors import UserError
+    from skilltrain.model import BiEncoder
+    from skilltrain.training.fit import _average_with_start, prepare
+    from skilltrain.training.fit_cli import _floats
+
+    cfg = make_config(inputs, tiny_encoder_dir, tmp_path, average_alphas=[0.0, 0.5])
+    data, _ = prepare(cfg)
+    trained = BiEncoder.from_pretrained(tiny_encoder_dir)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p))  # far from the start: some alpha must score differently
+    before = {k: v.clone() for k, v in trained.state_dict().items()}
+    record = _average_with_start(trained, cfg, data)
+    assert set(record["val_rp5_by_alpha"]) == {"0.0", "0.5", "1.0"}
+    assert record["val_rp5_by_alpha"][str(record["alpha"])] == max(record["val_rp5_by_alpha"].values())
+    start = BiEncoder.from_pretrained(tiny_encoder_dir).state_dict()
+    want = interpolate(start, before, record["alpha"])
+    assert all(torch.allclose(trained.state_dict()[k], want[k]) for k in want)
+    with pytest.raises(UserError, match="average_alphas"):
+        prepare(cfg.model_copy(update={"val_sets": []}))
+    with pytest.raises(UserError, match="--average-alphas"):
+        _floats("0.5,x", "--average-alphas")
+    with pytest.raises(ValueError):
+        make_config(inputs, tiny_encoder_dir, tmp_path, average_alphas=[1.5])
