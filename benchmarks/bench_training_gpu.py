@@ -39,7 +39,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import sys
 import time
 import traceback
@@ -318,10 +317,9 @@ class Bench:
 def part_checks(b: Bench) -> dict:
     """What the CPU tests cannot show: the CUDA/NCCL path's devices and dtypes, on this machine."""
     import torch
-    import torch.distributed as dist
 
     from skilltrain.training.augment import NO_PARTNER
-    from skilltrain.training.distributed import gather_with_grad
+    from skilltrain.training.distributed import gather_with_grad, world
     from skilltrain.training.gradcache import forward_backward
     from skilltrain.training.loss import contrastive_loss, false_negative_mask
     from skilltrain.training.train import autocast_for
@@ -354,7 +352,7 @@ def part_checks(b: Bench) -> dict:
     loss = forward_backward(encoder, texts, labels, loss_fn, chunk=b.settings.chunk, autocast=autocast)
     grads = {str(p.grad.dtype) for p in encoder.parameters() if p.grad is not None}
     return {
-        "backend": dist.get_backend(), "world_size": dist.get_world_size(), "device": str(b.device),
+        "backend": b.results["env"]["backend"], "world_size": world()[1], "device": str(b.device),
         "param_dtypes": sorted({str(p.dtype) for p in encoder.parameters()}), "grad_dtypes": sorted(grads),
         "loss": float(loss), "loss_finite": bool(torch.isfinite(loss)), **seen,
     }
@@ -533,24 +531,10 @@ def run_parts(b: Bench) -> None:
         b.save()
 
 
-def init_process_group(device) -> str:
-    """A torch.distributed group of one, with the backend fit() would use for this device."""
-    import torch.distributed as dist
-
-    from skilltrain.training.distributed import backend_for
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    backend = backend_for(device.type == "cuda")
-    dist.init_process_group(backend, rank=0, world_size=1)
-    return backend
-
-
 def run(indir: Path, out: Path, budget_s: float, smoke: bool) -> dict:
     import torch
-    import torch.distributed as dist
+
+    from skilltrain.training.distributed import group_of_one
 
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda:0" if torch.cuda.is_available() and not smoke else "cpu")
@@ -558,17 +542,17 @@ def run(indir: Path, out: Path, budget_s: float, smoke: bool) -> dict:
         torch.cuda.set_device(device)
     settings = SMOKE if smoke else Settings()
     bench = Bench(load_inputs(indir), out, settings, device, budget_s)
-    bench.results["env"] = {
-        "torch": torch.__version__, "cuda": torch.version.cuda, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "backend": init_process_group(device), "pairs": len(bench.inputs.cls), "skills_ranked": len(bench.inputs.skill_labels),
-        "smoke": smoke, "budget_s": budget_s,
-    }
-    bench.log(f"env {bench.results['env']}")
-    try:
-        run_parts(bench)
-    finally:
-        bench.save()
-        dist.destroy_process_group()
+    with group_of_one(device.type == "cuda") as backend:
+        bench.results["env"] = {
+            "torch": torch.__version__, "cuda": torch.version.cuda, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "backend": backend, "pairs": len(bench.inputs.cls), "skills_ranked": len(bench.inputs.skill_labels),
+            "smoke": smoke, "budget_s": budget_s,
+        }
+        bench.log(f"env {bench.results['env']}")
+        try:
+            run_parts(bench)
+        finally:
+            bench.save()
     bench.log(f"done in {bench.results['wall_s']} s; results in {out / 'results.json'}")
     return bench.results
 

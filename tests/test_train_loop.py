@@ -209,3 +209,17 @@ def test_fit_weight_averaging_picks_alpha_on_validation_and_needs_validation(inp
         _floats("0.5,x", "--average-alphas")
     with pytest.raises(ValueError):
         make_config(inputs, tiny_encoder_dir, tmp_path, average_alphas=[1.5])
+
+
+def test_group_of_one_runs_the_gather_collective_and_cleans_up():
+    from skilltrain.training.distributed import gather_with_grad, group_of_one, world
+
+    x = torch.randn(3, 4, requires_grad=True)
+    assert gather_with_grad(x) is x  # no process group: nothing to gather
+    with group_of_one(use_gpu=False) as backend:
+        assert backend == "gloo" and world() == (0, 1)
+        gathered = gather_with_grad(x)
+        assert "GatherWithGrad" in type(gathered.grad_fn).__name__ and torch.equal(gathered, x)
+        (gathered * 2).sum().backward()
+        assert torch.equal(x.grad, torch.full_like(x, 2.0))
+    assert world() == (0, 1) and not torch.distributed.is_initialized()

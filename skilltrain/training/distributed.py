@@ -12,12 +12,14 @@ and in a plain script.
   :mod:`skilltrain.training.loss`).
 * :func:`broadcast_module`, :func:`allreduce_sum`, :func:`allreduce_max`:
   identical start weights, the global loss, the peak memory over workers.
-* :func:`backend_for`: NCCL for CUDA tensors, gloo on CPU.
+* :func:`backend_for`: NCCL for CUDA tensors, gloo on CPU; :func:`group_of_one` for scripts.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+import contextlib
+import socket
+from typing import Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -33,6 +35,23 @@ def world() -> tuple[int, int]:
 def backend_for(use_gpu: bool) -> str:
     """The process-group backend for a run: NCCL moves CUDA tensors, gloo CPU ones (and lacks reduce_scatter)."""
     return "nccl" if use_gpu else "gloo"
+
+
+@contextlib.contextmanager
+def group_of_one(use_gpu: bool) -> Iterator[str]:
+    """A process group of this process alone (loopback), with the backend a run on this device gets.
+
+    For one-process scripts (the one-GPU benchmark): the collectives then run for real,
+    NCCL included, without Ray. Yields the backend's name.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group(backend_for(use_gpu), init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        yield dist.get_backend()
+    finally:
+        dist.destroy_process_group()
 
 
 class _GatherWithGrad(torch.autograd.Function):
