@@ -24,13 +24,18 @@ from skilltrain.evaluation.metrics import top_k_indices
 
 
 def own_label_classes(class_labels: Sequence[str], alt_labels: Mapping[str, Sequence[str]]) -> list[set[int]]:
-    """Per class, the other classes whose label is one of this skill's alternative labels (case-insensitive)."""
+    """Per class, the other classes that name the same skill: one's label is the other's alternative label.
+
+    Symmetric (case-insensitive): if B's label is an alternative label of A, neither is the other's negative.
+    """
     by_text = {label.lower(): c for c, label in enumerate(class_labels)}
-    out: list[set[int]] = []
+    out: list[set[int]] = [set() for _ in class_labels]
     for c, label in enumerate(class_labels):
-        same = {by_text[a.lower()] for a in alt_labels.get(label, ()) if a.lower() in by_text}
-        same.discard(c)
-        out.append(same)
+        for alt in alt_labels.get(label, ()):
+            other = by_text.get(alt.lower())
+            if other is not None and other != c:
+                out[c].add(other)
+                out[other].add(c)
     return out
 
 
