@@ -14,6 +14,8 @@ has none of them): its inputs are a directory written beforehand by
     python benchmarks/bench_training_gpu.py --run runs/gpu-in --out runs/gpu-out --time-budget-s 360
     # CPU smoke test of every part (tiny settings; tests/test_train_gpu_bench.py)
     python benchmarks/bench_training_gpu.py --run DIR --out OUT --smoke
+    # here, afterwards: RP@5 against pool size (OUT/pool_rp5.png)
+    .venv/bin/python benchmarks/bench_training_gpu.py --plot OUT/results.json
 
 Parts, in this order; each is skipped cleanly when the time budget cannot
 cover it, and ``OUT/results.json`` is rewritten after every part (``OUT/log.txt``
@@ -557,11 +559,42 @@ def run(indir: Path, out: Path, budget_s: float, smoke: bool) -> dict:
     return bench.results
 
 
+def plot_pool(results_json: Path) -> Path:
+    """RP@5 (test, 95% CI) against the negative pool size, per benchmark set: ``pool_rp5.png`` next to the results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = json.loads(results_json.read_text())
+    runs = results["parts"]["pool"]["runs"]
+    batches = sorted(int(b) for b in runs)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name in SETS:
+        scores = [runs[str(b)]["scores"][f"{name}_test"] for b in batches]
+        mid = np.array([s["RP@5"] for s in scores])
+        lo, hi = (np.array([s["ci95"]["RP@5"][i] for s in scores]) for i in (0, 1))
+        ax.errorbar(batches, mid, yerr=[mid - lo, hi - mid], marker="o", capsize=3, label=f"{name.upper()} test")
+        zero = results["parts"].get("zero_shot", {}).get(f"{name}_test")
+        if zero:
+            ax.axhline(zero["RP@5"], linestyle=":", color=ax.lines[-1].get_color(), label=f"{name.upper()} zero-shot")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.set_xlabel(f"global batch = negative pool (same {results['parts']['pool']['pairs']:,} pairs)")
+    ax.set_ylabel("RP@5 (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = results_json.with_name("pool_rp5.png")
+    fig.savefig(out, dpi=120)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--prepare", type=Path, metavar="OUTDIR", help="write the GPU machine's inputs here (project venv)")
     mode.add_argument("--run", type=Path, metavar="INDIR", help="run the benchmark on inputs written by --prepare")
+    mode.add_argument("--plot", type=Path, metavar="RESULTS_JSON", help="draw RP@5 against pool size from a --run's results.json (matplotlib)")
     p.add_argument("--out", type=Path, help="--run: results dir (results.json, log.txt)")
     p.add_argument("--time-budget-s", type=float, default=360.0, help="--run: parts that do not fit are skipped")
     p.add_argument("--smoke", action="store_true", help="--run: tiny settings on CPU (a test of every part)")
@@ -571,6 +604,9 @@ def main() -> int:
     args = p.parse_args()
     if args.prepare:
         prepare(args.prepare, args.gen_dir, args.sentences, args.max_pairs)
+        return 0
+    if args.plot:
+        print(plot_pool(args.plot))
         return 0
     if args.out is None:
         p.error("--run needs --out")

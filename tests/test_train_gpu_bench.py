@@ -73,6 +73,10 @@ def test_smoke_runs_every_part_without_ray_or_polars(prepared, tmp_path):
     assert results["parts"]["average"]["alpha"] in (0.5, 1.0)
     assert results["parts"]["hardneg"]["hard_negatives"] == 1
     assert "pool batch 16" in (tmp_path / "out" / "log.txt").read_text()
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--plot", str(tmp_path / "out" / "results.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "out" / "pool_rp5.png").stat().st_size > 1000
 
 
 def test_spent_time_budget_skips_every_part_cleanly(prepared, tmp_path):
