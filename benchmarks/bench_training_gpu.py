@@ -14,8 +14,8 @@ has none of them): its inputs are a directory written beforehand by
     python benchmarks/bench_training_gpu.py --run runs/gpu-in --out runs/gpu-out --time-budget-s 360
     # CPU smoke test of every part (tiny settings; tests/test_train_gpu_bench.py)
     python benchmarks/bench_training_gpu.py --run DIR --out OUT --smoke
-    # here, afterwards: RP@5 against pool size (OUT/pool_rp5.png)
-    .venv/bin/python benchmarks/bench_training_gpu.py --plot OUT/results.json
+    # here, afterwards: RP@5 against pool size (DIR/pool_rp5.png)
+    .venv/bin/python benchmarks/bench_training_gpu.py --plot OUT/results.json --out DIR
 
 Parts, in this order; each is skipped cleanly when the time budget cannot
 cover it, and ``OUT/results.json`` is rewritten after every part (``OUT/log.txt``
@@ -559,8 +559,8 @@ def run(indir: Path, out: Path, budget_s: float, smoke: bool) -> dict:
     return bench.results
 
 
-def plot_pool(results_json: Path) -> Path:
-    """RP@5 (test, 95% CI) against the negative pool size, per benchmark set: ``pool_rp5.png`` next to the results."""
+def plot_pool(results_json: Path, out_dir: Path | None = None) -> Path:
+    """RP@5 (test, 95% CI) against the negative pool size, per set: ``pool_rp5.png`` in ``out_dir`` (default: next to the results)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -584,7 +584,8 @@ def plot_pool(results_json: Path) -> Path:
     ax.set_ylabel("RP@5 (%)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = results_json.with_name("pool_rp5.png")
+    out = (out_dir or results_json.parent) / "pool_rp5.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     return out
 
@@ -595,7 +596,7 @@ def main() -> int:
     mode.add_argument("--prepare", type=Path, metavar="OUTDIR", help="write the GPU machine's inputs here (project venv)")
     mode.add_argument("--run", type=Path, metavar="INDIR", help="run the benchmark on inputs written by --prepare")
     mode.add_argument("--plot", type=Path, metavar="RESULTS_JSON", help="draw RP@5 against pool size from a --run's results.json (matplotlib)")
-    p.add_argument("--out", type=Path, help="--run: results dir (results.json, log.txt)")
+    p.add_argument("--out", type=Path, help="--run: results dir (results.json, log.txt); --plot: where pool_rp5.png goes")
     p.add_argument("--time-budget-s", type=float, default=360.0, help="--run: parts that do not fit are skipped")
     p.add_argument("--smoke", action="store_true", help="--run: tiny settings on CPU (a test of every part)")
     p.add_argument("--gen-dir", type=Path, default=Path("runs/bench-esco-full"), help="--prepare: generation run dir (made with the simulator if incomplete)")
@@ -606,7 +607,7 @@ def main() -> int:
         prepare(args.prepare, args.gen_dir, args.sentences, args.max_pairs)
         return 0
     if args.plot:
-        print(plot_pool(args.plot))
+        print(plot_pool(args.plot, args.out))
         return 0
     if args.out is None:
         p.error("--run needs --out")

@@ -302,6 +302,7 @@ def validate_and_checkpoint(run: Run, state: LoopState, loss: float, meter: Mete
 
 
 def checkpoint(run: Run, state: LoopState, loss: float, meter: Meter, report: Report) -> None:
+    """Metrics (peak memory: max over ranks) and, from rank 0, the checkpoint dir, through ``report``."""
     epoch = run.schedule.locate(state.step - 1)[0] if state.step else 0
     metrics: dict[str, Any] = {
         "step": state.step, "epoch": epoch, "loss": loss, "samples_per_s": meter.samples_per_s(),
