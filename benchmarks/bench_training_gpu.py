@@ -415,6 +415,8 @@ def pool_pairs(b: Bench) -> int:
         evals = len(s.pool_batches) * b.results.get("eval_s", 10.0)
         affordable = (b.left() * s.pool_share - evals) / sum(1.0 / r for r in rates)
         n = min(n, int(affordable))
+    else:  # no measured rates (the sweep failed or was skipped): a quarter of the cap, not a guess at the budget
+        n = min(n, s.pool_pairs // 4)
     step = max(s.pool_batches)
     return (n // step) * step
 
