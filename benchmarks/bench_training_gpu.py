@@ -80,7 +80,7 @@ class Settings:
 
 
 SMOKE = Settings(
-    sweep_batches=(8, 16), warmup_steps=1, timed_steps=2, chunk=4, pool_batches=(4, 8, 16), pool_pairs=48,
+    sweep_batches=(4, 8, 16), warmup_steps=1, timed_steps=2, chunk=4, pool_batches=(4, 8, 16), pool_pairs=48,
     pool_share=0.9, alphas=(0.5,), hard_negative_pool=3, max_seq_length=32, n_boot=20, log_every_s=1.0,
 )
 
