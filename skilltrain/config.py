@@ -50,6 +50,12 @@ class TrainConfig(BaseModel):
     scale: float = Field(20.0, gt=0, description="MNRL / InfoNCE logit scale (1 / temperature)")
     symmetric: bool = Field(True, description="add the skill->sentence direction to sentence->skill")
     bf16: bool = Field(True, description="bf16 autocast (GPU only; CPU always runs float32)")
+    hard_negatives: int = Field(0, ge=0, description="mined hard-negative labels per pair, extra loss columns (0 = off)")
+    hard_negative_pool: int = Field(10, ge=1, description="draw them from each skill's N nearest skills by the start model")
+    average_alphas: list[float] = Field(
+        default_factory=list,
+        description="weight averaging: try alpha * trained + (1 - alpha) * start for each alpha, keep the best on validation",
+    )
     seed: int = 0
 
     # validation, checkpoints, fault tolerance
@@ -61,7 +67,6 @@ class TrainConfig(BaseModel):
     storage_path: Optional[Path] = Field(None, description="Ray Train storage; None = <out>.ray")
     name: Optional[str] = Field(None, description="Ray Train run name; a rerun with the same name resumes")
     ray_address: Optional[str] = Field(None, description="Ray cluster address; None = $RAY_ADDRESS or local")
-    fail_at_step: int = Field(0, ge=0, description="TESTING ONLY: the last worker raises once after this step")
 
     @field_validator("val_sets")
     @classmethod
@@ -71,6 +76,14 @@ class TrainConfig(BaseModel):
         bad = [s for s in value if s not in SETS]
         if bad:
             raise ValueError(f"unknown validation set(s) {bad}; choose from {list(SETS)}")
+        return value
+
+    @field_validator("average_alphas")
+    @classmethod
+    def _alphas(cls, value: list[float]) -> list[float]:
+        bad = [a for a in value if not 0.0 <= a <= 1.0]
+        if bad:
+            raise ValueError(f"weight-averaging alphas must be in [0, 1], got {bad}")
         return value
 
     @property

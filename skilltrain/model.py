@@ -81,7 +81,9 @@ class BiEncoder(torch.nn.Module):
         path = check_encoder_dir(path if path is not None else default_model_dir())
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
-            transformer = AutoModel.from_pretrained(str(path))
+            # float32 master weights whatever the file holds (transformers 5 keeps a file's fp16 by default):
+            # training steps in fp32 with bf16 autocast, and CPU inference is fastest in fp32
+            transformer = AutoModel.from_pretrained(str(path)).float()
         except (OSError, ValueError, KeyError) as exc:
             raise UserError(f"{path}: cannot load encoder ({str(exc).splitlines()[0]})") from None
         if max_seq_length is None:

@@ -63,6 +63,23 @@ def write_benchmarks(directory: Path, labels: Sequence[str]) -> Path:
     return directory
 
 
+def write_run_dir(path: Path, labels: Sequence[str], per_skill: int = 3) -> Path:
+    """A generation run dir (run.json, one shard) with ``per_skill`` made-up sentences per label."""
+    import polars as pl
+
+    rows = [
+        {"skill_id": f"s{i}", "label": label, "sentence": f"In this role you {label} with care ({k}).", "sample_idx": k}
+        for i, label in enumerate(labels)
+        for k in range(per_skill)
+    ]
+    (path / "shards").mkdir(parents=True)
+    (path / "run.json").write_text("{}")
+    pl.DataFrame(rows).with_columns(pl.lit("rk").alias("request_key"), pl.lit("sim").alias("model")).write_parquet(
+        path / "shards" / "part-00000.parquet"
+    )
+    return path
+
+
 @pytest.fixture
 def esco_csv(tmp_path: Path) -> Path:
     """A 40-skill synthetic taxonomy file."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from conftest import synthetic_skill_rows, write_esco_csv
+from conftest import synthetic_skill_rows, write_esco_csv, write_run_dir
 
 from skillgen.common.errors import UserError
 from skilltrain.config import TrainConfig
@@ -32,17 +34,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     rows = synthetic_skill_rows(N_SKILLS)
     esco = write_esco_csv(base / "skills_en.csv", rows)
     labels = [r[1] for r in rows]
-    gen = pl.DataFrame(
-        [
-            {"skill_id": r[0], "label": r[1], "sentence": f"In this role you {r[1]} with care ({k}).", "sample_idx": k}
-            for r in rows
-            for k in range(3)
-        ]
-    ).with_columns(pl.lit("rk").alias("request_key"), pl.lit("sim").alias("model"))
-    run = base / "run"
-    (run / "shards").mkdir(parents=True)
-    (run / "run.json").write_text("{}")
-    gen.write_parquet(run / "shards" / "part-00000.parquet")
+    run = write_run_dir(base / "run", labels)
     bench = base / "benchmarks"
     bench.mkdir()
     for name in ("tech", "house"):
@@ -106,12 +98,30 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
     assert code == 0
 
 
-def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(baseline, inputs, tiny_encoder_dir, tmp_path):
-    from skilltrain.training.fit import fit
+def fail_once_before_report(metrics: dict, checkpoint_dir, marker: str, at_step: int) -> None:
+    """The last worker dies once just before reporting step ``at_step`` (runs inside a Ray Train worker)."""
+    from skilltrain.training.distributed import world
+    from skilltrain.training.train import ray_report
 
-    cfg = make_config(inputs, tiny_encoder_dir, tmp_path, fail_at_step=6, max_failures=1)
-    result = fit(cfg)
-    assert (cfg.storage / cfg.run_name / "injected_failure_at_step_6").exists()
+    rank, size = world()
+    if metrics["step"] == at_step and rank == size - 1 and not Path(marker).exists():
+        Path(marker).write_text("failed once\n")
+        raise RuntimeError(f"injected failure before the step-{at_step} report (test)")
+    ray_report(metrics, checkpoint_dir)
+
+
+def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(baseline, inputs, tiny_encoder_dir, tmp_path):
+    import ray.cloudpickle
+
+    from skilltrain.training.fit import fit
+    from skilltrain.training.train import train_loop_per_worker
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    marker = tmp_path / "injected_failure"
+    loop = partial(train_loop_per_worker, report=partial(fail_once_before_report, marker=str(marker), at_step=8))
+    cfg = make_config(inputs, tiny_encoder_dir, tmp_path, max_failures=1)
+    result = fit(cfg, train_loop=loop)
+    assert marker.exists()
     assert result.extra["resumed_at_steps"] == [4]  # restarted from the step-4 checkpoint, not from scratch
     assert baseline.extra["resumed_at_steps"] == []
     assert [h["step"] for h in result.history] == [h["step"] for h in baseline.history]

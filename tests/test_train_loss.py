@@ -28,14 +28,17 @@ from skilltrain.training.train import compute_gradients
 TOPICS = ["welding", "payroll", "kubernetes", "pastry", "forklift", "audit", "python", "nursing"]
 
 
-def make_batch(n: int = 16, seed: int = 0) -> AugmentedBatch:
+def make_batch(n: int = 16, seed: int = 0, negatives: int = 0) -> AugmentedBatch:
+    """``n`` pairs of distinct skills, half joined to a partner; ``negatives`` hard-negative labels per row."""
     rng = np.random.default_rng(seed)
     texts = [f"we need someone with {TOPICS[i % 8]} experience, level {i} {'and a car' * (i % 3)}" for i in range(n)]
     labels = [f"{TOPICS[i % 8]} skill number {i}" for i in range(n)]
     cls = np.arange(n, dtype=np.int64)
     partner = np.where(rng.random(n) < 0.5, rng.integers(0, n, n), NO_PARTNER).astype(np.int64)
     partner[partner == cls] = NO_PARTNER
-    return AugmentedBatch(texts, labels, cls, partner)
+    neg_cls = rng.integers(0, 2 * n, n * negatives).astype(np.int64)  # some in the batch (masked when own/partner)
+    neg_texts = [f"{TOPICS[c % 8]} skill number {c}" for c in neg_cls]
+    return AugmentedBatch(texts, labels, cls, partner, neg_texts, neg_cls)
 
 
 def grads_of(encoder: BiEncoder) -> dict[str, torch.Tensor]:
@@ -59,25 +62,26 @@ def _worker(rank: int, world: int, port: int, model_dir: str, out_dir: str, chun
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        batch = make_batch()
-        encoder = BiEncoder.from_pretrained(model_dir).eval()
-        loss = compute_gradients(encoder, batch, len(batch.texts) // world, 20.0, True, chunk)
-        torch.save({"loss": loss, "grads": grads_of(encoder)}, Path(out_dir) / f"rank{rank}.pt")
+        for negatives in (0, 2):  # the in-batch pool alone, and with gathered hard-negative columns
+            batch = make_batch(negatives=negatives)
+            encoder = BiEncoder.from_pretrained(model_dir).eval()
+            loss = compute_gradients(encoder, batch, len(batch.texts) // world, 20.0, True, chunk)
+            torch.save({"loss": loss, "grads": grads_of(encoder)}, Path(out_dir) / f"rank{rank}-neg{negatives}.pt")
     finally:
         dist.destroy_process_group()
 
 
 def test_two_workers_equal_one_worker_on_concatenated_batch(tiny_encoder_dir, tmp_path):
-    batch = make_batch()
-    ref_loss, ref = single_process_grads(tiny_encoder_dir, batch)
-    # run 2 ranks, one with GradCache: the chunked path must agree too
+    # run 2 ranks with GradCache: the chunked, gathered path must equal one process on the whole batch
     mp.spawn(_worker, args=(2, _free_port(), str(tiny_encoder_dir), str(tmp_path), 4), nprocs=2, join=True)
-    for rank in range(2):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
-        assert abs(got["loss"] - ref_loss) < 1e-5
-        assert got["grads"].keys() == ref.keys()
-        diff = max((got["grads"][k] - ref[k]).abs().max().item() for k in ref)
-        assert diff < 1e-5, f"rank {rank}: max abs grad diff {diff}"
+    for negatives in (0, 2):
+        ref_loss, ref = single_process_grads(tiny_encoder_dir, make_batch(negatives=negatives))
+        for rank in range(2):
+            got = torch.load(tmp_path / f"rank{rank}-neg{negatives}.pt")
+            assert abs(got["loss"] - ref_loss) < 1e-5
+            assert got["grads"].keys() == ref.keys()
+            diff = max((got["grads"][k] - ref[k]).abs().max().item() for k in ref)
+            assert diff < 1e-5, f"rank {rank}, {negatives} hard negatives: max abs grad diff {diff}"
 
 
 def test_gradcache_chunks_equal_full_batch(tiny_encoder_dir):

@@ -15,7 +15,7 @@ a different number of workers at the same global batch see the same texts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +29,8 @@ class AugmentedBatch:
     labels: list[str]  # positive label text per row
     cls: np.ndarray  # class id of the positive, per row
     partner_cls: np.ndarray  # class id of the joined partner, NO_PARTNER if none
+    negatives: list[str] = field(default_factory=list)  # mined hard-negative label texts, k per row, row-major
+    neg_cls: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # their class ids
 
 
 def augment_batch(

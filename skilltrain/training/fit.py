@@ -8,13 +8,15 @@
 2. ship the pairs (and the validation data) to the workers once through the
    Ray object store, so it works on a multi-node cluster;
 3. run :func:`skilltrain.training.train.train_loop_per_worker` under ``TorchTrainer``
-   (gloo on CPU, NCCL on GPU) with checkpoints through ``ray.train.report``
+   (gloo on CPU, NCCL on GPU: :func:`~skilltrain.training.distributed.backend_for`) with checkpoints through ``ray.train.report``
    and ``FailureConfig(max_failures)``: a failed worker group restarts from
    the latest checkpoint, and a rerun with the same ``name`` resumes;
 4. load the checkpoint with the best validation RP@5 (the latest one when
    validation is off), score it on the test split when the benchmarks are
    available, and save it in the sentence-transformers layout with the
-   training config and the evaluation results.
+   training config and the evaluation results. With ``average_alphas`` the
+   exported weights are first averaged with the start model's, alpha chosen
+   on validation (:mod:`skilltrain.training.average`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -34,8 +36,9 @@ from skillgen.common.raycluster import init_ray
 from skilltrain.config import TrainConfig
 from skilltrain.training.data import load_pairs
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
-from skilltrain.training.sampler import plan_epoch
-from skilltrain.training.train import META_FILE, TrainData, load_model_weights, total_steps, train_loop_per_worker
+from skilltrain.training.distributed import backend_for
+from skilltrain.training.sampler import plan_schedule
+from skilltrain.training.train import META_FILE, TrainData, load_model_weights, train_loop_per_worker, validate
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,8 @@ def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
             f"{n_skills} distinct skills in {cfg.data}: a batch holds each skill at most once; lower --batch-size"
         )
     benchmarks = _load_validation(cfg, skills)
+    if cfg.average_alphas and not benchmarks:
+        raise UserError("average_alphas: weight averaging picks alpha on validation, but no validation benchmarks were found")
     cls = pairs["cls"].to_numpy()
     generated = np.flatnonzero((pairs["source"] == "generated").to_numpy())
     data = TrainData(
@@ -104,25 +109,50 @@ def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
         val_skills=skills if benchmarks else None,
         val_benchmarks=benchmarks,
     )
-    plan = plan_epoch(cls, cfg.global_batch_size, cfg.seed, 0)
-    if len(plan) == 0:
+    schedule = plan_schedule(cls, cfg.global_batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
+    if len(schedule.plans[0]) == 0:
         raise UserError(f"{cfg.data}: {pairs.height} pairs do not fill one global batch of {cfg.global_batch_size}")
+    if cfg.hard_negatives:
+        _add_hard_negatives(data, pairs, skills, cfg, model_dir)
     info = {
         "model_dir": str(model_dir),
         "pairs": pairs.height,
         "skills": n_skills,
-        "steps_per_epoch": len(plan),
-        "total_steps": total_steps(len(plan), cfg),
+        "steps_per_epoch": len(schedule.plans[0]),
+        "total_steps": schedule.total,
         "validation": [b.name for b in benchmarks],
     }
     return data, info
 
 
-def fit(config: TrainConfig) -> FitResult:
-    """Train with Ray Train, export the best checkpoint to ``config.out``; see the module docstring."""
+def _add_hard_negatives(data: TrainData, pairs: pl.DataFrame, skills: pl.DataFrame | None, cfg: TrainConfig, model_dir: Path) -> None:
+    """Mine each class's nearest other classes with the start model (on the driver, once)."""
+    from skilltrain.training.hardneg import mine_for_labels
+
+    classes = pairs.select("cls", "label").unique("cls").sort("cls")
+    n_classes = classes.height
+    if not cfg.hard_negatives <= cfg.hard_negative_pool < n_classes:
+        raise UserError(
+            f"hard_negatives {cfg.hard_negatives} / hard_negative_pool {cfg.hard_negative_pool}: need "
+            f"hard_negatives <= pool < the {n_classes} skills in {cfg.data}"
+        )
+    alts = dict(zip(skills["label"].to_list(), skills["alt_labels"].to_list())) if skills is not None else {}
+    data.class_labels = classes["label"].to_list()
+    started = time.perf_counter()
+    encoder = BiEncoder.from_pretrained(model_dir, cfg.max_seq_length)
+    data.hard_negatives = mine_for_labels(encoder, data.class_labels, alts, cfg.hard_negative_pool)
+    log.info("mined %d hard negatives for each of %d skills in %.1f s", cfg.hard_negative_pool, n_classes, time.perf_counter() - started)
+
+
+def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per_worker) -> FitResult:
+    """Train with Ray Train, export the best checkpoint to ``config.out``; see the module docstring.
+
+    ``train_loop`` is the per-worker function (default: the trainer's own); a wrapper
+    around it can add profiling, or inject a failure in a test.
+    """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     started = time.perf_counter()
     cfg = config
@@ -139,8 +169,9 @@ def fit(config: TrainConfig) -> FitResult:
     init_ray(cfg.ray_address)
     validating = bool(data.val_benchmarks)
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        train_loop,
         train_loop_config={"config": resolved.to_json(), "data": ray.put(data)},
+        torch_config=TorchConfig(backend=backend_for(cfg.use_gpu)),
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
         run_config=RunConfig(
             name=cfg.run_name,
@@ -170,8 +201,10 @@ def fit(config: TrainConfig) -> FitResult:
     with best_ckpt.as_directory() as best_dir:
         meta = load_model_weights(Path(best_dir), encoder)
     best_step = int(meta["step"])
-    test_results = _final_eval(encoder, cfg, data)
     eval_results = {"best_step": best_step, "validation": {k: v for k, v in best_metrics.items() if k.startswith("val_")}}
+    if cfg.average_alphas:
+        eval_results["weight_average"] = _average_with_start(encoder, resolved, data)
+    test_results = _final_eval(encoder, cfg, data)
     if test_results is not None:
         eval_results["test"] = test_results
     training_config = {**cfg.to_json(), "resolved_model": info["model_dir"], "data_info": info, "best_step": best_step, "history": history}
@@ -183,6 +216,17 @@ def fit(config: TrainConfig) -> FitResult:
         cfg.out, best_step, dict(best_metrics), history, wall, test_results, best_ckpt.path,
         extra={"resumed_at_steps": latest_meta.get("resumes", []), "last_metrics": dict(result.metrics or {}), **info},
     )
+
+
+def _average_with_start(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict[str, Any]:
+    """Average ``encoder`` (trained) with the start model in place, alpha by validation RP@5."""
+    from skilltrain.training.average import choose_alpha
+
+    start = BiEncoder.from_pretrained(cfg.model, cfg.max_seq_length).state_dict()
+    alpha, scores = choose_alpha(encoder, start, cfg.average_alphas, lambda model: validate(model, data)["val_rp5"])
+    log.info("weight averaging with the start model: alpha %.2f (validation RP@5 by alpha: %s)", alpha,
+             ", ".join(f"{a:.2f}: {v:.2f}" for a, v in scores.items()))
+    return {"alpha": alpha, "val_rp5_by_alpha": {str(a): v for a, v in scores.items()}}
 
 
 def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict | None:

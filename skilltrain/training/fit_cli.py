@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--one-way", action="store_true", help="only sentence->skill (default: symmetric, adds skill->sentence)")
     opt.add_argument("--no-bf16", action="store_true", help="keep float32 on GPU")
     opt.add_argument("--seed", type=int, default=0, help="seed for shuffling, augmentation and dropout")
+    opt.add_argument("--hard-negatives", type=int, default=0, help="per pair, this many extra negative skills drawn from its skill's nearest skills by the start model (0 = off)")
+    opt.add_argument("--hard-negative-pool", type=int, default=10, help="the nearest skills mined per skill for --hard-negatives")
+    opt.add_argument("--average-alphas", default="", help="weight averaging with the start model: comma-separated alphas to try (alpha * trained + (1 - alpha) * start), best on validation is exported; e.g. 0.25,0.5,0.75")
 
     run = parser.add_argument_group("validation, checkpoints, fault tolerance")
     run.add_argument("--eval-every", type=int, default=500, help="validate (rank 0) and checkpoint every this many steps, and at the end")
@@ -67,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--name", default=None, help="run name under --storage; rerunning with the same name resumes (default: skilltrain-<out dir name>)")
 
 
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated numbers, got '{text}'") from None
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     try:
         return TrainConfig(
@@ -76,6 +86,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             max_seq_length=args.max_seq_length, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
             warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
             scale=args.scale, symmetric=not args.one_way, bf16=not args.no_bf16, seed=args.seed,
+            hard_negatives=args.hard_negatives, hard_negative_pool=args.hard_negative_pool,
+            average_alphas=_floats(args.average_alphas, "--average-alphas"),
             eval_every=args.eval_every, val_sets=[s.strip().lower() for s in args.val_sets.split(",") if s.strip()],
             log_every=args.log_every, checkpoint_keep=args.keep, max_failures=args.max_failures,
             storage_path=args.storage, name=args.name,

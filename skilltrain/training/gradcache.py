@@ -58,34 +58,37 @@ def forward_backward(
     loss_fn: LossFn,
     chunk: int = 0,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    negatives: Sequence[str] = (),
 ) -> torch.Tensor:
-    """Accumulate parameter gradients of ``loss_fn(embed(sentences), embed(labels))``; return the (detached) loss.
+    """Accumulate parameter gradients of ``loss_fn(embed(sentences), embed(labels)[, embed(negatives)])``.
 
-    Embeddings are cast to float32 before the loss, so bf16 autocast only affects the encoder.
+    Returns the (detached) loss. ``negatives`` (hard-negative label texts) is a third
+    group, passed to ``loss_fn`` only when non-empty. Embeddings are cast to float32
+    and the loss is computed outside autocast, so bf16 only affects the encoder.
     """
+    groups = [sentences, labels] + ([negatives] if len(negatives) else [])
     if chunk <= 0:
         with autocast():
-            s = encoder.embed(sentences)
-            l_ = encoder.embed(labels)
-        loss = loss_fn(s.float(), l_.float())
+            embedded = [encoder.embed(list(g)) for g in groups]
+        loss = loss_fn(*[e.float() for e in embedded])
         loss.backward()
         return loss.detach()
 
     device = encoder.device
-    groups = [_chunks(sentences, chunk), _chunks(labels, chunk)]
-    states: list[list[RngState]] = [[], []]
+    parts_of = [_chunks(g, chunk) for g in groups]
+    states: list[list[RngState]] = [[] for _ in groups]
     cached: list[torch.Tensor] = []
     with torch.no_grad():  # 1. embed without graph, remembering RNG per chunk
-        for g, parts in enumerate(groups):
+        for g, parts in enumerate(parts_of):
             outs = []
             for part in parts:
                 states[g].append(RngState(device))
                 with autocast():
                     outs.append(encoder.embed(part).float())
             cached.append(torch.cat(outs).requires_grad_())
-    loss = loss_fn(cached[0], cached[1])  # 2. loss and d(loss)/d(embeddings)
+    loss = loss_fn(*cached)  # 2. loss and d(loss)/d(embeddings), float32, outside autocast
     loss.backward()
-    for g, parts in enumerate(groups):  # 3. replay with graph, chain rule into the parameters
+    for g, parts in enumerate(parts_of):  # 3. replay with graph, chain rule into the parameters
         grads = cached[g].grad.split(chunk)
         for part, state, grad in zip(parts, states[g], grads):
             with state.restored(), autocast():

@@ -12,57 +12,25 @@ and normalises by the global batch, so
     concatenated batch,
 
 and their gradients add up the same way. The trainer therefore SUMs parameter
-gradients across workers (:func:`allreduce_gradients`) rather than averaging
-them as DDP would. ``tests/test_train_loss.py`` checks 2 workers == 1 worker.
+gradients across workers (:func:`skilltrain.training.distributed.allreduce_gradients`)
+rather than averaging them as DDP would. ``tests/test_train_loss.py`` checks 2 workers == 1 worker.
 
 False negatives are masked to -inf: another row of the same class (the sampler
 prevents this, the mask is the safety net) and the class of an augmentation
 partner joined to the anchor (see :mod:`skilltrain.training.augment`).
+
+Optional mined hard negatives (``TrainConfig.hard_negatives``) are extra label
+columns, gathered like the positives and shared by every row, as in
+sentence-transformers' MNRL with (anchor, positive, negative) triples. A
+negative column is masked for a row whose own class or partner class it is.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-
-def world() -> tuple[int, int]:
-    """(rank, world size); (0, 1) when torch.distributed is not initialised."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather whose backward sums every rank's gradient for this rank's slice.
-
-    Each rank's loss depends on all ranks' embeddings, so the gradient of the
-    total loss w.r.t. my embeddings is the sum over ranks of d(loss_r)/d(mine):
-    an all_reduce of the full gradient, then my slice. (all_reduce rather than
-    reduce_scatter because gloo lacks the latter.) Equal slice sizes assumed.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        rank, size = world()
-        ctx.rank, ctx.rows = rank, x.shape[0]
-        parts = [torch.empty_like(x) for _ in range(size)]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
-
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenation of ``x`` over all ranks (rank order), differentiable; ``x`` alone when single-process."""
-    return x if world()[1] == 1 else _GatherWithGrad.apply(x)
+from skilltrain.training.distributed import gather_with_grad, world
 
 
 def false_negative_mask(cls: torch.Tensor, partner_cls: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
@@ -89,6 +57,12 @@ def label_side_mask(cls: torch.Tensor, partner_cls: torch.Tensor, rows: slice) -
     return mask
 
 
+def negative_mask(cls: torch.Tensor, partner_cls: torch.Tensor, neg_cls: torch.Tensor, rows: slice) -> torch.Tensor:
+    """(R, N) bool: True where hard-negative column j is row i's own class or its partner's (never a negative)."""
+    cls, partner_cls, neg_cls = cls.view(-1)[rows], partner_cls.view(-1)[rows], neg_cls.view(-1)
+    return (cls.unsqueeze(1) == neg_cls.unsqueeze(0)) | (partner_cls.unsqueeze(1) == neg_cls.unsqueeze(0))
+
+
 def contrastive_loss(
     sentences: torch.Tensor,
     labels: torch.Tensor,
@@ -96,13 +70,17 @@ def contrastive_loss(
     partner_cls: torch.Tensor,
     scale: float = 20.0,
     symmetric: bool = True,
+    negatives: torch.Tensor | None = None,
+    neg_cls: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """This rank's share of the global-batch loss.
 
     ``sentences``/``labels``: (B, D) unit-norm local embeddings, row i a positive pair.
     ``cls``/``partner_cls``: (W*B,) class ids of the *global* batch (every rank knows
-    them: the batch plan is deterministic). Returns sum_i CE_i / (W*B), halved and
-    summed over both directions when ``symmetric``.
+    them: the batch plan is deterministic). ``negatives``: optional (B*k, D) local
+    hard-negative label embeddings, ``neg_cls`` their (W*B*k,) global class ids; they
+    add columns to the sentence->skill direction only. Returns sum_i CE_i / (W*B),
+    halved and summed over both directions when ``symmetric``.
     """
     rank, _ = world()
     rows = sentences.shape[0]
@@ -113,8 +91,12 @@ def contrastive_loss(
     local = slice(rank * rows, (rank + 1) * rows)
     target = torch.arange(local.start, local.stop, device=sentences.device)
 
-    logits = scale * sentences @ all_labels.T  # my sentences x all labels
-    mask = false_negative_mask(cls, partner_cls, local)
+    columns, mask = all_labels, false_negative_mask(cls, partner_cls, local)
+    if negatives is not None and negatives.shape[0] > 0:
+        neg_cls = neg_cls.to(sentences.device)
+        columns = torch.cat([all_labels, gather_with_grad(negatives)])
+        mask = torch.cat([mask, negative_mask(cls, partner_cls, neg_cls, local)], dim=1)
+    logits = scale * sentences @ columns.T  # my sentences x all labels (+ all hard negatives)
     loss = F.cross_entropy(logits.masked_fill(mask, float("-inf")), target, reduction="sum")
     if symmetric:
         logits_t = scale * labels @ all_sentences.T  # my labels x all sentences
@@ -122,27 +104,3 @@ def contrastive_loss(
         loss_t = F.cross_entropy(logits_t.masked_fill(mask_t, float("-inf")), target, reduction="sum")
         loss = (loss + loss_t) / 2
     return loss / total
-
-
-def allreduce_gradients(params: Iterable[torch.nn.Parameter]) -> None:
-    """SUM gradients over ranks in one flat buffer (each rank holds its share of the global loss's gradient)."""
-    if world()[1] == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
-def allreduce_sum(value: float, device: torch.device | str = "cpu") -> float:
-    """Sum of a scalar over ranks (our local losses are shares, so this is the global loss)."""
-    if world()[1] == 1:
-        return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return float(t.item())

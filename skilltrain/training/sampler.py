@@ -72,3 +72,31 @@ def plan_epoch(classes: np.ndarray, global_batch: int, seed: int, epoch: int) ->
         batches.append(batch)
     arr = np.asarray(batches, dtype=np.int64).reshape(len(batches), global_batch)
     return BatchPlan(arr, dropped)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Every epoch's plan and the run's step count: global step -> (epoch, step in epoch).
+
+    Epochs can differ in length by a batch or so (the drop-out at the end of a plan
+    depends on the shuffle), so a step's epoch is found from the real lengths, never
+    as ``step // len(first plan)``; otherwise a shorter last epoch ends the run on a
+    step that no validation or checkpoint sees.
+    """
+
+    plans: tuple[BatchPlan, ...]
+    total: int
+
+    def locate(self, step: int) -> tuple[int, int]:
+        for epoch, plan in enumerate(self.plans):
+            if step < len(plan):
+                return epoch, step
+            step -= len(plan)
+        raise IndexError("step beyond the last epoch")
+
+
+def plan_schedule(classes: np.ndarray, global_batch: int, seed: int, epochs: int, max_steps: int = 0) -> Schedule:
+    """All epochs' plans (computed from ``(seed, epoch)``, so every rank and a resumed run agree)."""
+    plans = tuple(plan_epoch(classes, global_batch, seed, epoch) for epoch in range(epochs))
+    total = sum(len(p) for p in plans)
+    return Schedule(plans, min(total, max_steps) if max_steps else total)

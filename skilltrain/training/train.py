@@ -1,16 +1,20 @@
 """The per-worker training loop (runs inside each Ray Train worker).
 
-Read top to bottom: set up (model, optimiser, schedule, resume), then for each
-step: this step's global batch from the plan, augmentation, forward/backward
-(GradCache or not), SUM gradients across workers, clip, AdamW, schedule;
-every ``eval_every`` steps rank 0 validates and all ranks report a checkpoint.
+Read top to bottom: :func:`setup` (model, optimiser, schedule), :func:`resume`
+(from a checkpoint dir), then :func:`train`: :func:`train_step` until the
+schedule ends, with :func:`validate_and_checkpoint` every ``eval_every``
+steps and at the last one. :func:`train_loop_per_worker` is the thin Ray
+Train adapter around these; the loop itself knows nothing of Ray beyond the
+``report`` function it is given, so a test (or a one-GPU script) can run it
+in-process.
 
 Why it is shaped like this:
 
 * No DDP wrapper. Each rank's loss is its *share* of the global-batch loss
   (see :mod:`skilltrain.training.loss`), so gradients must be summed, not averaged, and
   GradCache does several backward passes per step; a plain all-reduce after
-  the step is both exact and simpler than DDP with ``no_sync``.
+  the step is both exact and simpler than DDP with ``no_sync``. Every
+  collective is in :mod:`skilltrain.training.distributed`.
 * Determinism for resume: the batch plan and augmentation depend only on
   ``(seed, epoch, step)``, and torch's RNG (dropout) is reseeded every step
   from ``(seed, step, rank)``. A run resumed from a checkpoint therefore
@@ -23,27 +27,32 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import resource
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
-from skilltrain.training.augment import AugmentedBatch, augment_batch, step_rng
-from skilltrain.config import TrainConfig
-from skilltrain.training.gradcache import forward_backward
-from skilltrain.training.loss import allreduce_gradients, allreduce_sum, contrastive_loss, world
 from skilltrain.model import BiEncoder
-from skilltrain.training.sampler import BatchPlan, plan_epoch
+from skilltrain.training import hardneg
+from skilltrain.training.augment import AugmentedBatch, augment_batch, step_rng
+from skilltrain.training.distributed import allreduce_gradients, allreduce_max, allreduce_sum, broadcast_module, world
+from skilltrain.training.gradcache import forward_backward
+from skilltrain.training.loss import contrastive_loss
+from skilltrain.training.sampler import Schedule, plan_schedule
+
+if TYPE_CHECKING:  # pydantic stays out of the import path of one-GPU scripts that use the step code
+    from skilltrain.config import TrainConfig
 
 STATE_FILE = "train_state.pt"
 META_FILE = "meta.json"
+
+Report = Callable[[dict, "Path | None"], None]  # (metrics, checkpoint dir on rank 0 / None) -> None
 
 
 @dataclass
@@ -56,15 +65,22 @@ class TrainData:
     partner_pool: np.ndarray  # pair indices whose sentences may be joined as augmentation partners
     val_skills: Any = None  # polars frame of the taxonomy, or None (no validation)
     val_benchmarks: list = field(default_factory=list)
+    class_labels: list[str] = field(default_factory=list)  # label text per class id (hard negatives)
+    hard_negatives: np.ndarray | None = None  # (n_classes, pool) mined class ids, or None
 
 
 # ---- one step -----------------------------------------------------------------
 
 
-def global_batch(data: TrainData, plan: BatchPlan, cfg: TrainConfig, epoch: int, step_in_epoch: int) -> AugmentedBatch:
-    """The augmented global batch of this step; identical on every rank."""
+def global_batch(data: TrainData, plan, cfg: "TrainConfig", epoch: int, step_in_epoch: int) -> AugmentedBatch:
+    """The augmented global batch of this step, with its hard negatives if any; identical on every rank."""
     idx = plan.batches[step_in_epoch]
-    return augment_batch(idx, data.sentences, data.labels, data.cls, data.partner_pool, cfg.augment_prob, step_rng(cfg.seed, epoch, step_in_epoch))
+    batch = augment_batch(idx, data.sentences, data.labels, data.cls, data.partner_pool, cfg.augment_prob, step_rng(cfg.seed, epoch, step_in_epoch))
+    if not cfg.hard_negatives or data.hard_negatives is None:
+        return batch
+    rng = np.random.default_rng([cfg.seed, 2, epoch, step_in_epoch])  # own stream: augmentation stays as without
+    neg_cls = hardneg.draw(data.hard_negatives, batch.cls, cfg.hard_negatives, rng).reshape(-1)
+    return AugmentedBatch(batch.texts, batch.labels, batch.cls, batch.partner_cls, [data.class_labels[c] for c in neg_cls], neg_cls)
 
 
 def compute_gradients(
@@ -83,14 +99,16 @@ def compute_gradients(
     """
     rank, _ = world()
     rows = slice(rank * batch_size, (rank + 1) * batch_size)
-    loss_fn = partial(
-        contrastive_loss,
-        cls=torch.as_tensor(batch.cls),
-        partner_cls=torch.as_tensor(batch.partner_cls),
-        scale=scale,
-        symmetric=symmetric,
+    k = len(batch.negatives) // len(batch.texts)
+    cls, partner_cls, neg_cls = (torch.as_tensor(a) for a in (batch.cls, batch.partner_cls, batch.neg_cls))
+
+    def loss_fn(sentences, labels, negatives=None):
+        return contrastive_loss(sentences, labels, cls, partner_cls, scale, symmetric, negatives, neg_cls)
+
+    local_loss = forward_backward(
+        encoder, batch.texts[rows], batch.labels[rows], loss_fn, gradcache_chunk, autocast,
+        negatives=batch.negatives[rows.start * k : rows.stop * k],
     )
-    local_loss = forward_backward(encoder, batch.texts[rows], batch.labels[rows], loss_fn, gradcache_chunk, autocast)
     allreduce_gradients(encoder.parameters())
     return allreduce_sum(local_loss.item(), encoder.device)
 
@@ -106,13 +124,20 @@ def lr_lambda(total_steps: int, warmup_ratio: float):
     return factor
 
 
+def autocast_for(device: torch.device, bf16: bool) -> Callable[[], contextlib.AbstractContextManager]:
+    """bf16 autocast on CUDA when asked; float32 otherwise (CPU bf16 is slower than fp32 on most CPUs)."""
+    if device.type == "cuda" and bf16:
+        return partial(torch.autocast, "cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-# ---- validation -----------------------------------------------------------------
+# ---- validation and checkpoints -------------------------------------------------
 
 
 def validate(encoder: BiEncoder, data: TrainData) -> dict[str, float]:
@@ -123,9 +148,6 @@ def validate(encoder: BiEncoder, data: TrainData) -> dict[str, float]:
     out = {f"val_{name}_rp5": report.means()["RP@5"] for name, report in reports.items()}
     out["val_rp5"] = float(np.mean(list(out.values())))
     return out
-
-
-# ---- checkpoints -----------------------------------------------------------------
 
 
 def save_checkpoint(directory: Path, encoder, optimizer, scheduler, meta: dict) -> None:
@@ -150,9 +172,6 @@ def load_model_weights(checkpoint_dir: Path, encoder: BiEncoder) -> dict:
     return json.loads((Path(checkpoint_dir) / META_FILE).read_text())
 
 
-# ---- the loop -----------------------------------------------------------------
-
-
 def _log(msg: str) -> None:
     print(f"[skilltrain] {msg}", flush=True)
 
@@ -162,147 +181,206 @@ def _fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def total_steps(n_batches_per_epoch: int, cfg: TrainConfig) -> int:
-    steps = n_batches_per_epoch * cfg.epochs
-    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+# ---- the loop's state -----------------------------------------------------------
 
 
-def train_loop_per_worker(loop_config: dict) -> None:
+@dataclass
+class Run:
+    """What :func:`setup` builds; fixed for the run."""
+
+    cfg: "TrainConfig"
+    data: TrainData
+    encoder: BiEncoder
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    schedule: Schedule
+    device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    rank: int
+    size: int
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint carries besides the tensors; everything else is recomputed from the config."""
+
+    step: int = 0
+    history: list[dict] = field(default_factory=list)  # one entry per checkpoint: step, loss, val_rp5?
+    last_val: dict | None = None
+    best: dict | None = None
+    resumes: list[int] = field(default_factory=list)  # steps this run was resumed at
+
+
+@dataclass
+class Meter:
+    """Throughput (first, warm-up step excluded), loss EMA, memory before the first step."""
+
+    mem_before_training_mb: float
+    started: float = field(default_factory=time.perf_counter)
+    samples: int = 0
+    first_step_at: float = 0.0
+    first_step_samples: int = 0
+    loss_ema: float | None = None
+
+    def update(self, samples: int, loss: float) -> None:
+        self.samples += samples
+        if not self.first_step_at:
+            self.first_step_at, self.first_step_samples = time.perf_counter(), self.samples
+        self.loss_ema = loss if self.loss_ema is None else 0.9 * self.loss_ema + 0.1 * loss
+
+    def samples_per_s(self) -> float:
+        timed = self.samples - self.first_step_samples
+        return timed / (time.perf_counter() - self.first_step_at) if self.first_step_at and timed else 0.0
+
+
+# ---- the loop ---------------------------------------------------------------------
+
+
+def setup(cfg: "TrainConfig", data: TrainData, device: torch.device) -> Run:
+    """Model on ``device`` (identical on every rank), AdamW without decay on biases/LayerNorm, warm-up + linear decay."""
+    rank, size = world()
+    torch.manual_seed(cfg.seed)
+    encoder = BiEncoder.from_pretrained(cfg.model, cfg.max_seq_length).to(device)
+    encoder.train()
+    broadcast_module(encoder)
+    decay = [p for p in encoder.parameters() if p.ndim > 1]
+    no_decay = [p for p in encoder.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    schedule = plan_schedule(data.cls, cfg.global_batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(schedule.total, cfg.warmup_ratio))
+    return Run(cfg, data, encoder, optimizer, scheduler, schedule, device, autocast_for(device, cfg.bf16), rank, size)
+
+
+def resume(run: Run, checkpoint_dir: Path) -> LoopState:
+    """Weights, optimiser and schedule from a checkpoint; the loop state from its meta."""
+    meta = load_checkpoint(checkpoint_dir, run.encoder, run.optimizer, run.scheduler)
+    if meta["global_batch_size"] != run.cfg.global_batch_size:
+        raise RuntimeError(
+            f"checkpoint was trained with global batch {meta['global_batch_size']}, this run has "
+            f"{run.cfg.global_batch_size}: use a new --name or the same workers x batch size"
+        )
+    state = LoopState(meta["step"], meta["history"], meta.get("last_val"), meta.get("best"), meta.get("resumes", []) + [meta["step"]])
+    if run.rank == 0:
+        _log(f"resumed from checkpoint at step {state.step}")
+    return state
+
+
+def train_step(run: Run, state: LoopState) -> float:
+    """One optimiser step on this step's global batch; returns the global loss."""
+    cfg = run.cfg
+    epoch, step_in_epoch = run.schedule.locate(state.step)
+    torch.manual_seed(hash((cfg.seed, state.step, run.rank)) & 0x7FFF_FFFF)  # dropout: same on a resumed run
+    batch = global_batch(run.data, run.schedule.plans[epoch], cfg, epoch, step_in_epoch)
+    loss = compute_gradients(run.encoder, batch, cfg.batch_size, cfg.scale, cfg.symmetric, cfg.gradcache_chunk, run.autocast)
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(run.encoder.parameters(), cfg.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    return loss
+
+
+def validate_and_checkpoint(run: Run, state: LoopState, loss: float, meter: Meter, report: Report) -> None:
+    """Rank 0 validates; every rank reports the metrics, rank 0 with the checkpoint."""
+    entry: dict[str, Any] = {"step": state.step, "loss": loss}
+    if run.rank == 0 and run.data.val_benchmarks:
+        t0 = time.perf_counter()
+        state.last_val = {"step": state.step, **validate(run.encoder, run.data)}
+        entry["val_rp5"] = state.last_val["val_rp5"]
+        if state.best is None or entry["val_rp5"] > state.best["val_rp5"]:
+            state.best = {"step": state.step, "val_rp5": entry["val_rp5"]}
+        per_set = ", ".join(f"{k[4:-4].upper()} {v:.2f}" for k, v in state.last_val.items() if k.startswith("val_") and k != "val_rp5")
+        _log(
+            f"validation at step {state.step}: RP@5 {entry['val_rp5']:.2f} ({per_set}) "
+            f"best {state.best['val_rp5']:.2f} at step {state.best['step']} [{time.perf_counter() - t0:.1f} s]"
+        )
+    state.history.append(entry)
+    checkpoint(run, state, loss, meter, report)
+
+
+def checkpoint(run: Run, state: LoopState, loss: float, meter: Meter, report: Report) -> None:
+    """Metrics (peak memory: max over ranks) and, from rank 0, the checkpoint dir, through ``report``."""
+    epoch = run.schedule.locate(state.step - 1)[0] if state.step else 0
+    metrics: dict[str, Any] = {
+        "step": state.step, "epoch": epoch, "loss": loss, "samples_per_s": meter.samples_per_s(),
+        "peak_mem_mb": allreduce_max(peak_memory_mb(run.device), run.device),
+        "mem_before_training_mb": meter.mem_before_training_mb,  # rank 0's
+    }
+    if run.rank == 0 and state.last_val is not None and state.last_val["step"] == state.step:
+        metrics.update({k: v for k, v in state.last_val.items() if k != "step"})
+    meta = {"epoch": epoch, "global_batch_size": run.cfg.global_batch_size, "metrics": metrics, **asdict(state)}
+    with tempfile.TemporaryDirectory() as tmp:
+        if run.rank == 0:
+            save_checkpoint(Path(tmp), run.encoder, run.optimizer, run.scheduler, meta)
+        report(metrics, Path(tmp) if run.rank == 0 else None)
+
+
+def log_progress(run: Run, state: LoopState, loss: float, meter: Meter) -> None:
+    cfg, total = run.cfg, run.schedule.total
+    rate = meter.samples / (time.perf_counter() - meter.started)
+    eta = (total - state.step) * cfg.global_batch_size / rate
+    epoch = run.schedule.locate(state.step - 1)[0]
+    val = f" | val RP@5 {state.last_val['val_rp5']:.1f} (step {state.last_val['step']})" if state.last_val else ""
+    _log(
+        f"step {state.step}/{total} epoch {epoch + 1}/{cfg.epochs} | loss {loss:.4f} (ema {meter.loss_ema:.4f}) "
+        f"| lr {run.scheduler.get_last_lr()[0]:.2e} | {rate:.1f} samples/s | ETA {_fmt_eta(eta)}{val}"
+    )
+
+
+def train(run: Run, state: LoopState, report: Report) -> None:
+    """Steps until the schedule ends; validation + checkpoint every ``eval_every`` steps and at the last."""
+    cfg, total = run.cfg, run.schedule.total
+    meter = Meter(peak_memory_mb(run.device))  # model loaded, data in memory, no step taken
+    if run.rank == 0:
+        lengths = [len(p) for p in run.schedule.plans]
+        _log(
+            f"{run.size} worker(s) x batch {cfg.batch_size} = global batch {cfg.global_batch_size}; "
+            f"{lengths[0]} steps/epoch ({run.schedule.plans[0].dropped} pairs left out of epoch 1), {total} steps; "
+            f"device {run.device.type}{' bf16' if run.autocast is not contextlib.nullcontext else ''}; "
+            f"GradCache chunk {cfg.gradcache_chunk or 'off'}; hard negatives {cfg.hard_negatives or 'off'}; "
+            f"validation {'on ' + ','.join(cfg.val_sets) if run.data.val_benchmarks else 'off'}"
+        )
+    if state.step >= total and state.history:  # rerun of a finished run: report the final state again, train nothing
+        checkpoint(run, state, state.history[-1]["loss"], meter, report)
+        return
+    while state.step < total:
+        loss = train_step(run, state)
+        meter.update(cfg.global_batch_size, loss)
+        if run.rank == 0 and (state.step % cfg.log_every == 0 or state.step == total):
+            log_progress(run, state, loss, meter)
+        if state.step % cfg.eval_every == 0 or state.step == total:
+            validate_and_checkpoint(run, state, loss, meter, report)
+
+
+# ---- Ray Train -------------------------------------------------------------------
+
+
+def ray_report(metrics: dict, checkpoint_dir: Path | None) -> None:
+    import ray.train
+
+    checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+    ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def train_loop_per_worker(loop_config: dict, report: Report = ray_report) -> None:
     """Ray Train entry point: ``{"config": TrainConfig.to_json(), "data": ObjectRef[TrainData]}``."""
     import ray
     import ray.train
     import ray.train.torch
 
+    from skilltrain.config import TrainConfig
+
     cfg = TrainConfig.from_json(loop_config["config"])
-    data: TrainData = loop_config["data"]
+    data = loop_config["data"]
     if isinstance(data, ray.ObjectRef):
         data = ray.get(data)
-    rank, size = world()
-    device = ray.train.torch.get_device()
-    use_bf16 = device.type == "cuda" and cfg.bf16
-    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext
-
-    # -- model, optimiser, schedule
-    torch.manual_seed(cfg.seed)
-    encoder = BiEncoder.from_pretrained(cfg.model, cfg.max_seq_length).to(device)
-    encoder.train()
-    if size > 1:  # identical start on every rank, whatever the files said
-        for tensor in encoder.state_dict().values():
-            torch.distributed.broadcast(tensor, 0)
-    decay = [p for n, p in encoder.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in encoder.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
-    )
-    first_plan = plan_epoch(data.cls, cfg.global_batch_size, cfg.seed, 0)
-    n_total = total_steps(len(first_plan), cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(n_total, cfg.warmup_ratio))
-
-    # -- resume
-    step, history, last_val, best, resumes = 0, [], None, None, []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as ckpt_dir:
-            meta = load_checkpoint(Path(ckpt_dir), encoder, optimizer, scheduler)
-        if meta["global_batch_size"] != cfg.global_batch_size:
-            raise RuntimeError(
-                f"checkpoint was trained with global batch {meta['global_batch_size']}, this run has "
-                f"{cfg.global_batch_size}: use a new --name or the same workers x batch size"
-            )
-        step, history, last_val, best = meta["step"], meta["history"], meta.get("last_val"), meta.get("best")
-        resumes = meta.get("resumes", []) + [step]
-        if rank == 0:
-            _log(f"resumed from checkpoint at step {step}")
-    if rank == 0:
-        _log(
-            f"{size} worker(s) x batch {cfg.batch_size} = global batch {cfg.global_batch_size}; "
-            f"{len(first_plan)} steps/epoch ({first_plan.dropped} pairs left out of epoch 1), {n_total} steps; "
-            f"device {device.type}{' bf16' if use_bf16 else ''}; GradCache chunk {cfg.gradcache_chunk or 'off'}; "
-            f"validation {'on ' + ','.join(cfg.val_sets) if data.val_benchmarks else 'off'}"
-        )
-
-    def report(loss: float) -> None:
-        nonlocal best
-        timed = samples_done - first_step_samples
-        rate = timed / (time.perf_counter() - first_step_done) if first_step_done and timed else 0.0
-        metrics: dict[str, Any] = {
-            "step": step, "epoch": epoch, "loss": loss, "samples_per_s": rate, "peak_mem_mb": peak_memory_mb(device),
-        }
-        mem = torch.tensor([metrics["peak_mem_mb"]], device=device)
-        if size > 1:
-            torch.distributed.all_reduce(mem, op=torch.distributed.ReduceOp.MAX)
-        metrics["peak_mem_mb"] = float(mem.item())
-        metrics["mem_before_training_mb"] = mem_before_training  # rank 0's
-        if rank == 0 and last_val is not None and last_val["step"] == step:
-            metrics.update({k: v for k, v in last_val.items() if k != "step"})
-        meta = {
-            "step": step, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
-            "history": history, "last_val": last_val, "best": best, "metrics": metrics, "resumes": resumes,
-        }
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if rank == 0:
-                save_checkpoint(Path(tmp), encoder, optimizer, scheduler, meta)
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=ckpt)
-
-    # -- train
-    started, samples_done, loss_ema = time.perf_counter(), 0, None
-    first_step_done, first_step_samples = 0.0, 0  # throughput excludes the first (warm-up) step
-    mem_before_training = peak_memory_mb(device)  # model loaded, data in memory, no step taken
-    epoch = step // len(first_plan) if len(first_plan) else 0
-    if step >= n_total and history:  # rerun of a finished run: report the final state again, train nothing
-        report(history[-1]["loss"])
-        return
-
-    while step < n_total:
-        epoch, step_in_epoch = divmod(step, len(first_plan))
-        plan = first_plan if epoch == 0 else plan_epoch(data.cls, cfg.global_batch_size, cfg.seed, epoch)
-        if step_in_epoch >= len(plan):  # a later epoch's plan may be a batch shorter
-            step = (epoch + 1) * len(first_plan)
-            continue
-        torch.manual_seed(hash((cfg.seed, step, rank)) & 0x7FFF_FFFF)
-        batch = global_batch(data, plan, cfg, epoch, step_in_epoch)
-        loss = compute_gradients(encoder, batch, cfg.batch_size, cfg.scale, cfg.symmetric, cfg.gradcache_chunk, autocast)
-        if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        samples_done += cfg.global_batch_size
-        if not first_step_done:
-            first_step_done, first_step_samples = time.perf_counter(), samples_done
-        loss_ema = loss if loss_ema is None else 0.9 * loss_ema + 0.1 * loss
-
-        if cfg.fail_at_step and step == cfg.fail_at_step and rank == size - 1:
-            marker = cfg.storage / cfg.run_name / f"injected_failure_at_step_{step}"
-            if not marker.exists():
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text("failed once\n")
-                raise RuntimeError(f"injected failure at step {step} (fail_at_step, testing only)")
-
-        if rank == 0 and (step % cfg.log_every == 0 or step == n_total):
-            elapsed = time.perf_counter() - started
-            rate = samples_done / elapsed
-            eta = (n_total - step) * cfg.global_batch_size / rate
-            val = f" | val RP@5 {last_val['val_rp5']:.1f} (step {last_val['step']})" if last_val else ""
-            _log(
-                f"step {step}/{n_total} epoch {epoch + 1}/{cfg.epochs} | loss {loss:.4f} (ema {loss_ema:.4f}) "
-                f"| lr {scheduler.get_last_lr()[0]:.2e} | {rate:.1f} samples/s | ETA {_fmt_eta(eta)}{val}"
-            )
-        if step % cfg.eval_every == 0 or step == n_total:
-            entry = {"step": step, "loss": loss}
-            if rank == 0 and data.val_benchmarks:
-                t0 = time.perf_counter()
-                last_val = {"step": step, **validate(encoder, data)}
-                entry["val_rp5"] = last_val["val_rp5"]
-                if best is None or last_val["val_rp5"] > best["val_rp5"]:
-                    best = {"step": step, "val_rp5": last_val["val_rp5"]}
-                _log(
-                    f"validation at step {step}: RP@5 {last_val['val_rp5']:.2f} ("
-                    + ", ".join(f"{k[4:-4].upper()} {v:.2f}" for k, v in last_val.items() if k.startswith("val_") and k != "val_rp5")
-                    + f") best {best['val_rp5']:.2f} at step {best['step']} [{time.perf_counter() - t0:.1f} s]"
-                )
-            history.append(entry)
-            report(loss)
+    run = setup(cfg, data, ray.train.torch.get_device())
+    state = LoopState()
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as directory:
+            state = resume(run, Path(directory))
+    train(run, state, report)
