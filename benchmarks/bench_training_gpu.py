@@ -74,6 +74,7 @@ class Settings:
     alphas: tuple[float, ...] = (0.25, 0.5, 0.75)
     hard_negatives: int = 1
     hard_negative_pool: int = 10
+    epoch_batch: int = 1024  # the "epoch" part: one pass over all pairs at this global batch
     max_seq_length: int = 128
     n_boot: int = 1000
     log_every_s: float = 15.0
@@ -81,7 +82,7 @@ class Settings:
 
 SMOKE = Settings(
     sweep_batches=(4, 8, 16), warmup_steps=1, timed_steps=2, chunk=4, pool_batches=(4, 8, 16), pool_pairs=48,
-    pool_share=0.9, alphas=(0.5,), hard_negative_pool=3, max_seq_length=32, n_boot=20, log_every_s=1.0,
+    pool_share=0.9, alphas=(0.5,), hard_negative_pool=3, max_seq_length=32, n_boot=20, log_every_s=1.0, epoch_batch=16,
 )
 
 
@@ -493,6 +494,19 @@ def part_hardneg(b: Bench) -> dict:
     return {"hard_negatives": s.hard_negatives, "pool": s.hard_negative_pool, "mine_s": round(mine_s, 1), **metrics}
 
 
+def part_epoch(b: Bench) -> dict:
+    """One full pass over every pair at ``epoch_batch``, then the weight average with the start model (alpha on validation)."""
+    from skilltrain.training.average import choose_alpha
+
+    data = train_data(b.inputs, b.settings.pool_pairs if b.settings is SMOKE else 0)
+    metrics, encoder = train_pass(b, b.settings.epoch_batch, data, "epoch")
+    start = {k: v.detach().cpu().clone() for k, v in b.start_encoder().state_dict().items()}
+    alpha, by_alpha = choose_alpha(encoder, start, b.settings.alphas, lambda m: b.scorer(m, ("validation",), ci=False)["val_rp5"])
+    averaged = b.scorer(encoder) if alpha != 1.0 else metrics["scores"]
+    b.log(f"epoch average: alpha {alpha} ({by_alpha}); " + ", ".join(f"{n} test RP@5 {averaged[f'{n}_test']['RP@5']:.1f}" for n in SETS))
+    return {**metrics, "pairs": len(data.cls), "average": {"alpha": alpha, "val_rp5_by_alpha": by_alpha, "scores": averaged}}
+
+
 class _Skip(Exception):
     pass
 
@@ -510,9 +524,11 @@ def _estimate(b: Bench, part: str) -> float:
 
 def run_parts(b: Bench) -> None:
     parts = [("checks", part_checks), ("zero_shot", part_zero_shot), ("sweep", part_sweep), ("pool", part_pool),
-             ("average", part_average), ("hardneg", part_hardneg)]
+             ("average", part_average), ("hardneg", part_hardneg), ("epoch", part_epoch)]
     needs = {"average": "pool", "hardneg": "pool"}
     for name, fn in parts:
+        if (b.only and name not in b.only) or (not b.only and name == "epoch"):
+            continue
         if needs.get(name) and needs[name] not in b.results["parts"]:
             b.skip(name, f"needs {needs[name]}")
             continue
@@ -535,7 +551,7 @@ def run_parts(b: Bench) -> None:
         b.save()
 
 
-def run(indir: Path, out: Path, budget_s: float, smoke: bool) -> dict:
+def run(indir: Path, out: Path, budget_s: float, smoke: bool, only: tuple[str, ...] = ()) -> dict:
     import torch
 
     from skilltrain.training.distributed import group_of_one
@@ -546,6 +562,7 @@ def run(indir: Path, out: Path, budget_s: float, smoke: bool) -> dict:
         torch.cuda.set_device(device)
     settings = SMOKE if smoke else Settings()
     bench = Bench(load_inputs(indir), out, settings, device, budget_s)
+    bench.only = only
     with group_of_one(device.type == "cuda") as backend:
         bench.results["env"] = {
             "torch": torch.__version__, "cuda": torch.version.cuda, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -601,6 +618,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="--run: results dir (results.json, log.txt); --plot: where pool_rp5.png goes")
     p.add_argument("--time-budget-s", type=float, default=360.0, help="--run: parts that do not fit are skipped")
     p.add_argument("--smoke", action="store_true", help="--run: tiny settings on CPU (a test of every part)")
+    p.add_argument("--parts", default="", help="--run: comma-separated parts to run (default: all but epoch): checks, zero_shot, sweep, pool, average, hardneg, epoch")
     p.add_argument("--gen-dir", type=Path, default=Path("runs/bench-esco-full"), help="--prepare: generation run dir (made with the simulator if incomplete)")
     p.add_argument("--sentences", type=int, default=10, help="--prepare: sentences per skill")
     p.add_argument("--max-pairs", type=int, default=0, help="--prepare: keep a seeded subset of this many pairs (0 = all)")
@@ -613,7 +631,7 @@ def main() -> int:
         return 0
     if args.out is None:
         p.error("--run needs --out")
-    run(args.run, args.out, args.time_budget_s, args.smoke)
+    run(args.run, args.out, args.time_budget_s, args.smoke, tuple(x for x in args.parts.split(",") if x))
     return 0
 
 
