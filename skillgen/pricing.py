@@ -46,6 +46,14 @@ def _validate_table(table: Mapping[str, Any], origin: str) -> dict[str, dict[str
         if inp < 0 or outp < 0:
             raise UserError(f"{origin}: price for {model!r} is negative")
         out[model] = {"input": inp, "output": outp}
+        for key in ("batch_input", "batch_output"):  # optional: the Batch API price, if not the usual discount
+            if key in entry:
+                try:
+                    out[model][key] = float(entry[key])
+                except (TypeError, ValueError):
+                    raise UserError(f"{origin}: {key} for {model!r} is not a number") from None
+                if out[model][key] < 0:
+                    raise UserError(f"{origin}: {key} for {model!r} is negative")
     return out
 
 
@@ -109,3 +117,23 @@ def price_for(
 
 def config_price(config: Any) -> Price:
     return price_for(config.model, config.prices_file, config.price_input_per_1m, config.price_output_per_1m)
+
+
+def batch_price(price: Price, model: str, prices_file: str | Path | None = None) -> Price:
+    """The Batch API price for ``model``: the table's ``batch_input``/``batch_output``, else the discount.
+
+    Explicit per-run prices (``source == "config"``) are online prices: their batch price is the discount.
+    """
+    entry: Mapping[str, float] = {}
+    if price.source != "config":
+        found = lookup(model, load_prices(prices_file))
+        entry = found[1] if found else {}
+    return Price(
+        entry.get("batch_input", price.input_per_1m * BATCH_DISCOUNT),
+        entry.get("batch_output", price.output_per_1m * BATCH_DISCOUNT),
+        source=f"{price.source} (Batch API)",
+    )
+
+
+def config_batch_price(config: Any) -> Price:
+    return batch_price(config_price(config), config.model, config.prices_file)
