@@ -21,7 +21,7 @@ import re
 import tomllib
 from urllib.parse import urlsplit
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -86,6 +86,15 @@ class GenerationConfig(BaseModel):
     progress_interval_s: float = Field(default=10.0, gt=0.0)
     retry_failures: bool = False  # rerun: retry skills that have failure records
     preflight: bool = True  # check the endpoint answers before starting workers
+
+    # Batch API (mode = "batch"; see skillgen.batch): same prompts, keys, validation and shards as online
+    mode: Literal["online", "batch"] = "online"
+    batch_max_requests: int = Field(default=50_000, ge=1, le=50_000)  # requests per input file (OpenAI: 50,000)
+    batch_max_bytes: int = Field(default=200 * 1024 * 1024, ge=4096, le=200 * 1024 * 1024)  # per input file (200 MB)
+    batch_max_enqueued_tokens: int | None = Field(default=None, gt=0)  # prompt + max_tokens queued at once, per model
+    batch_poll_min_s: float = Field(default=10.0, gt=0.0)  # first poll interval; backs off to batch_poll_max_s
+    batch_poll_max_s: float = Field(default=300.0, gt=0.0)
+    batch_max_rounds: int = Field(default=6, ge=1)  # batches one request key may go into before a failure record
 
     # data
     run_dir: str = "runs/skillgen"
