@@ -283,6 +283,7 @@ class BatchService:
             self._process(batch, *lines[done], out, err)
             done += 1
         if batch.cancel:
+            await asyncio.sleep(self.config.batch_finalizing_s)  # "cancelling" lasts a moment, as at OpenAI
             return self._finish(batch, "cancelled", out, err)
         if done < len(lines):
             message = "This request could not be executed before the completion window expired."
