@@ -100,7 +100,13 @@ class BatchApi:
         return self._call(f"status of {batch_id}", lambda: self.client.batches.retrieve(batch_id))
 
     def cancel(self, batch_id: str) -> Any:
-        return self._call(f"cancel of {batch_id}", lambda: self.client.batches.cancel(batch_id))
+        """Cancel; a batch that finished meanwhile (409) is simply returned as it is."""
+        def once() -> Any:
+            try:
+                return self.client.batches.cancel(batch_id)
+            except openai.ConflictError:
+                return self.client.batches.retrieve(batch_id)
+        return self._call(f"cancel of {batch_id}", once)
 
     def close(self) -> None:
         self.client.close()

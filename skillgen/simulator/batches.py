@@ -113,8 +113,12 @@ class Batch:
         return doc
 
 
-def _not_found(what: str, ident: str) -> wire.ApiError:
-    return wire.ApiError(404, f"No such {what}: '{ident}'", "invalid_request_error", None, "id", reason="not_found")
+def _lookup(table: dict[str, Any], what: str, request: web.Request) -> Any:
+    """The file or batch the URL names, or OpenAI's 404."""
+    ident = request.match_info["id"]
+    if ident not in table:
+        raise wire.ApiError(404, f"No such {what}: '{ident}'", "invalid_request_error", None, "id", reason="not_found")
+    return table[ident]
 
 
 def _line_error(custom_id: str, status: int | None, message: str, code: str) -> dict[str, Any]:
@@ -188,10 +192,7 @@ class BatchService:
         return await self._guard(request, handle)
 
     def _file(self, request: web.Request) -> StoredFile:
-        ident = request.match_info["id"]
-        if ident not in self.files:
-            raise _not_found("file", ident)
-        return self.files[ident]
+        return _lookup(self.files, "file", request)
 
     # ---- batches -----------------------------------------------------------------
 
@@ -241,10 +242,7 @@ class BatchService:
         return await self._guard(request, handle)
 
     def _batch(self, request: web.Request) -> Batch:
-        ident = request.match_info["id"]
-        if ident not in self.batches:
-            raise _not_found("batch", ident)
-        return self.batches[ident]
+        return _lookup(self.batches, "batch", request)
 
     async def _guard(self, request: web.Request, handler: Any) -> web.Response:
         """Authenticate, run ``handler``, and turn :class:`wire.ApiError` into OpenAI's error body."""
