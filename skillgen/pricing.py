@@ -122,17 +122,18 @@ def config_price(config: Any) -> Price:
 def batch_price(price: Price, model: str, prices_file: str | Path | None = None) -> Price:
     """The Batch API price for ``model``: the table's ``batch_input``/``batch_output``, else the discount.
 
-    Explicit per-run prices (``source == "config"``) are online prices: their batch price is the discount.
+    A per-run price (``--price-input``/``--price-output``) is an online price: its batch price is the discount.
     """
-    entry: Mapping[str, float] = {}
-    if price.source != "config":
-        found = lookup(model, load_prices(prices_file))
-        entry = found[1] if found else {}
-    return Price(
-        entry.get("batch_input", price.input_per_1m * BATCH_DISCOUNT),
-        entry.get("batch_output", price.output_per_1m * BATCH_DISCOUNT),
-        source=f"{price.source} (Batch API)",
-    )
+    found = lookup(model, load_prices(prices_file))
+    entry: Mapping[str, float] = found[1] if found else {}
+
+    def side(name: str, online: float) -> float:
+        if f"batch_{name}" in entry and entry[name] == online:  # the table's own online price: its batch price
+            return entry[f"batch_{name}"]
+        return online * BATCH_DISCOUNT
+
+    return Price(side("input", price.input_per_1m), side("output", price.output_per_1m),
+                 source=f"{price.source} (Batch API)")
 
 
 def config_batch_price(config: Any) -> Price:

@@ -20,7 +20,7 @@ from skillgen.batch.state import load_manifest
 from skillgen.run import run_generation
 from skillgen.simulator import run_in_thread
 from skillgen.sinks import read_failures, read_rows
-from test_gen_helpers import esco, gen_config
+from test_gen_helpers import assert_accounted, esco, gen_config
 
 REPO = Path(__file__).resolve().parent.parent
 FAST_POLL = dict(batch_poll_min_s=0.05, batch_poll_max_s=0.3)
@@ -36,16 +36,6 @@ def assert_billed_once(stats: dict) -> None:
     billed = stats["batch_billed_by_custom_id"]
     assert billed and set(billed.values()) == {1}, "a custom_id was billed twice"
     assert set(stats["files_uploaded"].values()) == {1}, "an input file was uploaded twice"
-
-
-def assert_accounted(run_dir: Path, n_skills: int, n: int) -> None:
-    """Every skill asked for is either complete (n rows, no duplicates) or has a failure record."""
-    rows = read_rows(run_dir, dedupe=False)
-    assert rows.select(["skill_id", "sample_idx"]).is_duplicated().sum() == 0
-    per_skill = rows.group_by("skill_id").len()
-    complete = set(per_skill.filter(per_skill["len"] == n)["skill_id"].to_list())
-    failed = set(read_failures(run_dir)["skill_id"].to_list())
-    assert not complete & failed and len(complete) + len(failed) == n_skills
 
 
 def _cli(sim, csv: Path, run_dir: Path, *extra: str) -> list[str]:
