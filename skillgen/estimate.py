@@ -20,7 +20,7 @@ from skillgen.client import ChatClient, RequestError, call_with_retry
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
 from skillgen.pricing import batch_price, config_price
-from skillgen.prompts import build_messages, response_format
+from skillgen.prompts import build_messages
 from skillgen.common.taxonomy import Skill, iter_skills, load_skills, select
 from skillgen.tokens import count_tokens, encoding_name_for
 
@@ -115,7 +115,7 @@ def duration_for(config: GenerationConfig, requests: int, debited_tokens: float,
 async def _pilot(config: GenerationConfig, skills: list[Skill]) -> list[tuple[int, int]]:
     client = ChatClient(config.base_url, config.model, config.api_key_env, timeout_s=config.request_timeout_s,
                         connect_timeout_s=config.connect_timeout_s, temperature=config.temperature, top_p=config.top_p,
-                        seed=config.seed, response_format=response_format(config.json_schema) if config.response_format else None)
+                        seed=config.seed, response_format=config.request_response_format())
 
     async def one(skill: Skill) -> tuple[int, int]:
         messages = build_messages(skill, config.n_sentences, config.prompt_spec)

@@ -83,9 +83,11 @@ def test_skillgen_run_against_llama_cpp_with_json_schema(tmp_path: Path, ray_loc
         headers = httpx2.post(f"{base_url}/chat/completions", timeout=120,
                               json={"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).headers
         assert not [h for h in headers if h.lower().startswith("x-ratelimit-")]  # the case under test
+        # llama-cpp-python's server takes the schema inside a json_object format (it rejects type json_schema)
         config = gen_config(base_url, esco(tmp_path, n_skills), tmp_path / "run", model="smollm2", n_sentences=n,
-                            price_input_per_1m=0.0, price_output_per_1m=0.0, json_schema=True, max_tokens=400,
-                            workers=1, request_timeout_s=300.0, max_content_attempts=2, temperature=0.7, seed=1)
+                            price_input_per_1m=0.0, price_output_per_1m=0.0, json_schema=True, json_schema_in="json_object",
+                            max_tokens=400, workers=1, request_timeout_s=300.0, max_content_attempts=2, temperature=0.7,
+                            seed=1)
         summary = run_generation(config, progress=False)
     assert summary.status == "complete", summary.format()
     complete, failed = assert_accounted(tmp_path / "run", n_skills, n)

@@ -23,7 +23,7 @@ from skillgen.client import chat_params, max_tokens_param
 from skillgen.common.taxonomy import Skill
 from skillgen.config import GenerationConfig
 from skillgen.pricing import Price
-from skillgen.prompts import build_messages, response_format
+from skillgen.prompts import build_messages
 from skillgen.tokens import count_tokens
 
 ENDPOINT = "/v1/chat/completions"
@@ -62,9 +62,8 @@ def build_line(config: GenerationConfig, task: dict[str, Any], attempt: int, pri
     missing = list(task["missing"])
     avoid = list(task.get("avoid") or [])  # all kept sentences: validation drops repeats of any of them
     messages = build_messages(skill, len(missing), config.prompt_spec, avoid=avoid[-AVOID_MAX:])
-    fmt = response_format(config.json_schema) if config.response_format else None
     body = {"model": config.model, "messages": messages, max_tokens_param(config.model): config.max_tokens,
-            **chat_params(config.model, config.temperature, config.top_p, config.seed, fmt)}
+            **chat_params(config.model, config.temperature, config.top_p, config.seed, config.request_response_format())}
     custom_id = custom_id_for(task["request_key"], missing, config.n_sentences, attempt)
     text = json.dumps({"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}, ensure_ascii=False) + "\n"
     prompt = count_tokens(config.model, messages)

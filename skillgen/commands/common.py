@@ -41,6 +41,9 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                                                    "than api.openai.com may need none" + _d("api_key_env"))
     e.add_argument("--no-json-schema", dest="json_schema", action="store_false", default=S,
                    help="use response_format json_object instead of a strict JSON schema")
+    e.add_argument("--json-schema-in", choices=["json_schema", "json_object"], default=S,
+                   help="json_object: send the schema as response_format {type: json_object, schema} (llama-cpp-python's "
+                        "server rejects OpenAI's json_schema type)" + _d("json_schema_in"))
     e.add_argument("--no-response-format", dest="response_format", action="store_false", default=S,
                    help="send no response_format (endpoint does not support it); the prompt still asks for JSON")
     e.add_argument("--timeout", dest="request_timeout_s", type=float, default=S, help="seconds per request" + _d("request_timeout_s"))
