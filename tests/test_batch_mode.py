@@ -204,3 +204,17 @@ def test_spend_cap_holds_in_batch_mode_and_a_higher_cap_continues(tmp_path: Path
     assert info["cost_usd"] == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
     assert info["batches"]["by_status"] == {"completed": len(_entries(tmp_path / "run"))}
     assert json.dumps(info)  # plain JSON for --json
+
+
+def test_per_line_errors_and_bad_bodies_get_follow_ups_then_failure_records(tmp_path: Path):
+    with run_in_thread(fault_rates="500=0.3,malformed=0.3", seed=5) as sim:
+        summary = run_generation(batch_config(sim, tmp_path, 40, max_content_attempts=2))
+        stats = sim.stats()
+    complete, failed = assert_accounted(tmp_path / "run", 40, 5)
+    assert complete and failed and summary.status == "complete"
+    assert summary.skills_completed == len(complete) and summary.skills_failed == len(failed)
+    failures = read_failures(tmp_path / "run")
+    assert set(failures["error_class"]) == {"validation"} and failures["message"].str.contains("answers").all()
+    assert any(":" in cid for cid in stats["batch_billed_by_custom_id"])  # follow-up requests were sent
+    assert_billed_once(stats)
+    assert summary.total_cost_usd == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
