@@ -42,8 +42,8 @@ class GenerationConfig(BaseModel):
     api_key_env: str = "OPENAI_API_KEY"
     json_schema: bool = True  # response_format json_schema; False -> json_object mode
     response_format: bool = True  # False -> plain JSON instructions only (endpoint lacks response_format)
-    # where the JSON schema goes: OpenAI's json_schema format (OpenAI, vLLM, llama.cpp's llama-server) or the
-    # "schema" field of a json_object format (llama-cpp-python's server, which rejects type json_schema)
+    # where the JSON schema goes: OpenAI's json_schema format (OpenAI, vLLM) or the "schema" field of a
+    # json_object format (llama-cpp-python's server, which rejects type json_schema)
     json_schema_in: Literal["json_schema", "json_object"] = "json_schema"
 
     # sampling

@@ -39,6 +39,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from skillgen.simulator import structured, wire
+from skillgen.simulator.batches import BatchService
 from skillgen.simulator.config import SimulatorConfig
 from skillgen.simulator.content import generic_answer, writer_for
 from skillgen.simulator.faults import (
@@ -145,9 +146,7 @@ class SimulatorServer:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/v1/stats", self.get_stats)
         app.router.add_post("/v1/stats/reset", self.reset_stats)
-        from skillgen.simulator.batches import BatchService
-
-        BatchService(self).register(app)
+        BatchService(self).register(app)  # /v1/files, /v1/batches
         return app
 
     # ---- endpoints -------------------------------------------------------------
