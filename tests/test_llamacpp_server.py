@@ -89,6 +89,7 @@ def test_skillgen_run_against_llama_cpp_with_json_schema(tmp_path: Path, ray_loc
                             max_tokens=400, workers=1, request_timeout_s=300.0, max_content_attempts=2, temperature=0.7,
                             seed=1)
         summary = run_generation(config, progress=False)
+    print(summary.format())  # with -s: what the tiny model got right and wrong
     assert summary.status == "complete", summary.format()
     complete, failed = assert_accounted(tmp_path / "run", n_skills, n)
     assert summary.skills_completed == len(complete) and summary.skills_failed == len(failed)
