@@ -217,6 +217,26 @@ def uses_max_completion_tokens(model: str) -> bool:
     return name.startswith(("gpt-5", "o1", "o3", "o4"))
 
 
+def max_tokens_param(model: str) -> str:
+    return "max_completion_tokens" if uses_max_completion_tokens(model) else "max_tokens"
+
+
+def chat_params(model: str, temperature: float | None, top_p: float | None, seed: int | None,
+                response_format: dict[str, Any] | None) -> dict[str, Any]:
+    """Sampling and format parameters of a chat request (online and Batch JSONL lines alike)."""
+    params: dict[str, Any] = {}
+    reasoning = uses_max_completion_tokens(model)
+    if temperature is not None and not reasoning:
+        params["temperature"] = temperature
+    if top_p is not None and not reasoning:
+        params["top_p"] = top_p
+    if seed is not None:
+        params["seed"] = seed
+    if response_format is not None:
+        params["response_format"] = response_format
+    return params
+
+
 class ChatClient:
     """``openai.AsyncOpenAI`` with SDK retries off; one attempt per :meth:`complete` call."""
 
@@ -227,17 +247,8 @@ class ChatClient:
         import httpx2
 
         self.model = model
-        self.params: dict[str, Any] = {}
-        reasoning = uses_max_completion_tokens(model)
-        if temperature is not None and not reasoning:
-            self.params["temperature"] = temperature
-        if top_p is not None and not reasoning:
-            self.params["top_p"] = top_p
-        if seed is not None:
-            self.params["seed"] = seed
-        if response_format is not None:
-            self.params["response_format"] = response_format
-        self.max_tokens_param = "max_completion_tokens" if reasoning else "max_tokens"
+        self.params = chat_params(model, temperature, top_p, seed, response_format)
+        self.max_tokens_param = max_tokens_param(model)
         http = httpx2.AsyncClient(
             limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             timeout=httpx2.Timeout(timeout_s, connect=connect_timeout_s),

@@ -21,12 +21,12 @@ import re
 import tomllib
 from urllib.parse import urlsplit
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from skillgen.common.errors import UserError
-from skillgen.prompts import PROMPT_VERSION, PromptSpec
+from skillgen.prompts import PROMPT_VERSION, PromptSpec, response_format
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -42,6 +42,9 @@ class GenerationConfig(BaseModel):
     api_key_env: str = "OPENAI_API_KEY"
     json_schema: bool = True  # response_format json_schema; False -> json_object mode
     response_format: bool = True  # False -> plain JSON instructions only (endpoint lacks response_format)
+    # where the JSON schema goes: OpenAI's json_schema format (OpenAI, vLLM) or the "schema" field of a
+    # json_object format (llama-cpp-python's server, which rejects type json_schema)
+    json_schema_in: Literal["json_schema", "json_object"] = "json_schema"
 
     # sampling
     temperature: float | None = Field(default=1.0, ge=0.0, le=2.0)
@@ -86,6 +89,15 @@ class GenerationConfig(BaseModel):
     progress_interval_s: float = Field(default=10.0, gt=0.0)
     retry_failures: bool = False  # rerun: retry skills that have failure records
     preflight: bool = True  # check the endpoint answers before starting workers
+
+    # Batch API (mode = "batch"; see skillgen.batch): same prompts, keys, validation and shards as online
+    mode: Literal["online", "batch"] = "online"
+    batch_max_requests: int = Field(default=50_000, ge=1, le=50_000)  # requests per input file (OpenAI: 50,000)
+    batch_max_bytes: int = Field(default=200 * 1024 * 1024, ge=4096, le=200 * 1024 * 1024)  # per input file (200 MB)
+    batch_max_enqueued_tokens: int | None = Field(default=None, gt=0)  # prompt + max_tokens queued at once, per model
+    batch_poll_min_s: float = Field(default=10.0, gt=0.0)  # first poll interval; backs off to batch_poll_max_s
+    batch_poll_max_s: float = Field(default=300.0, gt=0.0)
+    batch_max_rounds: int = Field(default=6, ge=1)  # batches one request key may go into before a failure record
 
     # data
     run_dir: str = "runs/skillgen"
@@ -143,8 +155,15 @@ class GenerationConfig(BaseModel):
         """Parameters that shape the output (part of the request key)."""
         return {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
 
+    def request_response_format(self) -> dict[str, Any] | None:
+        """The ``response_format`` every request carries (None with ``response_format = false``)."""
+        if not self.response_format:
+            return None
+        return response_format(self.json_schema, schema_in_json_object=self.json_schema_in == "json_object")
+
     def output_fields(self) -> dict[str, Any]:
-        return {
+        extra = {"json_schema_in": self.json_schema_in} if self.json_schema_in != "json_schema" else {}  # old fingerprints stay
+        return {**extra,
             "model": self.model,
             "prompt_version": self.prompt_version,
             "n_sentences": self.n_sentences,

@@ -19,8 +19,8 @@ from typing import Any
 from skillgen.client import ChatClient, RequestError, call_with_retry
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
-from skillgen.pricing import BATCH_DISCOUNT, config_price
-from skillgen.prompts import build_messages, response_format
+from skillgen.pricing import batch_price, config_price
+from skillgen.prompts import build_messages
 from skillgen.common.taxonomy import Skill, iter_skills, load_skills, select
 from skillgen.tokens import count_tokens, encoding_name_for
 
@@ -43,6 +43,10 @@ class CostEstimate:
     cost_batch_usd: float
     duration_s: float | None
     binding_limit: str | None
+    batch_price_input_per_1m: float = 0.0
+    batch_price_output_per_1m: float = 0.0
+    batch_files: int = 0  # input files of at most batch_max_requests lines
+    batch_waves: int = 1  # rounds the enqueued-token cap forces (each within the 24 h window)
     pilot_requests: int = 0
     pilot_cost_usd: float = 0.0
     pilot_completion_per_request: float | None = None
@@ -59,9 +63,11 @@ class CostEstimate:
             f"skills           {self.skills} x {self.sentences_per_skill} sentences = {self.requests} requests",
             f"prompt tokens    {self.prompt_tokens:,} (exact)",
             f"completion tok.  {self.completion_tokens:,} ({self.completion_source})",
-            f"cost online      ${self.cost_usd:,.4f}",
-            f"cost Batch API   ${self.cost_batch_usd:,.4f} (50% discount, results within 24 h)",
-            f"duration         {dur}" + (f" (bound by {self.binding_limit})" if self.binding_limit else ""),
+            f"online           ${self.cost_usd:,.4f}, duration {dur}"
+            + (f" (bound by {self.binding_limit})" if self.binding_limit else ""),
+            f"Batch API        ${self.cost_batch_usd:,.4f} (${self.batch_price_input_per_1m}/1M in, "
+            f"${self.batch_price_output_per_1m}/1M out), {self.batch_files} input files in {self.batch_waves} "
+            f"wave(s), each within the 24 h window: at most {self.batch_waves * 24} h (--mode batch)",
         ]
         if self.pilot_requests:
             lines.append(f"pilot            {self.pilot_requests} requests, ${self.pilot_cost_usd:.4f}, "
@@ -109,7 +115,7 @@ def duration_for(config: GenerationConfig, requests: int, debited_tokens: float,
 async def _pilot(config: GenerationConfig, skills: list[Skill]) -> list[tuple[int, int]]:
     client = ChatClient(config.base_url, config.model, config.api_key_env, timeout_s=config.request_timeout_s,
                         connect_timeout_s=config.connect_timeout_s, temperature=config.temperature, top_p=config.top_p,
-                        seed=config.seed, response_format=response_format(config.json_schema) if config.response_format else None)
+                        seed=config.seed, response_format=config.request_response_format())
 
     async def one(skill: Skill) -> tuple[int, int]:
         messages = build_messages(skill, config.n_sentences, config.prompt_spec)
@@ -160,6 +166,9 @@ def estimate(config: GenerationConfig, pilot: int = 0) -> CostEstimate:
             max_tokens_debited = min(config.max_tokens, q * config.n_sentences * config.max_tokens_margin + 16)
     completion_total = int(round(completion_per_request * requests))
     cost = price.cost(prompt_total, completion_total)
+    bprice = batch_price(price, config.model, config.prices_file)
+    queued = prompt_total + config.max_tokens * requests  # what an enqueued-token limit counts
+    waves = math.ceil(queued / config.batch_max_enqueued_tokens) if config.batch_max_enqueued_tokens else 1
     debited = prompt_total + max_tokens_debited * requests
     duration, binding = duration_for(config, requests, debited, prompt_total, completion_total)
     if config.tpm and max_tokens_debited + max(prompts) > config.tpm:
@@ -169,7 +178,10 @@ def estimate(config: GenerationConfig, pilot: int = 0) -> CostEstimate:
         sentences_per_skill=config.n_sentences, requests=requests, prompt_tokens=prompt_total,
         completion_tokens=completion_total, completion_source=source, max_tokens=config.max_tokens,
         price_input_per_1m=price.input_per_1m, price_output_per_1m=price.output_per_1m, price_source=price.source,
-        cost_usd=cost, cost_batch_usd=cost * BATCH_DISCOUNT, duration_s=duration, binding_limit=binding,
+        cost_usd=cost, cost_batch_usd=bprice.cost(prompt_total, completion_total), duration_s=duration,
+        binding_limit=binding, batch_price_input_per_1m=bprice.input_per_1m,
+        batch_price_output_per_1m=bprice.output_per_1m, batch_files=math.ceil(requests / config.batch_max_requests),
+        batch_waves=max(1, waves),
         pilot_requests=pilot if pilot > 0 else 0, pilot_cost_usd=pilot_cost, pilot_completion_per_request=pilot_avg,
         notes=notes,
     )

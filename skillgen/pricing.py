@@ -46,6 +46,14 @@ def _validate_table(table: Mapping[str, Any], origin: str) -> dict[str, dict[str
         if inp < 0 or outp < 0:
             raise UserError(f"{origin}: price for {model!r} is negative")
         out[model] = {"input": inp, "output": outp}
+        for key in ("batch_input", "batch_output"):  # optional: the Batch API price, if not the usual discount
+            if key in entry:
+                try:
+                    out[model][key] = float(entry[key])
+                except (TypeError, ValueError):
+                    raise UserError(f"{origin}: {key} for {model!r} is not a number") from None
+                if out[model][key] < 0:
+                    raise UserError(f"{origin}: {key} for {model!r} is negative")
     return out
 
 
@@ -109,3 +117,24 @@ def price_for(
 
 def config_price(config: Any) -> Price:
     return price_for(config.model, config.prices_file, config.price_input_per_1m, config.price_output_per_1m)
+
+
+def batch_price(price: Price, model: str, prices_file: str | Path | None = None) -> Price:
+    """The Batch API price for ``model``: the table's ``batch_input``/``batch_output``, else the discount.
+
+    A per-run price (``--price-input``/``--price-output``) is an online price: its batch price is the discount.
+    """
+    found = lookup(model, load_prices(prices_file))
+    entry: Mapping[str, float] = found[1] if found else {}
+
+    def side(name: str, online: float) -> float:
+        if f"batch_{name}" in entry and entry[name] == online:  # the table's own online price: its batch price
+            return entry[f"batch_{name}"]
+        return online * BATCH_DISCOUNT
+
+    return Price(side("input", price.input_per_1m), side("output", price.output_per_1m),
+                 source=f"{price.source} (Batch API)")
+
+
+def config_batch_price(config: Any) -> Price:
+    return batch_price(config_price(config), config.model, config.prices_file)

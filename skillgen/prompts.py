@@ -71,8 +71,14 @@ def build_messages(skill: Skill, n: int, spec: PromptSpec = PromptSpec(), avoid:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-def response_format(json_schema: bool = True) -> dict[str, Any]:
-    """``response_format`` for the request: strict JSON schema where supported, else JSON mode."""
+def response_format(json_schema: bool = True, schema_in_json_object: bool = False) -> dict[str, Any]:
+    """``response_format`` for the request: strict JSON schema where supported, else JSON mode.
+
+    ``schema_in_json_object``: the schema as the ``schema`` field of a ``json_object`` format, the form
+    llama-cpp-python's server (and Anyscale) take; they reject OpenAI's ``json_schema`` type.
+    """
     if not json_schema:
         return {"type": "json_object"}
+    if schema_in_json_object:
+        return {"type": "json_object", "schema": RESPONSE_SCHEMA}
     return {"type": "json_schema", "json_schema": {"name": "job_ad_sentences", "strict": True, "schema": RESPONSE_SCHEMA}}

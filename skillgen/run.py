@@ -129,7 +129,12 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
     """Generate sentences for the selected skills into ``config.run_dir``; resumable, budget-aware.
 
     ``on_update(scheduler_state, budget_snapshot)`` is called on every driver tick (benchmarks, UIs).
+    ``config.mode == "batch"`` sends the same requests through the Batch API instead (:mod:`skillgen.batch`).
     """
+    if config.mode == "batch":
+        from skillgen.batch.driver import run_batch
+
+        return run_batch(config, progress=progress)
     import ray
 
     from skillgen.budget import BudgetActor

@@ -25,7 +25,7 @@ from typing import Any
 
 from skillgen.client import CallResult, ChatClient, RequestError, call_with_retry
 from skillgen.config import GenerationConfig
-from skillgen.prompts import build_messages, response_format
+from skillgen.prompts import build_messages
 from skillgen.sinks import utcnow
 from skillgen.common.taxonomy import Skill
 from skillgen.tokens import count_tokens
@@ -157,7 +157,6 @@ class WorkerCore:
         transport_attempts = 0
         problems: list[str] = []
         bump = 0
-        fmt = response_format(cfg.json_schema) if cfg.response_format else None
         while missing and responses < cfg.max_content_attempts:
             n = len(missing)
             messages = build_messages(skill, n, cfg.prompt_spec, avoid=avoid[-40:])
@@ -242,7 +241,7 @@ class WorkerCore:
         client = ChatClient(
             cfg.base_url, cfg.model, cfg.api_key_env, timeout_s=cfg.request_timeout_s,
             connect_timeout_s=cfg.connect_timeout_s, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
-            response_format=response_format(cfg.json_schema) if cfg.response_format else None, key_fallback=secret,
+            response_format=cfg.request_response_format(), key_fallback=secret,
         )
         exchanger = asyncio.create_task(self.exchange_loop())
         active: set[asyncio.Task] = set()

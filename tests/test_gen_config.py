@@ -94,3 +94,17 @@ def test_config_refuses_places_where_a_secret_would_be_written_to_run_json():
         with pytest.raises(UserError) as info:
             make_config(values)
         assert "s3cret" not in str(info.value)
+
+
+def test_schema_inside_json_object_for_llama_cpp_python_and_old_fingerprints_unchanged():
+    from skillgen.prompts import RESPONSE_SCHEMA
+
+    default = GenerationConfig()
+    assert default.request_response_format()["type"] == "json_schema"
+    llama = GenerationConfig(json_schema_in="json_object")
+    assert llama.request_response_format() == {"type": "json_object", "schema": RESPONSE_SCHEMA}
+    assert GenerationConfig(response_format=False).request_response_format() is None
+    # the default leaves output_fields as before the option existed (run dirs keep resuming) ...
+    assert "json_schema_in" not in default.output_fields()
+    # ... and the other placement is another output format, so another fingerprint
+    assert llama.fingerprint() != default.fingerprint()

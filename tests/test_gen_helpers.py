@@ -61,6 +61,19 @@ def assert_complete(run_dir: Path, n_skills: int, n: int) -> Any:
     return raw
 
 
+def assert_accounted(run_dir: Path, n_skills: int, n: int) -> tuple[set[str], set[str]]:
+    """Every skill asked for is either complete (n rows, no duplicates) or has a failure record; both sets."""
+    from skillgen.sinks import read_failures, read_rows
+
+    rows = read_rows(run_dir, dedupe=False)
+    assert rows.select(["skill_id", "sample_idx"]).is_duplicated().sum() == 0
+    per_skill = rows.group_by("skill_id").len()
+    complete = set(per_skill.filter(per_skill["len"] == n)["skill_id"].to_list())
+    failed = set(read_failures(run_dir)["skill_id"].to_list())
+    assert not complete & failed and len(complete) + len(failed) == n_skills
+    return complete, failed
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     start_ray()

@@ -42,6 +42,9 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                                                    "than api.openai.com may need none" + _d("api_key_env"))
     e.add_argument("--no-json-schema", dest="json_schema", action="store_false", default=S,
                    help="use response_format json_object instead of a strict JSON schema")
+    e.add_argument("--json-schema-in", choices=["json_schema", "json_object"], default=S,
+                   help="json_object: send the schema as response_format {type: json_object, schema} (llama-cpp-python's "
+                        "server rejects OpenAI's json_schema type)" + _d("json_schema_in"))
     e.add_argument("--no-response-format", dest="response_format", action="store_false", default=S,
                    help="send no response_format (endpoint does not support it); the prompt still asks for JSON")
     e.add_argument("--timeout", dest="request_timeout_s", type=float, default=S, help="seconds per request" + _d("request_timeout_s"))
@@ -73,6 +76,17 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                    help="responses per skill before an invalid/short skill becomes a failure record" + _d("max_content_attempts"))
     x.add_argument("--address", dest="ray_address", default=S, help="Ray cluster address (default: $RAY_ADDRESS or a local instance)")
     x.add_argument("--ray-address", dest="ray_address", default=S, help=argparse.SUPPRESS)  # old spelling
+    a = p.add_argument_group("Batch API (--mode batch)")
+    a.add_argument("--mode", choices=["online", "batch"], default=S,
+                   help="online: Ray workers call the chat API; batch: OpenAI Batch API (half price, within 24 h)" + _d("mode"))
+    a.add_argument("--batch-max-requests", type=int, default=S, help="requests per batch input file" + _d("batch_max_requests"))
+    a.add_argument("--batch-max-bytes", type=int, default=S, help="bytes per batch input file" + _d("batch_max_bytes"))
+    a.add_argument("--batch-max-enqueued-tokens", type=int, default=S,
+                   help="cap on prompt + max_tokens queued in open batches at once (your org's enqueued-token limit)")
+    a.add_argument("--batch-poll-min-s", type=float, default=S, help="first poll interval" + _d("batch_poll_min_s"))
+    a.add_argument("--batch-poll-max-s", type=float, default=S, help="longest poll interval (backoff)" + _d("batch_poll_max_s"))
+    a.add_argument("--batch-max-rounds", type=int, default=S,
+                   help="batches one skill may go into before what is missing becomes a failure record" + _d("batch_max_rounds"))
 
 
 def config_from_args(args: argparse.Namespace, extra_ignore: tuple[str, ...] = ()) -> GenerationConfig:

@@ -32,6 +32,7 @@ def status(run_dir: str | Path, show: int = 5) -> dict:
     per_key = rows.group_by("request_key").len() if rows.height else pl.DataFrame({"request_key": [], "len": []})
     complete = int((per_key["len"] >= n).sum()) if per_key.height else 0
     last = (meta.get("history") or [{}])[-1].get("summary", {})
+    batches = batch_status(run_dir)
     return {
         "run_dir": str(run_dir),
         "model": meta["config"]["model"],
@@ -45,11 +46,32 @@ def status(run_dir: str | Path, show: int = 5) -> dict:
         "sentences": rows.height,
         "duplicate_rows_on_disk": raw.height - rows.height,
         "prompt_tokens": int(raw.unique("request_key", keep="first")["prompt_tokens"].sum() or 0) if raw.height else 0,
-        "cost_usd": float((raw["cost_usd"].sum() or 0) + (fails["cost_usd"].fill_null(0).sum() if fails.height else 0)),
+        "cost_usd": float((raw["cost_usd"].sum() or 0) + (fails["cost_usd"].fill_null(0).sum() if fails.height else 0)
+                          + (batches["unattributed_usd"] if batches else 0.0)),
         "failures_by_class": dict(fails.group_by("error_class").len().iter_rows()) if fails.height else {},
         "failure_examples": fails.head(show).select("label", "error_class", "message").to_dicts() if fails.height else [],
         "last_run": last,
         "invocations": len(meta.get("history") or []),
+        "batches": batches,
+    }
+
+
+def batch_status(run_dir: str | Path) -> dict | None:
+    """Batch mode: batches by status, the open ones, and money they hold (None for an online-only run dir)."""
+    from collections import Counter
+
+    from skillgen.batch.state import load_manifest
+
+    manifest = load_manifest(run_dir)
+    if manifest is None:
+        return None
+    open_entries = manifest.open_entries()
+    return {
+        "by_status": dict(Counter(e.status for e in manifest.entries)),
+        "open": [{"seq": e.seq, "batch_id": e.batch_id, "status": e.status, "request_counts": e.request_counts}
+                 for e in open_entries],
+        "held_worst_case_usd": sum(e.worst_case_usd for e in open_entries),
+        "unattributed_usd": manifest.spent_unattributed(),
     }
 
 
@@ -68,6 +90,15 @@ def run(args: argparse.Namespace) -> int:
     if last:
         print(f"last run     {last.get('status')}: {last.get('requests')} requests, {last.get('retries')} retries, "
               f"estimate up to ${last.get('estimated_cost_usd', 0):.4f}, actual ${last.get('actual_cost_usd', 0):.4f}")
+    batches = info["batches"]
+    if batches:
+        print("batches      " + ", ".join(f"{k}: {v}" for k, v in sorted(batches["by_status"].items()))
+              + f" (open ones hold up to ${batches['held_worst_case_usd']:.4f}; ${batches['unattributed_usd']:.4f} "
+                "paid for answers without a valid sentence)")
+        for b in batches["open"]:
+            counts = b["request_counts"]
+            print(f"  - batch {b['seq']} {b['batch_id'] or '(not created yet)'}: {b['status']}, "
+                  f"{counts.get('completed', 0)}/{counts.get('total', 0)} done, {counts.get('failed', 0)} failed")
     if info["failures_by_class"]:
         print("failures     " + ", ".join(f"{k}: {v}" for k, v in sorted(info["failures_by_class"].items())))
         for ex in info["failure_examples"]:

@@ -55,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assumed-max-tokens", type=int, default=4096,
                         help="completion tokens the TPM limiter charges when a request sets no max_tokens")
     parser.add_argument("--shutdown-timeout", type=float, default=1.0, help="grace for in-flight requests on stop")
+    b = parser.add_argument_group("Batch API (/v1/files, /v1/batches)")
+    b.add_argument("--batch-seconds-per-line", type=float, default=0.001, help="processing time of one batch line")
+    b.add_argument("--batch-validating-s", type=float, default=0.05, help="time a batch spends in 'validating'")
+    b.add_argument("--batch-finalizing-s", type=float, default=0.05, help="time a batch spends in 'finalizing'")
+    b.add_argument("--batch-expire-s", type=float, default=86400.0,
+                   help="completion window: a batch not done this long after creation expires")
+    b.add_argument("--batch-enqueued-token-limit", type=int, default=0,
+                   help="enqueued tokens (prompt + max_tokens) per model across open batches; above it a batch fails (0: unlimited)")
     parser.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)  # for SimulatorProcess
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # exit when this process is gone
 
@@ -67,7 +75,9 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
             require_key=args.require_key or os.environ.get(REQUIRE_KEY_ENV) or None, stats_file=args.stats_file,
             models=args.models,
             context_window=args.context_window, assumed_max_tokens=args.assumed_max_tokens,
-            shutdown_timeout=args.shutdown_timeout,
+            shutdown_timeout=args.shutdown_timeout, batch_seconds_per_line=args.batch_seconds_per_line,
+            batch_validating_s=args.batch_validating_s, batch_finalizing_s=args.batch_finalizing_s,
+            batch_expire_s=args.batch_expire_s, batch_enqueued_token_limit=args.batch_enqueued_token_limit,
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())

@@ -116,6 +116,12 @@ class SimulatorConfig(BaseModel):
         4096, gt=0, description="completion tokens the rate limiter charges when a request sets no max_tokens"
     )
     shutdown_timeout: float = Field(1.0, ge=0, description="grace for in-flight requests on stop")
+    # Batch API (see skillgen.simulator.batches): how fast batches move, when they expire, the queue limit
+    batch_seconds_per_line: float = Field(0.001, ge=0, description="processing time of one batch line")
+    batch_validating_s: float = Field(0.05, ge=0, description="time a batch spends in 'validating'")
+    batch_finalizing_s: float = Field(0.05, ge=0, description="time a batch spends in 'finalizing'")
+    batch_expire_s: float = Field(86400.0, gt=0, description="a batch not done this long after creation expires")
+    batch_enqueued_token_limit: int = Field(0, ge=0, description="enqueued tokens per model (prompt + max_tokens); 0 = unlimited")
 
     @field_validator("latency", mode="before")
     @classmethod
@@ -159,6 +165,9 @@ class SimulatorConfig(BaseModel):
             "--latency", str(self.latency), "--seed", str(self.seed), "--hang-seconds", repr(self.hang_seconds),
             "--models", ",".join(self.models), "--context-window", str(self.context_window),
             "--assumed-max-tokens", str(self.assumed_max_tokens), "--shutdown-timeout", repr(self.shutdown_timeout),
+            "--batch-seconds-per-line", repr(self.batch_seconds_per_line),
+            "--batch-validating-s", repr(self.batch_validating_s), "--batch-finalizing-s", repr(self.batch_finalizing_s),
+            "--batch-expire-s", repr(self.batch_expire_s), "--batch-enqueued-token-limit", str(self.batch_enqueued_token_limit),
         ]
         if self.fault_rates:
             args += ["--fault-rate", format_fault_rates(self.fault_rates)]
@@ -179,4 +188,7 @@ class SimulatorConfig(BaseModel):
             "models": list(self.models),
             "context_window": self.context_window,
             "assumed_max_tokens": self.assumed_max_tokens,
+            "batch_seconds_per_line": self.batch_seconds_per_line,
+            "batch_expire_s": self.batch_expire_s,
+            "batch_enqueued_token_limit": self.batch_enqueued_token_limit,
         }

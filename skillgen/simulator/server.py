@@ -39,6 +39,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from skillgen.simulator import structured, wire
+from skillgen.simulator.batches import BatchService
 from skillgen.simulator.config import SimulatorConfig
 from skillgen.simulator.content import generic_answer, writer_for
 from skillgen.simulator.faults import (
@@ -145,6 +146,7 @@ class SimulatorServer:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/v1/stats", self.get_stats)
         app.router.add_post("/v1/stats/reset", self.reset_stats)
+        BatchService(self).register(app)  # /v1/files, /v1/batches
         return app
 
     # ---- endpoints -------------------------------------------------------------
@@ -194,7 +196,7 @@ class SimulatorServer:
         if self._warm is not None and not self._warm.done():
             await asyncio.shield(self._warm)
         body = await _read_json(request)
-        req = _validate(body)
+        req = validate_body(body)
         call.model = req.model
         call.api_key = self._authenticate(request)
         fault = self._draw_fault(request)
@@ -263,8 +265,8 @@ class SimulatorServer:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def _respond(self, request: web.Request, req: _Request, call: _Call, outcome: RequestOutcome,
-                       fault: FaultKind | None, prompt_tokens: int) -> web.StreamResponse:
+    def make_completion(self, req: _Request, fault: FaultKind | None, prompt_tokens: int) -> tuple[dict[str, Any], int]:
+        """The ``chat.completion`` body for ``req`` and its completion tokens (shared with batch lines)."""
         encoding = encoding_for(req.model)
         choices: list[tuple[str, str]] = []
         completion_tokens = 0
@@ -278,7 +280,11 @@ class SimulatorServer:
                 finish = "length"
             completion_tokens += len(tokens)
             choices.append((content, finish))
-        payload = wire.chat_completion(req.model, choices, prompt_tokens, completion_tokens)
+        return wire.chat_completion(req.model, choices, prompt_tokens, completion_tokens), completion_tokens
+
+    async def _respond(self, request: web.Request, req: _Request, call: _Call, outcome: RequestOutcome,
+                       fault: FaultKind | None, prompt_tokens: int) -> web.StreamResponse:
+        payload, completion_tokens = self.make_completion(req, fault, prompt_tokens)
         response = web.Response(
             body=json.dumps(payload, ensure_ascii=False).encode(),
             content_type="application/json",
@@ -342,7 +348,7 @@ def _message_text(content: Any) -> str:
     return ""
 
 
-def _validate(body: dict[str, Any]) -> _Request:
+def validate_body(body: dict[str, Any]) -> _Request:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise wire.bad_request("you must provide a model parameter", "model")

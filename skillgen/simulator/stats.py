@@ -30,6 +30,14 @@ The document (``GET /v1/stats``, ``--stats-file``): ``received``, ``served``,
 ``served_by_key`` {key: n}, ``received_by_key`` {key: n}, ``uptime_s``,
 ``since_reset_s``, ``config`` (limits, latency, fault rates, seed; never the
 key), and from the server ``warm`` (tokenizers loaded).
+
+Batch API (:mod:`.batches`) lines are billed separately, at the batch price,
+when the simulated model processes them (also in a batch that later expires
+or is cancelled, as at OpenAI): ``batch_billed_by_custom_id`` {custom_id: n},
+``batch_prompt_tokens_billed``, ``batch_completion_tokens_billed``,
+``batch_cost_usd`` (the shipped price table's batch price; 0 for unknown
+models), ``batch_line_errors`` {reason: n} (not billed), ``files_uploaded``
+{filename: n} (purpose ``batch`` uploads) and ``batches_created`` {status: n}.
 """
 
 from __future__ import annotations
@@ -115,6 +123,19 @@ class SimulatorStats:
         self.completion_tokens_billed = 0
         self.served_by_key: Counter[str] = Counter()
         self.received_by_key: Counter[str] = Counter()
+        self.batch_billed_by_custom_id: Counter[str] = Counter()
+        self.batch_prompt_tokens_billed = 0
+        self.batch_completion_tokens_billed = 0
+        self.batch_cost_usd = 0.0
+        self.batch_line_errors: Counter[str] = Counter()
+        self.files_uploaded: Counter[str] = Counter()
+        self.batches_created = 0
+
+    def bill_batch_line(self, custom_id: str, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None:
+        self.batch_billed_by_custom_id[custom_id] += 1
+        self.batch_prompt_tokens_billed += prompt_tokens
+        self.batch_completion_tokens_billed += completion_tokens
+        self.batch_cost_usd += cost_usd
 
     def begin(self, key: str | None) -> RequestOutcome:
         self.received += 1
@@ -144,6 +165,13 @@ class SimulatorStats:
             "completion_tokens_billed": self.completion_tokens_billed,
             "served_by_key": dict(self.served_by_key),
             "received_by_key": dict(self.received_by_key),
+            "batch_billed_by_custom_id": dict(self.batch_billed_by_custom_id),
+            "batch_prompt_tokens_billed": self.batch_prompt_tokens_billed,
+            "batch_completion_tokens_billed": self.batch_completion_tokens_billed,
+            "batch_cost_usd": self.batch_cost_usd,
+            "batch_line_errors": dict(self.batch_line_errors),
+            "files_uploaded": dict(self.files_uploaded),
+            "batches_created": self.batches_created,
             "uptime_s": round(now - self.started, 3),
             "since_reset_s": round(now - self.reset_at, 3),
             "config": config_summary or {},

@@ -1,0 +1,127 @@
+"""A finished batch's output and error files turned into rows, exactly once.
+
+Lines come back in any order and are matched to what was asked by
+``custom_id`` (``requests-NNNNN.json``). A 200 line is validated exactly like
+an online response (:func:`skillgen.validate.validate_response`, against
+every sentence the skill already had when the line was built) and its
+sentences fill the line's missing ``sample_idx`` values in order; its cost
+(usage at the batch price) is shared by those sentences, or, if none was
+valid, kept as ``unattributed_usd`` on the manifest entry. A per-request
+HTTP error counts as an answer (like a response) for the skill's attempt
+limit; ``batch_expired``/``batch_cancelled`` and a failed batch do not.
+
+The result depends only on the files and the request info, never on the run
+dir's current rows, so collecting again after a crash gives the same rows.
+The rows shard's name carries the run id and batch number: if it exists, the
+rows are already on disk and only the manifest is brought up to date.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from skillgen.config import GenerationConfig
+from skillgen.pricing import Price
+from skillgen.sinks import ROW_SCHEMA, ROWS_DIR, utcnow, write_parquet_atomic
+from skillgen.validate import validate_response
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Collected:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    cost_usd: float = 0.0
+    unattributed_usd: float = 0.0
+    answered: set[str] = field(default_factory=set)  # request keys with a response or a per-request error
+    problems: dict[str, str] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    truncated: int = 0
+
+
+def _lines(text: str) -> list[dict[str, Any]]:
+    out = []
+    for raw in text.splitlines():
+        if raw.strip():
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                log.warning("batch result line is not JSON; ignored: %.120s", raw)
+    return out
+
+
+def collect_lines(config: GenerationConfig, price: Price, requests: dict[str, dict[str, Any]], output_text: str,
+                  error_text: str) -> Collected:
+    res = Collected()
+    now = utcnow()
+    for item in _lines(output_text) + _lines(error_text):
+        info = requests.get(str(item.get("custom_id")))
+        if info is None:
+            log.warning("batch result for an unknown custom_id %r ignored", item.get("custom_id"))
+            continue
+        key = info["request_key"]
+        response = item.get("response") or {}
+        status = response.get("status_code")
+        if status == 200 and isinstance(response.get("body"), dict):
+            res.answered.add(key)
+            _accept(config, price, info, response["body"], res, now)
+        elif status is not None:
+            res.answered.add(key)
+            err = ((response.get("body") or {}).get("error") or {}) if isinstance(response.get("body"), dict) else {}
+            res.problems[key] = f"HTTP {status}: {str(err.get('message', ''))[:300]}"
+        else:
+            err = item.get("error") or {}
+            res.problems[key] = f"{err.get('code', 'error')}: {str(err.get('message', ''))[:300]}"
+    return res
+
+
+def _accept(config: GenerationConfig, price: Price, info: dict[str, Any], body: dict[str, Any], res: Collected,
+            now: Any) -> None:
+    choices = body.get("choices") or [{}]
+    content = (choices[0].get("message") or {}).get("content")
+    finish = choices[0].get("finish_reason")
+    usage = body.get("usage") or {}
+    pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    cost = price.cost(pt, ct)
+    res.cost_usd += cost
+    res.prompt_tokens += pt
+    res.completion_tokens += ct
+    missing = list(info["missing"])
+    v = validate_response(content, len(missing), existing=info["avoid"], max_words=config.max_sentence_words)
+    if finish == "length":
+        res.truncated += 1
+        v.parse_error = v.parse_error or "truncated"
+    if len(v.sentences) < len(missing):
+        res.problems[info["request_key"]] = f"{v.describe()} (finish_reason={finish})"
+    if not v.sentences:
+        res.unattributed_usd += cost
+        return
+    share = cost / len(v.sentences)
+    for sentence, idx in zip(v.sentences, missing):
+        res.rows.append({
+            "skill_id": info["skill_id"], "label": info["label"], "sentence": sentence, "sample_idx": idx,
+            "request_key": info["request_key"], "model": config.model, "prompt_version": config.prompt_version,
+            "prompt_tokens": pt, "completion_tokens": ct, "cost_usd": share, "created_at": now,
+        })
+
+
+def shard_tag(run_id: str, seq: int) -> str:
+    return f"batch-{run_id}-{seq:05d}"
+
+
+def commit_rows(run_dir: str | Path, run_id: str, seq: int, rows: list[dict[str, Any]]) -> bool:
+    """Write the batch's rows as one shard unless it is already there; True if written now."""
+    folder = Path(run_dir) / ROWS_DIR
+    tag = shard_tag(run_id, seq)
+    if not rows or any(folder.glob(f"part-*-{tag}.parquet")):
+        return False
+    write_parquet_atomic(pl.DataFrame(rows, schema=ROW_SCHEMA), folder / f"part-{time.time_ns():020d}-{tag}.parquet")
+    return True

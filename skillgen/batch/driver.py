@@ -1,0 +1,350 @@
+"""The batch-mode driver: submit, poll with backoff, collect, follow up, until every skill is done.
+
+One loop, read top to bottom in :meth:`BatchRun.loop`:
+
+1. bring every open manifest entry forward: start it (upload, create; with
+   reconciliation if a previous driver left it half-done), poll it, and
+   collect it once terminal (:mod:`.collect`);
+2. work out what is still missing from the rows on disk (the same
+   :func:`skillgen.run.build_tasks` as online mode); skills out of attempts
+   (``max_content_attempts`` answers or ``batch_max_rounds`` batches) get a
+   failure record;
+3. pack the rest into input files within the request/byte limits, the
+   enqueued-token cap and the spend cap, and submit them (intent recorded
+   first);
+4. sleep, backing off from ``batch_poll_min_s`` to ``batch_poll_max_s``
+   while nothing changes.
+
+Money: every submitted batch holds its worst case (prompt + ``max_tokens`` at
+the batch price) against ``spend_cap_usd`` until its outputs are in; then
+its real cost (usage) replaces it. ``skillgen batch cancel`` leaves a marker
+the driver sees: it submits nothing more, cancels what it still starts, and
+returns once every batch is terminal and collected. Ctrl-C leaves the batches
+running at the provider; a rerun polls the same batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from skillgen.batch.api import BatchApi
+from skillgen.batch.collect import Collected, collect_lines, commit_rows
+from skillgen.batch.jsonl import BatchLine, build_line, pack
+from skillgen.batch.state import (
+    CANCEL_MARKER, BatchEntry, Manifest, batch_dir, load_manifest, save_manifest, seq_path,
+)
+from skillgen.common.errors import UserError
+from skillgen.config import GenerationConfig
+from skillgen.pricing import config_batch_price
+from skillgen.run import RunSummary, build_tasks
+from skillgen.runstate import _write_json_atomic, load_progress, open_run_dir, record_invocation
+from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ShardWriter, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+class BatchRun:
+    """State of one invocation of batch mode on one run dir."""
+
+    def __init__(self, config: GenerationConfig, api: BatchApi, manifest: Manifest, skills: list, verbose: bool):
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self.api = api
+        self.manifest = manifest
+        self.skills = skills
+        self.price = config_batch_price(config)
+        self.verbose = verbose
+        self.failures = ShardWriter(self.run_dir / FAILURES_DIR, FAILURE_SCHEMA, flush_rows=10**9, flush_seconds=1e9)
+        self.requests: dict[int, dict[str, dict[str, Any]]] = {}  # seq -> custom_id -> request info
+        self.queue: list[BatchLine] = []
+        self.dirty = True  # rows changed: recompute what is missing
+        self.spent = 0.0  # rows + failure records + unattributed, as of the last recompute
+        self.stop_reason: str | None = None
+        self.totals: Counter = Counter()  # this invocation: rows, requests, tokens, cost
+
+    # ---- the loop ------------------------------------------------------------------
+
+    def loop(self) -> None:
+        interval = self.config.batch_poll_min_s
+        while True:
+            changed = self.advance_open()
+            if (batch_dir(self.run_dir) / CANCEL_MARKER).exists() and self.stop_reason is None:
+                self.stop_reason = "cancelled"
+                changed = self.advance_open() or changed  # cancel what this driver started meanwhile
+            if self.dirty:
+                self.refresh_queue()
+            if self.stop_reason is None and self.queue:
+                changed = self.submit() or changed
+            if not self.manifest.open_entries():
+                return
+            interval = self.config.batch_poll_min_s if changed else min(self.config.batch_poll_max_s, interval * 1.5)
+            if changed:
+                self.report()
+            time.sleep(interval)
+
+    # ---- 1. open entries -------------------------------------------------------------
+
+    def advance_open(self) -> bool:
+        changed = False
+        for entry in self.manifest.open_entries():
+            if entry.batch_id is None:
+                self.start(entry, reconcile=True)
+                changed = True
+            elif not entry.terminal:
+                changed = self.poll(entry) or changed
+            if self.stop_reason == "cancelled" and entry.status in ("validating", "in_progress", "finalizing"):
+                self.update(entry, self.api.cancel(entry.batch_id))
+            if entry.terminal:
+                self.collect(entry)
+                changed = True
+        return changed
+
+    def start(self, entry: BatchEntry, reconcile: bool) -> None:
+        """Upload and create, recording each id as soon as it exists."""
+        if entry.file_id is None:
+            entry.file_id = self.api.upload(seq_path(self.run_dir, "input", entry.seq, "jsonl"), entry.filename, reconcile)
+            entry.status = "uploaded"
+            save_manifest(self.run_dir, self.manifest)
+        batch = self.api.create(entry.file_id, self.manifest.run_id, entry.seq, reconcile)
+        entry.batch_id = batch.id
+        self.update(entry, batch)
+        log.info("batch %d submitted: %s (%d requests, file %s)", entry.seq, batch.id, entry.requests, entry.file_id)
+
+    def poll(self, entry: BatchEntry) -> bool:
+        before = (entry.status, dict(entry.request_counts))
+        self.update(entry, self.api.retrieve(entry.batch_id))
+        return (entry.status, entry.request_counts) != before
+
+    def update(self, entry: BatchEntry, batch: Any) -> None:
+        entry.status = batch.status
+        counts = batch.request_counts
+        entry.request_counts = {"total": counts.total, "completed": counts.completed, "failed": counts.failed} if counts else {}
+        entry.output_file_id = batch.output_file_id
+        entry.error_file_id = batch.error_file_id
+        if batch.errors and batch.errors.data:
+            entry.errors = [{"code": e.code, "message": e.message, "line": e.line} for e in batch.errors.data]
+        save_manifest(self.run_dir, self.manifest)
+
+    # ---- collection ------------------------------------------------------------------
+
+    def request_info(self, seq: int) -> dict[str, dict[str, Any]]:
+        if seq not in self.requests:
+            self.requests[seq] = json.loads(seq_path(self.run_dir, "requests", seq, "json").read_text(encoding="utf-8"))
+        return self.requests[seq]
+
+    def download(self, seq: int, kind: str, file_id: str | None) -> str:
+        """A result file's text, cached in the run dir (collection can be replayed without the provider)."""
+        if file_id is None:
+            return ""
+        path = seq_path(self.run_dir, kind, seq, "jsonl")
+        if not path.exists():
+            _write_atomic(path, self.api.content(file_id))
+        return path.read_text(encoding="utf-8")
+
+    def collect(self, entry: BatchEntry) -> None:
+        requests = self.request_info(entry.seq)
+        res = collect_lines(self.config, self.price, requests, self.download(entry.seq, "output", entry.output_file_id),
+                            self.download(entry.seq, "errors", entry.error_file_id))
+        if entry.status == "failed":
+            self.on_failed(entry, requests)
+        if commit_rows(self.run_dir, self.manifest.run_id, entry.seq, res.rows):
+            self.totals["rows"] += len(res.rows)
+        m = self.manifest
+        for key in {info["request_key"] for info in requests.values()}:
+            m.rounds[key] = m.rounds.get(key, 0) + 1
+        for key in res.answered:
+            m.attempts[key] = m.attempts.get(key, 0) + 1
+        m.problems.update(res.problems)
+        entry.collected, entry.cost_usd, entry.unattributed_usd = True, res.cost_usd, res.unattributed_usd
+        save_manifest(self.run_dir, m)  # after the rows: a crash in between replays this, writing no row twice
+        self.count(entry, res)
+        self.dirty = True
+
+    def on_failed(self, entry: BatchEntry, requests: dict[str, dict[str, Any]]) -> None:
+        codes = {e.get("code") for e in entry.errors}
+        text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in entry.errors)[:500] or "no reason given"
+        log.warning("batch %d (%s) failed: %s", entry.seq, entry.batch_id, text)
+        for info in requests.values():
+            self.manifest.problems[info["request_key"]] = f"batch failed: {text}"
+        if "token_limit_exceeded" in codes:
+            # The provider's queue is smaller than assumed: submit at most half of what failed at once from now on.
+            known = self.manifest.learned_token_cap or entry.tokens
+            self.manifest.learned_token_cap = max(1, min(known, entry.tokens) // 2)
+            log.warning("enqueued-token limit hit: at most %d tokens in open batches from now on",
+                        self.manifest.learned_token_cap)
+
+    def count(self, entry: BatchEntry, res: Collected) -> None:
+        t = self.totals
+        t["requests"] += len(res.answered)
+        t["prompt_tokens"] += res.prompt_tokens
+        t["completion_tokens"] += res.completion_tokens
+        t["truncated"] += res.truncated
+        t["cost_usd"] += res.cost_usd
+
+    # ---- 2. what is missing ------------------------------------------------------------
+
+    def open_keys(self) -> set[str]:
+        return {info["request_key"] for e in self.manifest.open_entries() for info in self.request_info(e.seq).values()}
+
+    def refresh_queue(self) -> None:
+        """Recompute the lines to send from the rows on disk; skills out of attempts become failure records."""
+        self.dirty = False
+        state = load_progress(self.run_dir)
+        self.spent = state.spent_usd + self.manifest.spent_unattributed()
+        tasks, _, _ = build_tasks(self.config, self.skills, state)
+        busy = self.open_keys()
+        m, cfg = self.manifest, self.config
+        self.queue = []
+        for task in tasks:
+            key = task["request_key"]
+            if key in busy:
+                continue
+            answers, rounds = m.attempts.get(key, 0), m.rounds.get(key, 0)
+            if answers >= cfg.max_content_attempts or rounds >= cfg.batch_max_rounds:
+                self.fail(task, "validation" if answers >= cfg.max_content_attempts else "batch_unanswered",
+                          f"{answers} answers in {rounds} batches: {m.problems.get(key, 'no answer')}", answers)
+                continue
+            self.queue.append(build_line(cfg, task, answers, self.price))
+        self.failures.flush()
+
+    def fail(self, task: dict[str, Any], error_class: str, message: str, attempts: int) -> None:
+        self.failures.add([{
+            "skill_id": task["skill"]["skill_id"], "request_key": task["request_key"], "error_class": error_class,
+            "message": message[:1000], "attempts": int(attempts), "created_at": utcnow(),
+            "label": task["skill"]["label"], "n_missing": len(task["missing"]), "cost_usd": 0.0,
+        }])
+
+    # ---- 3. submission -------------------------------------------------------------------
+
+    def rooms(self) -> tuple[float, float]:
+        """Headroom for a new batch: enqueued tokens and spend (worst case of open batches held)."""
+        open_entries = self.manifest.open_entries()
+        caps = [c for c in (self.config.batch_max_enqueued_tokens, self.manifest.learned_token_cap) if c]
+        tokens = min(caps) - sum(e.tokens for e in open_entries) if caps else math.inf
+        cap = self.config.spend_cap_usd
+        spend = cap - self.spent - sum(e.worst_case_usd for e in open_entries) if cap is not None else math.inf
+        return tokens, spend
+
+    def submit(self) -> bool:
+        submitted = False
+        while self.queue:
+            token_room, spend_room = self.rooms()
+            p = pack(self.queue, self.config.batch_max_requests, self.config.batch_max_bytes, token_room, spend_room)
+            if p is None:
+                first = self.queue[0]
+                if first.worst_case_usd > spend_room:
+                    if not self.manifest.open_entries():
+                        self.stop_reason = "spend cap"
+                elif not self.manifest.open_entries():
+                    raise UserError(f"one request needs {first.tokens} enqueued tokens, more than the enqueued-token cap; "
+                                    "raise --batch-max-enqueued-tokens or lower --max-tokens")
+                return submitted
+            self.queue = self.queue[len(p.lines):]
+            self.start(self.record_intent(p.lines, p.bytes, p.tokens, p.worst_case_usd), reconcile=False)
+            submitted = True
+        return submitted
+
+    def record_intent(self, lines: list[BatchLine], size: int, tokens: int, worst: float) -> BatchEntry:
+        m = self.manifest
+        seq = max((e.seq for e in m.entries), default=0) + 1
+        _write_atomic(seq_path(self.run_dir, "input", seq, "jsonl"), "".join(line.text for line in lines))
+        requests = {line.custom_id: line.request_info() for line in lines}
+        _write_json_atomic(seq_path(self.run_dir, "requests", seq, "json"), requests)
+        self.requests[seq] = requests
+        entry = BatchEntry(seq=seq, filename=f"skillgen-{m.run_id}-{seq:05d}.jsonl", requests=len(lines), bytes=size,
+                           tokens=tokens, worst_case_usd=worst)
+        m.entries.append(entry)
+        save_manifest(self.run_dir, m)
+        return entry
+
+    # ---- progress ------------------------------------------------------------------------
+
+    def report(self) -> None:
+        entries = self.manifest.entries
+        states = Counter(e.status for e in entries if not e.collected)
+        counts = Counter()
+        for e in entries:
+            if not e.collected:
+                counts.update(e.request_counts)
+        held = sum(e.worst_case_usd for e in self.manifest.open_entries())
+        log.log(logging.INFO if self.verbose else logging.DEBUG,
+                "batches open: %s | requests %d/%d done, %d failed | spent $%.4f, up to $%.4f held by open batches",
+                dict(states) or "none", counts["completed"], counts["total"], counts["failed"], self.spent, held)
+
+
+def run_batch(config: GenerationConfig, progress: bool = True) -> RunSummary:
+    """Generate sentences through the Batch API into ``config.run_dir``; resumable; see the module doc."""
+    from skillgen.estimate import selected_skills
+
+    t0 = time.monotonic()
+    started_at = utcnow().isoformat()
+    price = config_batch_price(config)  # unknown model: UserError before anything else
+    open_run_dir(config)
+    skills = selected_skills(config)
+    manifest = load_manifest(config.run_dir, create=True)
+    marker = batch_dir(config.run_dir) / CANCEL_MARKER
+    marker.unlink(missing_ok=True)  # a new run resumes what a cancel stopped
+    state = load_progress(config.run_dir)
+    if config.retry_failures:
+        for key in state.failed:
+            manifest.attempts.pop(key, None)
+            manifest.rounds.pop(key, None)
+    spent_before = state.spent_usd + manifest.spent_unattributed()
+    tasks, already, prompt_est = build_tasks(config, skills, state)
+    if config.spend_cap_usd is not None and spent_before >= config.spend_cap_usd and tasks:
+        raise UserError(f"spend cap ${config.spend_cap_usd:.4f} already reached by this run dir "
+                        f"(${spent_before:.4f} spent); rerun with a higher --spend-cap-usd to continue")
+    api = BatchApi(config)
+    run = BatchRun(config, api, manifest, skills, progress)
+    status = "complete"
+    try:
+        run.loop()
+    except KeyboardInterrupt:
+        status = "interrupted"
+        log.warning("interrupted: submitted batches keep running at the provider; rerun the same command to collect them")
+    finally:
+        run.failures.flush()
+        api.close()
+    return _summary(config, run, status, skills, tasks, already, prompt_est, price, spent_before, t0, started_at)
+
+
+def _summary(config, run: BatchRun, status, skills, tasks, already, prompt_est, price, spent_before, t0,
+             started_at) -> RunSummary:
+    state = load_progress(config.run_dir)
+    keys = {t["request_key"] for t in tasks}
+    completed = sum(1 for k in keys if len(state.have.get(k, {})) >= config.n_sentences)
+    failed = len(keys & state.failed)
+    remaining = len(keys) - completed - failed
+    if status == "complete" and run.stop_reason:
+        status = f"stopped: {run.stop_reason}"
+    elif status == "complete" and remaining:
+        status = "incomplete"
+    t = run.totals
+    actual = float(t["cost_usd"])
+    batches = Counter(e.status for e in run.manifest.entries)
+    summary = RunSummary(
+        run_dir=str(config.run_dir), status=status, skills_selected=len(skills), skills_already_done=already,
+        skills_attempted=len(tasks), skills_completed=completed, skills_failed=failed, skills_remaining=remaining,
+        rows_written=t["rows"], failures_written=run.failures.written, requests=t["requests"], retries=0,
+        rate_limited=0, truncated=t["truncated"], prompt_tokens=t["prompt_tokens"],
+        completion_tokens=t["completion_tokens"], estimated_cost_usd=price.cost(prompt_est, config.max_tokens * len(tasks)),
+        actual_cost_usd=actual, total_cost_usd=spent_before + actual, estimated_prompt_tokens=prompt_est,
+        elapsed_s=time.monotonic() - t0, workers=0,
+        budget={"mode": "batch", "batches": dict(batches), "stop_reason": run.stop_reason},
+    )
+    record_invocation(config.run_dir, {"started_at": started_at, "finished_at": utcnow().isoformat(), "mode": "batch",
+                                       "summary": {k: v for k, v in summary.to_dict().items() if k != "budget"}})
+    log.info("%s", summary.format())
+    return summary
