@@ -132,6 +132,14 @@ class S3Settings:
         )
 
 
+def path_or_uri(value: Any) -> Any:
+    """Config-field coercion: a URI stays a string (``Path`` would fold ``s3://`` to ``s3:/``), anything else is a Path."""
+    if isinstance(value, str) and is_uri(value):
+        check_uri(value)
+        return value
+    return Path(value) if isinstance(value, (str, os.PathLike)) else value
+
+
 def polars_storage_options(location: str | os.PathLike) -> dict[str, str] | None:
     """Polars ``storage_options`` for an ``s3://`` location (None for anything else: Polars' own defaults)."""
     if urlsplit(str(location)).scheme.lower() in S3_SCHEMES:
@@ -197,6 +205,11 @@ class Location:
         return (resolve, (self.uri,))
 
     @property
+    def parent(self) -> "Location":
+        uri = self.uri.rstrip("/").rsplit("/", 1)[0]
+        return Location(uri, self.fs, self.path.rstrip("/").rsplit("/", 1)[0])
+
+    @property
     def name(self) -> str:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
@@ -246,10 +259,22 @@ class Location:
         return [self / n for n in names]
 
     # -- writing --
-    def mkdirs(self) -> None:
-        """Create the folder (a no-op on object stores, where folders are key prefixes)."""
+    def mkdir(self, parents: bool = True, exist_ok: bool = True) -> None:
+        """Create the folder (a no-op on object stores, where folders are only key prefixes)."""
         if self.is_local:
-            self.local_path.mkdir(parents=True, exist_ok=True)
+            self.local_path.mkdir(parents=parents, exist_ok=exist_ok)
+
+    def upload_dir(self, local_dir: Path) -> None:
+        """Copy a finished local folder here (e.g. a model exported to a temp dir); each file written once."""
+        import pyarrow.fs as pafs
+
+        self.mkdir()
+        pafs.copy_files(str(local_dir), self.path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs)
+
+    def download_dir(self, local_dir: Path) -> None:
+        import pyarrow.fs as pafs
+
+        pafs.copy_files(self.path, str(local_dir), source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
 
     def write_bytes(self, data: bytes) -> None:
         """Write the whole object at once: readers see the old content or the new, never a part."""

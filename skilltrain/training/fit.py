@@ -31,6 +31,7 @@ import polars as pl
 
 from skillgen.common.errors import UserError
 from skillgen.common.raycluster import init_ray
+from skillgen.common.storage import Location, resolve
 from skilltrain.config import TrainConfig
 from skilltrain.training.data import load_pairs
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
@@ -83,7 +84,7 @@ def _load_validation(cfg: TrainConfig, skills: pl.DataFrame | None) -> list:
 def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
     """All input checks and the data the workers need; raises UserError before any training."""
     model_dir = check_encoder_dir(cfg.model if cfg.model is not None else default_model_dir())
-    if cfg.out.exists() and not cfg.out.is_dir():
+    if isinstance(cfg.out, Path) and cfg.out.exists() and not cfg.out.is_dir():
         raise UserError(f"{cfg.out}: exists and is not a directory (--out must be a model directory)")
     skills = _load_taxonomy(cfg, required=cfg.taxonomy_pairs)
     pairs = load_pairs(cfg.data, skills if cfg.taxonomy_pairs else None)
@@ -144,7 +145,7 @@ def fit(config: TrainConfig) -> FitResult:
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
         run_config=RunConfig(
             name=cfg.run_name,
-            storage_path=str(cfg.storage),
+            **ray_storage(cfg.storage),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.checkpoint_keep,
                 checkpoint_score_attribute="val_rp5" if validating else None,
@@ -175,7 +176,7 @@ def fit(config: TrainConfig) -> FitResult:
     if test_results is not None:
         eval_results["test"] = test_results
     training_config = {**cfg.to_json(), "resolved_model": info["model_dir"], "data_info": info, "best_step": best_step, "history": history}
-    encoder.save(cfg.out, training_config=training_config, eval_results=eval_results)
+    save_model(encoder, cfg.out, training_config=training_config, eval_results=eval_results)
     wall = time.perf_counter() - started
     log.info("saved best checkpoint (step %d%s) to %s in %.1f s", best_step,
              f", val RP@5 {best_metrics['val_rp5']:.2f}" if "val_rp5" in best_metrics else "", cfg.out, wall)
@@ -183,6 +184,25 @@ def fit(config: TrainConfig) -> FitResult:
         cfg.out, best_step, dict(best_metrics), history, wall, test_results, best_ckpt.path,
         extra={"resumed_at_steps": latest_meta.get("resumes", []), "last_metrics": dict(result.metrics or {}), **info},
     )
+
+
+def ray_storage(storage: Path | Location) -> dict[str, Any]:
+    """RunConfig arguments: a local path, or the object-store path with its pyarrow filesystem (keys from the env)."""
+    if isinstance(storage, Location):
+        return {"storage_path": storage.path, "storage_filesystem": storage.fs}
+    return {"storage_path": str(storage)}
+
+
+def save_model(encoder: BiEncoder, out: Path | str, **extra: Any) -> None:
+    """Save to a local dir, or export to a temp dir and upload it when ``out`` is a URI (s3://...)."""
+    if isinstance(out, Path):
+        encoder.save(out, **extra)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="skilltrain-export-") as tmp:
+        encoder.save(Path(tmp), **extra)
+        resolve(out, "--out").upload_dir(Path(tmp))
 
 
 def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict | None:
