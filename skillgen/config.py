@@ -73,6 +73,8 @@ class GenerationConfig(BaseModel):
     # execution
     workers: int | None = Field(default=None, gt=0)  # None: one per CPU in the Ray cluster
     worker_num_cpus: float = Field(default=1.0, ge=0.0)
+    # custom Ray resources per generation worker, e.g. {"worker_node": 1} to keep them on labelled nodes
+    worker_resources: dict[str, float] | None = None
     max_active_per_worker: int = Field(default=512, gt=0)  # skills held by one worker (not a concurrency limit)
     chunk_size: int = Field(default=8, gt=0)
     flush_rows: int = Field(default=2000, gt=0)

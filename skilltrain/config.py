@@ -38,6 +38,9 @@ class TrainConfig(BaseModel):
     # scale
     workers: int = Field(1, ge=1, description="Ray Train workers (one process / GPU each)")
     use_gpu: bool = False
+    worker_resources: Optional[dict[str, float]] = Field(
+        None, description='custom Ray resources per training worker, e.g. {"worker_node": 1} to place them on labelled nodes'
+    )
     batch_size: int = Field(64, ge=2, description="pairs per worker per step; global batch = workers * batch_size")
     gradcache_chunk: int = Field(0, ge=0, description="GradCache chunk size (0 = off: one forward with graph)")
 

@@ -32,9 +32,11 @@ import hashlib
 import io
 import os
 import re
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 from skillgen.common.errors import UserError
@@ -138,6 +140,23 @@ def path_or_uri(value: Any) -> Any:
         check_uri(value)
         return value
     return Path(value) if isinstance(value, (str, os.PathLike)) else value
+
+
+@contextmanager
+def staged_locally(location: "str | os.PathLike | Location") -> Iterator[Path]:
+    """A local folder to write into: the location itself on local disk; else a temp dir uploaded on success.
+
+    For writers that only know local paths (``save_pretrained``, ``savefig``): nothing partial is
+    uploaded if the block raises.
+    """
+    where = resolve(location)
+    if where.is_local:
+        where.mkdir()
+        yield where.local_path
+        return
+    with tempfile.TemporaryDirectory(prefix="skillgen-stage-") as tmp:
+        yield Path(tmp)
+        where.upload_dir(Path(tmp))
 
 
 def polars_storage_options(location: str | os.PathLike) -> dict[str, str] | None:
@@ -250,13 +269,14 @@ class Location:
 
         return pl.read_parquet(io.BytesIO(self.read_bytes()))
 
-    def list(self, pattern: str = "*") -> list["Location"]:
-        """Files directly in this folder whose name matches ``pattern``, sorted by name; [] if none or no folder."""
+    def list(self, pattern: str = "*", recursive: bool = False) -> list["Location"]:
+        """Files in this folder (and below, if ``recursive``) whose name matches ``pattern``, sorted; [] if none or no folder."""
         import pyarrow.fs as pafs
 
-        infos = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=False, allow_not_found=True))
-        names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.base_name, pattern))
-        return [self / n for n in names]
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=recursive, allow_not_found=True))
+        prefix = len(self.path.rstrip("/")) + 1
+        rel = sorted(i.path[prefix:] for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.base_name, pattern))
+        return [self / r for r in rel]
 
     # -- writing --
     def mkdir(self, parents: bool = True, exist_ok: bool = True) -> None:

@@ -31,7 +31,7 @@ import polars as pl
 
 from skillgen.common.errors import UserError
 from skillgen.common.raycluster import init_ray
-from skillgen.common.storage import Location, resolve
+from skillgen.common.storage import Location, staged_locally
 from skilltrain.config import TrainConfig
 from skilltrain.training.data import load_pairs
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
@@ -142,7 +142,9 @@ def fit(config: TrainConfig) -> FitResult:
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": resolved.to_json(), "data": ray.put(data)},
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
+        scaling_config=ScalingConfig(
+            num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker=_worker_resources(cfg),
+        ),
         run_config=RunConfig(
             name=cfg.run_name,
             **ray_storage(cfg.storage),
@@ -186,6 +188,13 @@ def fit(config: TrainConfig) -> FitResult:
     )
 
 
+def _worker_resources(cfg: TrainConfig) -> dict[str, float] | None:
+    """Custom resources on top of Ray Train's default one CPU (or GPU) per worker; None keeps the default."""
+    if not cfg.worker_resources:
+        return None
+    return {"GPU" if cfg.use_gpu else "CPU": 1, **cfg.worker_resources}
+
+
 def ray_storage(storage: Path | Location) -> dict[str, Any]:
     """RunConfig arguments: a local path, or the object-store path with its pyarrow filesystem (keys from the env)."""
     if isinstance(storage, Location):
@@ -195,14 +204,8 @@ def ray_storage(storage: Path | Location) -> dict[str, Any]:
 
 def save_model(encoder: BiEncoder, out: Path | str, **extra: Any) -> None:
     """Save to a local dir, or export to a temp dir and upload it when ``out`` is a URI (s3://...)."""
-    if isinstance(out, Path):
-        encoder.save(out, **extra)
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="skilltrain-export-") as tmp:
-        encoder.save(Path(tmp), **extra)
-        resolve(out, "--out").upload_dir(Path(tmp))
+    with staged_locally(out) as folder:
+        encoder.save(folder, **extra)
 
 
 def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict | None:
