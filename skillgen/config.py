@@ -116,6 +116,18 @@ class GenerationConfig(BaseModel):
             raise ValueError("must not carry credentials or a query string; put the key in the api_key_env variable")
         return v.rstrip("/")
 
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir(cls, v: str) -> str:
+        from skillgen.common.storage import check_uri, is_uri
+
+        if is_uri(v):  # run_dir is written to run.json and logs: credentials belong in AWS_* variables
+            try:
+                check_uri(v, "run_dir")
+            except UserError:
+                raise ValueError("must not carry credentials; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment") from None
+        return v
+
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, v: str) -> str:

@@ -93,3 +93,11 @@ def test_credentials_in_uri_refused_without_echo(uri):
     message = str(err.value)
     assert message.startswith("run_dir:") and "topsecret" not in message and "\n" not in message
 
+
+
+def test_generation_config_refuses_run_dir_with_credentials():
+    from skillgen.config import make_config
+
+    with pytest.raises(UserError) as err:
+        make_config({"run_dir": "s3://AKIAXXXX:topsecret@bucket/run", "model": "m", "base_url": "http://127.0.0.1:1/v1"}, source="cfg")
+    assert "run_dir" in str(err.value) and "topsecret" not in str(err.value)

@@ -33,15 +33,19 @@ pytestmark = pytest.mark.slow  # two Ray nodes, two pipeline runs (see README "T
 
 @pytest.fixture
 def two_nodes(s3_server, s3_bucket, tmp_path_factory):
-    """(dashboard URL, env, node id of the worker node, Ray temp dir); both nodes stopped afterwards."""
+    """(dashboard URL, env, node id of the worker node, Ray temp dirs); both nodes stopped afterwards."""
     temp_dir = tmp_path_factory.mktemp("r", numbered=True)
+    node_temp = temp_dir / "n2"  # its own temp dir, as on a real node: shared, both nodes' runtime-env
+    node_temp.mkdir()  # agents would unpack the job's working dir into the same folder at once
     env = {**os.environ, **s3_server.env(), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     head, gcs, dashboard = start_head(env, temp_dir, temp_dir / "head.log", num_cpus=2)
     nodes = [head]
     try:
         wait_for_nodes(dashboard, 1, nodes)
-        nodes.append(start_node([f"--address={gcs}", "--num-cpus=3", '--resources={"worker_node": 3}'], env, temp_dir / "node2.log"))
+        nodes.append(start_node(
+            [f"--address={gcs}", "--num-cpus=3", '--resources={"worker_node": 3}', f"--temp-dir={node_temp}"], env, temp_dir / "node2.log",
+        ))
         alive = wait_for_nodes(dashboard, 2, nodes)
         worker_node = next(n["node_id"] for n in alive if "worker_node" in n.get("resources_total", {}))
         yield dashboard, env, worker_node, temp_dir
