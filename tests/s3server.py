@@ -13,13 +13,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ports import free_ports
 
 START_TIMEOUT_S = 120.0
 ACCESS_KEY = "skillgen-test"
@@ -30,17 +31,6 @@ def weed_binary() -> str | None:
     """``weed`` next to the running interpreter (the venv's bin), else on PATH."""
     here = Path(sys.executable).with_name("weed")
     return str(here) if here.exists() else shutil.which("weed")
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass

@@ -28,6 +28,7 @@ rebuilds the filesystem from its own environment), so no key travels or is writt
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import io
 import os
@@ -159,6 +160,12 @@ def staged_locally(location: "str | os.PathLike | Location") -> Iterator[Path]:
         where.upload_dir(Path(tmp))
 
 
+@functools.lru_cache(maxsize=8)
+def _s3_filesystem(settings: S3Settings):
+    """One client per distinct environment: a run dir resolves many paths, and a client costs a TLS/SDK set-up."""
+    return settings.pyarrow_fs()
+
+
 def polars_storage_options(location: str | os.PathLike) -> dict[str, str] | None:
     """Polars ``storage_options`` for an ``s3://`` location (None for anything else: Polars' own defaults)."""
     if urlsplit(str(location)).scheme.lower() in S3_SCHEMES:
@@ -188,7 +195,7 @@ def resolve(location: "str | os.PathLike | Location", what: str = "location") ->
         path = f"{parts.netloc}{parts.path}".rstrip("/")
         if not parts.netloc:
             raise UserError(f"{what}: {text}: no bucket name")
-        return Location(text.rstrip("/"), S3Settings.from_env().pyarrow_fs(), path)
+        return Location(text.rstrip("/"), _s3_filesystem(S3Settings.from_env()), path)
     import pyarrow.fs as pafs
 
     try:
@@ -199,7 +206,7 @@ def resolve(location: "str | os.PathLike | Location", what: str = "location") ->
 
 
 class Location:
-    """A file or folder on some filesystem: ``fs`` (pyarrow), ``path`` (in fs terms), ``uri`` (as the user wrote it)."""
+    """A file or folder on some filesystem: ``fs`` (pyarrow), ``path`` (in fs terms), ``uri`` (the URI, or the absolute local path)."""
 
     def __init__(self, uri: str, fs: Any, path: str) -> None:
         self.uri, self.fs, self.path = uri, fs, path
