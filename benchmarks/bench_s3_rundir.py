@@ -9,7 +9,9 @@ Per run it reports:
 * ``generate_s``: a fresh run dir, all skills generated (shards flushed every ``--flush-rows``);
 * ``resume_s``: the same command again: reads run.json and every shard, sends no request;
 * ``read_rows_s``: ``skillgen.sinks.read_rows`` over the finished run dir;
-* ``shards``: shard files written.
+* ``shards``: shard files the run wrote;
+* ``write_shard_ms`` / ``read_shard_ms``: one ``--flush-rows``-row shard of the run's rows written
+  (zstd Parquet, write-once key; locally temp + fsync + rename) and read back, mean of 20.
 
     .venv/bin/python benchmarks/bench_s3_rundir.py --skills 400 --repeats 3
 """
@@ -47,9 +49,19 @@ def one_run(run_dir: str, base_cfg: dict) -> dict:
     assert first.status == "complete" and again.requests == 0, (first.status, again.requests)
     from skillgen.common.storage import resolve
 
+    shard = rows.head(base_cfg["flush_rows"])
+    copies = [resolve(f"{run_dir}-io") / f"part-{i:03d}.parquet" for i in range(20)]
+    t4 = time.perf_counter()
+    for loc in copies:
+        loc.write_parquet(shard)
+    t5 = time.perf_counter()
+    for loc in copies:
+        loc.read_parquet()
+    t6 = time.perf_counter()
     return {
         "generate_s": t1 - t0, "resume_s": t2 - t1, "read_rows_s": t3 - t2, "rows": rows.height,
         "shards": len((resolve(run_dir) / "shards").list("part-*.parquet")),
+        "write_shard_ms": (t5 - t4) / len(copies) * 1000, "read_shard_ms": (t6 - t5) / len(copies) * 1000,
     }
 
 
