@@ -69,12 +69,32 @@ def start_head(env: dict[str, str], temp_dir: Path, log_path: Path, num_cpus: in
     return node, f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}"
 
 
+class NodeExited(RuntimeError):
+    """A ``ray start --block`` process ended; its log tail is the message."""
+
+
+def join_node(args: list[str], env: dict[str, str], log_path: Path, dashboard: str, nodes: list[RayNode], attempts: int = 3) -> list[dict]:
+    """Start one more node and wait until it is alive; retried because ``ray start`` gives a new node only
+    30 s (hard-coded) to register, which a loaded machine can miss. ``nodes`` gets it either way (to stop)."""
+    alive = [n for n in nodes if n.process.poll() is None]
+    for attempt in range(1, attempts + 1):
+        node = start_node(args, env, log_path)
+        nodes.append(node)
+        try:
+            return wait_for_nodes(dashboard, len(alive) + 1, alive + [node])
+        except NodeExited:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 def wait_for_nodes(dashboard: str, count: int, nodes: list[RayNode], timeout: float = 180) -> list[dict]:
     """Block until ``count`` nodes are alive (per the dashboard's state API); returns their records."""
     deadline = time.monotonic() + timeout
     while True:
         for node in nodes:
-            assert node.process.poll() is None, node.log_path.read_text()[-2000:]
+            if node.process.poll() is not None:
+                raise NodeExited(node.log_path.read_text()[-2000:])
         try:
             with urllib.request.urlopen(f"{dashboard}/api/v0/nodes?detail=1", timeout=5) as resp:
                 alive = [n for n in json.load(resp)["data"]["result"]["result"] if n["state"] == "ALIVE"]

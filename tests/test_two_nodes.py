@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from raynodes import RAY, list_actors, start_head, start_node, wait_for_nodes
+from raynodes import RAY, join_node, list_actors, start_head, wait_for_nodes
 from test_pipeline import N_SENTENCES, N_SKILLS, tiny_pipeline_config
 
 from skillgen.common.storage import polars_storage_options, resolve
@@ -28,7 +28,7 @@ from skillgen.common.storage import polars_storage_options, resolve
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR_FILES = ("run.json", "pipeline.json", "generation_runs.jsonl", "fit_result.json", "report.md", "model.safetensors")
 
-pytestmark = pytest.mark.slow  # two Ray nodes, two pipeline runs: ~3 min 10 s on the loaded 2-core box
+pytestmark = pytest.mark.slow  # two Ray nodes, two pipeline runs: 3-4 min on the loaded 2-core box
 
 
 @pytest.fixture
@@ -43,10 +43,10 @@ def two_nodes(s3_server, s3_bucket, tmp_path_factory):
     nodes = [head]
     try:
         wait_for_nodes(dashboard, 1, nodes)
-        nodes.append(start_node(
-            [f"--address={gcs}", "--num-cpus=3", '--resources={"worker_node": 3}', f"--temp-dir={node_temp}"], env, temp_dir / "node2.log",
-        ))
-        alive = wait_for_nodes(dashboard, 2, nodes)
+        alive = join_node(
+            [f"--address={gcs}", "--num-cpus=3", '--resources={"worker_node": 3}', f"--temp-dir={node_temp}"],
+            env, temp_dir / "node2.log", dashboard, nodes,
+        )
         worker_node = next(n["node_id"] for n in alive if "worker_node" in n.get("resources_total", {}))
         yield dashboard, env, worker_node, temp_dir
     finally:
