@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from skillgen.config import GenerationConfig, format_validation_error, make_config, read_toml
 from skillgen.common.errors import UserError
-from skilltrain.config import TrainConfig
+from skilltrain.config import PathOrURI, TrainConfig
 
 SIMULATOR_BASE_URL = "simulator"  # generation.base_url value that means "start the built-in simulator"
 
@@ -30,6 +30,9 @@ class SimulatorSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # "auto": loopback on a fresh local Ray; this node's IP when the pipeline joins a cluster
+    # (ray job submit, --address), so generation workers on other nodes reach it. Or an explicit address.
+    host: str = "auto"
     latency: str = "lognormal:-1.6,0.4"
     rpm: int | None = None
     tpm: int | None = None
@@ -48,7 +51,7 @@ class EvaluationSection(BaseModel):
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    run_dir: Path = Path("runs/local")
+    run_dir: PathOrURI = Path("runs/local")  # or s3://bucket/prefix (keys from AWS_* env) on a cluster without a shared disk
     ray_address: str | None = None
     esco: Path | None = None
     benchmark_dir: Path | None = None
@@ -63,13 +66,17 @@ class PipelineConfig(BaseModel):
     def uses_simulator(self) -> bool:
         return self.generation.get("base_url", SIMULATOR_BASE_URL) == SIMULATOR_BASE_URL
 
-    @property
-    def generation_dir(self) -> Path:
-        return self.run_dir / "generation"
+    def under_run_dir(self, name: str) -> Path | str:
+        """``<run_dir>/<name>``, a Path or a URI like the run dir."""
+        return self.run_dir / name if isinstance(self.run_dir, Path) else f"{self.run_dir.rstrip('/')}/{name}"
 
     @property
-    def model_dir(self) -> Path:
-        return self.run_dir / "model"
+    def generation_dir(self) -> Path | str:
+        return self.under_run_dir("generation")
+
+    @property
+    def model_dir(self) -> Path | str:
+        return self.under_run_dir("model")
 
     def generation_config(self, base_url: str | None = None) -> GenerationConfig:
         values = dict(self.generation)
@@ -93,7 +100,7 @@ class PipelineConfig(BaseModel):
         if clash:
             raise UserError(f"[training] {', '.join(clash)}: derived from the top-level run_dir (generation -> training -> <run_dir>/model)")
         values.update(data=self.generation_dir, out=self.model_dir)
-        values.setdefault("storage_path", self.run_dir / "train")
+        values.setdefault("storage_path", self.under_run_dir("train"))
         values.setdefault("name", "skilltrain")
         if self.esco is not None:
             values.setdefault("esco", self.esco)

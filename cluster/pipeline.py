@@ -30,6 +30,7 @@ from cluster.config import PipelineConfig, load_pipeline_config
 from skillgen.common.errors import UserError
 from skillgen.common.paths import BENCHMARK_DIR_HELP, ESCO_HELP
 from skillgen.common.raycluster import init_ray
+from skillgen.common.storage import resolve
 
 log = logging.getLogger("cluster.pipeline")
 
@@ -38,13 +39,26 @@ FIT_DONE = "fit_result.json"
 GENERATION_LOG = "generation_runs.jsonl"
 
 
+def simulator_host(config: PipelineConfig) -> str:
+    """Where the built-in simulator binds: see ``SimulatorSection.host``."""
+    from skillgen.common.raycluster import resolve_address
+
+    if config.simulator.host != "auto":
+        return config.simulator.host
+    import ray
+
+    if not ray.is_initialized() or resolve_address(config.ray_address) == "local":
+        return "127.0.0.1"
+    return ray.util.get_node_ip_address()  # the driver's node, reachable from the cluster's other nodes
+
+
 def start_simulator(config: PipelineConfig, stack: ExitStack) -> str:
     """Start the built-in simulator in this process; it stops when the pipeline does."""
     from skillgen.simulator import SimulatorConfig, run_in_thread
 
     sim = config.simulator
     handle = run_in_thread(
-        SimulatorConfig(host="127.0.0.1", port=0, rpm=sim.rpm or 0, tpm=sim.tpm or 0,
+        SimulatorConfig(host=simulator_host(config), port=0, rpm=sim.rpm or 0, tpm=sim.tpm or 0,
                         latency=sim.latency, fault_rates=sim.fault_rate, seed=sim.seed)
     )
     stack.callback(handle.stop)
@@ -62,14 +76,19 @@ def generate(config: PipelineConfig, base_url: str | None) -> dict[str, Any]:
     print(cost.format(), flush=True)
     summary = run_generation(gen_config, progress=True)  # logs its own summary line
     record = {"estimate": cost.to_dict(), "summary": summary.to_dict()}
-    with open(config.run_dir / GENERATION_LOG, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    append_line(resolve(config.run_dir) / GENERATION_LOG, json.dumps(record))
     if summary.status != "complete":
         raise UserError(
             f"generation did not finish ({summary.status}); "
             "fix the cause (e.g. raise spend_cap_usd) and rerun the same command to continue"
         )
     return record
+
+
+def append_line(path, line: str) -> None:
+    """Append by rewriting the whole (small) object: object stores have no append; one writer per run dir."""
+    before = path.read_text() if path.exists() else ""
+    path.write_text(before + line + "\n")
 
 
 def print_estimate(config: PipelineConfig) -> None:
@@ -82,7 +101,7 @@ def print_estimate(config: PipelineConfig) -> None:
 
 
 def train(config: PipelineConfig) -> dict[str, Any]:
-    done = config.model_dir / FIT_DONE
+    done = resolve(config.model_dir) / FIT_DONE
     if done.exists():
         log.info("model already trained: %s", config.model_dir)
         return json.loads(done.read_text())
@@ -110,8 +129,9 @@ def evaluate(config: PipelineConfig) -> dict[str, Any]:
     benchmarks = load_benchmarks(skills, ev.sets, ev.split, config.benchmark_dir)
     train_config = config.train_config()
 
+    run_dir, model_dir = resolve(config.run_dir), resolve(config.model_dir)
     baseline: dict[str, Any] | None = None
-    baseline_path = config.run_dir / f"baseline_{ev.split}.json"
+    baseline_path = run_dir / f"baseline_{ev.split}.json"
     if ev.baseline:
         if baseline_path.exists():
             baseline = json.loads(baseline_path.read_text())
@@ -122,21 +142,36 @@ def evaluate(config: PipelineConfig) -> dict[str, Any]:
             baseline_path.write_text(json.dumps(baseline, indent=2))
 
     # fit() already scored the exported model on the test split; reuse that rather than encode twice
-    saved = json.loads((config.model_dir / EVAL_RESULTS_FILE).read_text()).get(ev.split) if (config.model_dir / EVAL_RESULTS_FILE).exists() else None
+    saved_path = model_dir / EVAL_RESULTS_FILE
+    saved = json.loads(saved_path.read_text()).get(ev.split) if saved_path.exists() else None
     if saved and all(name in saved for name in ev.sets):
         results = {name: saved[name] for name in ev.sets}
     else:
-        results = results_json(run_eval(BiEncoder.from_pretrained(config.model_dir), skills, benchmarks, progress=True))
-    (config.run_dir / f"results_{ev.split}.json").write_text(json.dumps(results, indent=2))
+        results = results_json(run_eval(load_model(model_dir), skills, benchmarks, progress=True))
+    (run_dir / f"results_{ev.split}.json").write_text(json.dumps(results, indent=2))
     if baseline:
         print(format_table(baseline, title=f"zero-shot start model ({ev.split})"))
     print(format_table(results, title=f"trained model ({ev.split}); in brackets: change vs zero-shot", baseline=baseline))
     return {"results": results, "baseline": baseline}
 
 
+def load_model(model_dir):
+    """The exported model from a local dir, or downloaded from object storage into a temp dir."""
+    import tempfile
+
+    from skilltrain.model import BiEncoder
+
+    if model_dir.is_local:
+        return BiEncoder.from_pretrained(model_dir.local_path)
+    with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
+        model_dir.download_dir(Path(tmp))
+        return BiEncoder.from_pretrained(Path(tmp))
+
+
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    (config.run_dir / "pipeline.json").write_text(json.dumps(config.public_json(), indent=2))
+    run_dir = resolve(config.run_dir, "run_dir")
+    run_dir.mkdir()
+    (run_dir / "pipeline.json").write_text(json.dumps(config.public_json(), indent=2))
     outcome: dict[str, Any] = {}
     stage_s: dict[str, float] = {}
     # One Ray for both stages: the given address, $RAY_ADDRESS under `ray job submit`, else a new local
@@ -158,7 +193,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
 
         report = write_report(config, outcome)
     outcome["summary"] = final_summary(config, outcome, stage_s, report)
-    (config.run_dir / "summary.json").write_text(json.dumps(outcome["summary"], indent=2))
+    (run_dir / "summary.json").write_text(json.dumps(outcome["summary"], indent=2))
     return outcome
 
 
@@ -171,7 +206,7 @@ def _timed(into: dict[str, float], stage: str) -> Iterator[None]:
         into[stage] = round(time.perf_counter() - started, 1)
 
 
-def final_summary(config: PipelineConfig, outcome: dict[str, Any], stage_s: dict[str, float], report: Path) -> dict[str, Any]:
+def final_summary(config: PipelineConfig, outcome: dict[str, Any], stage_s: dict[str, float], report: Any) -> dict[str, Any]:
     """What a user wants at the end: scores before -> after with 95% intervals, cost, time per stage, paths."""
     evaluation = outcome["evaluation"]
     baseline = evaluation.get("baseline") or {}
@@ -186,7 +221,7 @@ def final_summary(config: PipelineConfig, outcome: dict[str, Any], stage_s: dict
         "cost_usd": gen.get("total_cost_usd"),
         "stage_seconds": stage_s,
         "total_seconds": round(sum(stage_s.values()), 1),
-        "paths": {"run_dir": str(config.run_dir.resolve()), "model": str(config.model_dir.resolve()), "report": str(report.resolve())},
+        "paths": {"run_dir": str(resolve(config.run_dir)), "model": str(resolve(config.model_dir)), "report": str(report)},
     }
 
 
@@ -237,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline TOML (see cluster/configs/)")
-    parser.add_argument("--run-dir", type=Path, default=None, help="override the config's run_dir (outputs, resume state)")
+    parser.add_argument("--run-dir", default=None, help="override the config's run_dir (outputs, resume state): a path or s3://bucket/prefix")
     parser.add_argument("--address", default=None, help="Ray address; default: $RAY_ADDRESS (set by ray job submit) or a local Ray")
     parser.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)
     parser.add_argument("--benchmark-dir", type=Path, default=None, help=BENCHMARK_DIR_HELP)

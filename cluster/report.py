@@ -132,7 +132,7 @@ def _table(results: dict[str, Any], baseline: dict[str, Any] | None) -> list[str
     return lines
 
 
-def generation_totals(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def generation_totals(log_path) -> tuple[dict[str, Any], dict[str, Any]]:
     """First invocation's estimate, and actual tokens/cost summed over every (resumed) invocation."""
     import json
 
@@ -148,11 +148,19 @@ def generation_totals(log_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return estimate, actual
 
 
-def write_report(config, outcome: dict[str, Any]) -> Path:
-    """Write ``<run_dir>/report.md`` and its PNGs; returns the Markdown path."""
+def write_report(config, outcome: dict[str, Any]):
+    """Write ``<run_dir>/report.md`` and its PNGs (rendered locally, uploaded when the run dir is a URI)."""
+    from skillgen.common.storage import resolve, staged_locally
+
+    run_dir = resolve(config.run_dir)
+    with staged_locally(run_dir) as folder:
+        _render(config, outcome, run_dir, folder)
+    return run_dir / "report.md"
+
+
+def _render(config, outcome: dict[str, Any], run_dir, folder: Path) -> None:
     from skillgen.sinks import read_failures, read_rows
 
-    run_dir: Path = config.run_dir
     est, summ = generation_totals(run_dir / "generation_runs.jsonl")
     training = outcome.get("training", {})
     ev = outcome.get("evaluation", {})
@@ -161,10 +169,10 @@ def write_report(config, outcome: dict[str, Any]) -> Path:
     rows = read_rows(config.generation_dir)
     failures = read_failures(config.generation_dir)
     images = {
-        "scores": plot_scores(results, baseline, run_dir / "report_scores.png") if results else None,
-        "training": plot_training(training.get("history", []), run_dir / "report_training.png"),
-        "sentences": plot_sentences(rows, failures, run_dir / "report_sentences.png"),
-        "cost": plot_cost(est, summ, run_dir / "report_cost.png") if est or summ else None,
+        "scores": plot_scores(results, baseline, folder / "report_scores.png") if results else None,
+        "training": plot_training(training.get("history", []), folder / "report_training.png"),
+        "sentences": plot_sentences(rows, failures, folder / "report_sentences.png"),
+        "cost": plot_cost(est, summ, folder / "report_cost.png") if est or summ else None,
     }
     lines = [f"# Run report: `{run_dir}`", ""]
     lines += [f"## Skill extraction ({config.evaluation.split} split; 95% bootstrap interval in square brackets, change vs zero-shot in round ones)", ""]
@@ -189,6 +197,4 @@ def write_report(config, outcome: dict[str, Any]) -> Path:
     lines.append(f"| actual | {summ.get('prompt_tokens', '-')} | {summ.get('completion_tokens', '-')} | {summ.get('cost_usd', '-')} |")
     if images["cost"]:
         lines += ["", f"![cost]({images['cost']})"]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    (folder / "report.md").write_text("\n".join(lines) + "\n")

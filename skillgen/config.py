@@ -76,6 +76,8 @@ class GenerationConfig(BaseModel):
     # execution
     workers: int | None = Field(default=None, gt=0)  # None: one per CPU in the Ray cluster
     worker_num_cpus: float = Field(default=1.0, ge=0.0)
+    # custom Ray resources per generation worker, e.g. {"worker_node": 1} to keep them on labelled nodes
+    worker_resources: dict[str, float] | None = None
     max_active_per_worker: int = Field(default=512, gt=0)  # skills held by one worker (not a concurrency limit)
     chunk_size: int = Field(default=8, gt=0)
     flush_rows: int = Field(default=2000, gt=0)
@@ -125,6 +127,18 @@ class GenerationConfig(BaseModel):
         if parts.username or parts.password or parts.query:
             raise ValueError("must not carry credentials or a query string; put the key in the api_key_env variable")
         return v.rstrip("/")
+
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir(cls, v: str) -> str:
+        from skillgen.common.storage import check_uri, is_uri
+
+        if is_uri(v):  # run_dir is written to run.json and logs: credentials belong in AWS_* variables
+            try:
+                check_uri(v, "run_dir")
+            except UserError:
+                raise ValueError("must not carry credentials; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment") from None
+        return v
 
     @field_validator("api_key_env")
     @classmethod

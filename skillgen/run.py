@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from skillgen.config import GenerationConfig
@@ -28,6 +27,7 @@ from skillgen.pricing import config_price
 from skillgen.progress import ProgressReporter
 from skillgen.prompts import build_messages
 from skillgen.common.raycluster import init_ray
+from skillgen.common.storage import resolve
 from skillgen.runstate import load_progress, open_run_dir, record_invocation, request_key
 from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
 from skillgen.tokens import count_tokens
@@ -155,8 +155,8 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
     if tasks and config.preflight:
         preflight(config)
 
-    rows_w = ShardWriter(Path(config.run_dir) / ROWS_DIR, ROW_SCHEMA, config.flush_rows, config.flush_seconds)
-    fail_w = ShardWriter(Path(config.run_dir) / FAILURES_DIR, FAILURE_SCHEMA, config.flush_rows, config.flush_seconds)
+    rows_w = ShardWriter(resolve(config.run_dir) / ROWS_DIR, ROW_SCHEMA, config.flush_rows, config.flush_seconds)
+    fail_w = ShardWriter(resolve(config.run_dir) / FAILURES_DIR, FAILURE_SCHEMA, config.flush_rows, config.flush_seconds)
     reporter = ProgressReporter(len(tasks), enabled=progress, interval_s=config.progress_interval_s)
     started_at = utcnow().isoformat()
     status = "complete"
@@ -191,7 +191,8 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
     for i in range(n_workers):
         wid = f"w{i}"
         opts: dict[str, Any] = dict(num_cpus=config.worker_num_cpus, max_restarts=-1, max_task_retries=0,
-                                    max_concurrency=1000, name=f"{WORKER_NAME_PREFIX}{run_tag}-{wid}")
+                                    max_concurrency=1000, name=f"{WORKER_NAME_PREFIX}{run_tag}-{wid}",
+                                    resources=config.worker_resources or None)
         workers[wid] = worker_cls.options(**opts).remote(wid, cfg_dict, scheduler, budget, price.input_per_1m, price.output_per_1m)
 
     interrupted = threading.Event()

@@ -29,6 +29,7 @@ import polars as pl
 from skillgen.client import RUN_STOPPING
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
+from skillgen.common.storage import Location, resolve
 from skillgen.sinks import FAILURES_DIR, ROWS_DIR, _read_folder, FAILURE_SCHEMA, read_rows, utcnow
 
 RUN_JSON = "run.json"
@@ -49,37 +50,37 @@ def request_key(config: GenerationConfig, skill_id: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+def _write_json_atomic(path: Location, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def check_writable(run_dir: Path) -> None:
+def check_writable(run_dir: Location) -> None:
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()
         probe = run_dir / f".write-probe-{os.getpid()}"
         probe.write_text("ok")
-        probe.unlink()
+        probe.delete()
         for sub in (ROWS_DIR, FAILURES_DIR):
-            (run_dir / sub).mkdir(exist_ok=True)
+            (run_dir / sub).mkdir()
     except OSError as exc:
-        raise UserError(f"run dir {run_dir} is not writable ({exc.strerror or exc})") from None
+        first = (getattr(exc, "strerror", None) or str(exc)).strip().splitlines()[0]
+        raise UserError(f"run dir {run_dir} is not writable ({first})") from None
 
 
-def read_run_json(run_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / RUN_JSON
-    if not path.exists():
-        return None
+def read_run_json(run_dir: str | Path | Location) -> dict[str, Any] | None:
+    path = resolve(run_dir) / RUN_JSON
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: unreadable run metadata ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: unreadable run metadata ({first})") from None
 
 
 def open_run_dir(config: GenerationConfig) -> dict[str, Any]:
     """Create or reopen ``config.run_dir``; refuse a different fingerprint. Returns run.json content."""
-    run_dir = Path(config.run_dir)
+    run_dir = resolve(config.run_dir, "run_dir")
     check_writable(run_dir)
     meta = read_run_json(run_dir)
     fp = config.fingerprint()
@@ -97,7 +98,7 @@ def open_run_dir(config: GenerationConfig) -> dict[str, Any]:
 
 
 def record_invocation(run_dir: str | Path, entry: dict[str, Any]) -> None:
-    path = Path(run_dir) / RUN_JSON
+    path = resolve(run_dir) / RUN_JSON
     meta = read_run_json(run_dir) or {}
     meta.setdefault("history", []).append(entry)
     meta["updated_at"] = utcnow().isoformat()
@@ -116,7 +117,7 @@ class Progress:
 
 def load_progress(run_dir: str | Path) -> Progress:
     rows = read_rows(run_dir, dedupe=True)
-    failures = _read_folder(Path(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)
+    failures = _read_folder(resolve(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)
     prog = Progress()
     for key, idx, sentence in rows.select("request_key", "sample_idx", "sentence").iter_rows():
         prog.have.setdefault(key, {})[int(idx)] = sentence

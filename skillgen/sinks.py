@@ -1,8 +1,10 @@
 """Parquet shards written atomically, and readers that turn a run dir into frames.
 
 Only the driver writes (one owner per file, no locking). A shard is written
-to a hidden temporary file in the target folder, fsynced and then renamed
-with ``os.replace``, so a reader or a crash never sees half a shard. Rows are
+once under its final name through :mod:`skillgen.common.storage`: on local
+disk to a hidden temporary file, fsynced and renamed; on object storage
+(``s3://``) as one object, visible only when complete. Either way a reader or
+a crash never sees half a shard. Rows are
 flushed every ``flush_rows`` rows or ``flush_seconds`` seconds, and on every
 exit path, so a crash loses at most the unflushed buffer and the requests in
 flight (neither of which is recorded as done, so a rerun redoes them).
@@ -16,7 +18,6 @@ plus the sum over failure records is the run's spend.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from datetime import datetime, timezone
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import polars as pl
+
+from skillgen.common.storage import Location, resolve
 
 ROWS_DIR = "shards"
 FAILURES_DIR = "failures"
@@ -60,42 +63,18 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_parquet_atomic(frame: pl.DataFrame, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-    frame.write_parquet(tmp, compression="zstd")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    _fsync_dir(target.parent)
-    return target
-
-
 class ShardWriter:
-    """Buffers dict rows and writes them as ``part-*.parquet`` shards in ``folder``."""
+    """Buffers dict rows and writes them as ``part-*.parquet`` shards in ``folder`` (a path or a URI)."""
 
-    def __init__(self, folder: Path, schema: dict[str, Any], flush_rows: int = 2000, flush_seconds: float = 5.0):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path | Location, schema: dict[str, Any], flush_rows: int = 2000, flush_seconds: float = 5.0):
+        self.folder = resolve(folder)
         self.schema = schema
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.buffer: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
         self.written = 0
-        self.shards: list[Path] = []
+        self.shards: list[Location] = []
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         self.buffer.extend(rows)
@@ -107,24 +86,25 @@ class ShardWriter:
         ):
             self.flush()
 
-    def flush(self) -> Path | None:
+    def flush(self) -> Location | None:
         self.last_flush = time.monotonic()
         if not self.buffer:
             return None
         frame = pl.DataFrame(self.buffer, schema=self.schema)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        path = write_parquet_atomic(frame, self.folder / name)
+        path = self.folder / name
+        path.write_parquet(frame)  # write-once key; atomic on disk and on object stores
         self.buffer = []  # only once the shard is on disk: a failed write keeps the rows for the next try
         self.written += frame.height
         self.shards.append(path)
         return path
 
 
-def _read_folder(folder: Path, schema: dict[str, Any]) -> pl.DataFrame:
-    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+def _read_folder(folder: str | Path | Location, schema: dict[str, Any]) -> pl.DataFrame:
+    files = resolve(folder).list("part-*.parquet")
     if not files:
         return pl.DataFrame(schema=schema)
-    frames = [pl.read_parquet(f) for f in files]
+    frames = [f.read_parquet() for f in files]
     return pl.concat(frames, how="diagonal_relaxed").select(
         [pl.col(c).cast(t) if c in frames[0].columns else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()]
     )
@@ -132,7 +112,7 @@ def _read_folder(folder: Path, schema: dict[str, Any]) -> pl.DataFrame:
 
 def read_rows(run_dir: str | Path, dedupe: bool = True) -> pl.DataFrame:
     """All generated rows of a run dir; ``dedupe`` keeps the first row per (skill_id, sample_idx)."""
-    frame = _read_folder(Path(run_dir) / ROWS_DIR, ROW_SCHEMA)
+    frame = _read_folder(resolve(run_dir) / ROWS_DIR, ROW_SCHEMA)
     if dedupe and frame.height:
         frame = frame.sort("created_at").unique(["skill_id", "sample_idx"], keep="first", maintain_order=True)
     return frame
@@ -140,7 +120,7 @@ def read_rows(run_dir: str | Path, dedupe: bool = True) -> pl.DataFrame:
 
 def read_failures(run_dir: str | Path, active_only: bool = True) -> pl.DataFrame:
     """Failure records; ``active_only`` keeps the latest per request key whose skill is still incomplete."""
-    frame = _read_folder(Path(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)
+    frame = _read_folder(resolve(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)
     if not active_only or frame.height == 0:
         return frame
     frame = frame.sort("created_at").unique("request_key", keep="last", maintain_order=True)
@@ -155,7 +135,7 @@ def read_failures(run_dir: str | Path, active_only: bool = True) -> pl.DataFrame
 def _n_sentences(run_dir: str | Path) -> int | None:
     import json
 
-    path = Path(run_dir) / "run.json"
+    path = resolve(run_dir) / "run.json"
     try:
         return int(json.loads(path.read_text())["config"]["n_sentences"])
     except (OSError, KeyError, ValueError, TypeError):

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from skillgen.common.storage import Location, is_uri, path_or_uri, resolve
+
+# A local path, or a URI (s3://, gs://, ...) kept as a string: run dirs, the model and Ray Train's
+# storage may live on object storage when the cluster's nodes share no disk.
+PathOrURI = Annotated[Union[Path, str], BeforeValidator(path_or_uri)]
 
 
 class TrainConfig(BaseModel):
@@ -23,8 +29,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     # inputs / outputs
-    data: Path = Field(description="generation run dir (run.json, shards/part-*.parquet)")
-    out: Path = Field(description="output model dir (sentence-transformers layout)")
+    data: PathOrURI = Field(description="generation run dir (run.json, shards/part-*.parquet); path or s3:// URI")
+    out: PathOrURI = Field(description="output model dir (sentence-transformers layout); path or s3:// URI")
     model: Optional[Path] = Field(None, description="encoder dir to start from; None = bundled all-MiniLM-L6-v2")
     esco: Optional[Path] = Field(None, description="ESCO skills CSV (taxonomy pairs, validation); None = default location")
     benchmark_dir: Optional[Path] = Field(None, description="dir of {tech,house}_{split}.csv; None = default location")
@@ -32,6 +38,9 @@ class TrainConfig(BaseModel):
     # scale
     workers: int = Field(1, ge=1, description="Ray Train workers (one process / GPU each)")
     use_gpu: bool = False
+    worker_resources: Optional[dict[str, float]] = Field(
+        None, description='custom Ray resources per training worker, e.g. {"worker_node": 1} to place them on labelled nodes'
+    )
     batch_size: int = Field(64, ge=2, description="pairs per worker per step; global batch = workers * batch_size")
     gradcache_chunk: int = Field(0, ge=0, description="GradCache chunk size (0 = off: one forward with graph)")
 
@@ -64,7 +73,7 @@ class TrainConfig(BaseModel):
     log_every: int = Field(10, ge=1, description="progress log line from rank 0 every N steps")
     checkpoint_keep: int = Field(2, ge=1, description="checkpoints kept (best by validation RP@5 + latest)")
     max_failures: int = Field(3, ge=0, description="worker-group restarts from the latest checkpoint")
-    storage_path: Optional[Path] = Field(None, description="Ray Train storage; None = <out>.ray")
+    storage_path: Optional[PathOrURI] = Field(None, description="Ray Train storage (path or s3:// URI); None = <out>.ray")
     name: Optional[str] = Field(None, description="Ray Train run name; a rerun with the same name resumes")
     ray_address: Optional[str] = Field(None, description="Ray cluster address; None = $RAY_ADDRESS or local")
 
@@ -92,11 +101,13 @@ class TrainConfig(BaseModel):
 
     @property
     def run_name(self) -> str:
-        return self.name or f"skilltrain-{self.out.resolve().name}"
+        return self.name or f"skilltrain-{resolve(self.out).name}"
 
     @property
-    def storage(self) -> Path:
-        return (self.storage_path or self.out.resolve().with_name(self.out.resolve().name + ".ray")).resolve()
+    def storage(self) -> Path | Location:
+        """Ray Train's storage: a resolved local Path, or a :class:`Location` on object storage."""
+        where = self.storage_path if self.storage_path is not None else f"{str(self.out).rstrip('/')}.ray"
+        return resolve(where) if is_uri(str(where)) else Path(where).resolve()
 
     def to_json(self) -> dict:
         """JSON-safe dict (paths as strings), the form workers receive and outputs carry."""

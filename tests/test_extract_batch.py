@@ -44,3 +44,22 @@ def test_batch_mode_matches_single_process(corpus: Path, tiny_encoder_dir: Path,
     assert main(base[:-2] + ["-i", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "b2"), "--batch"]) == 2
     err = capsys.readouterr().err
     assert "not an empty directory" in err and "--batch reads Parquet" in err
+
+
+@pytest.mark.slow  # ~60-80 s on the loaded 2-core box: a Ray start plus SeaweedFS
+def test_batch_mode_reads_and_writes_s3(corpus: Path, tiny_encoder_dir: Path, esco_csv: Path, tmp_path: Path, monkeypatch, s3_bucket):
+    from skillgen.common.storage import polars_storage_options, resolve
+
+    monkeypatch.setenv("SKILLGEN_CACHE_DIR", str(tmp_path / "cache"))
+    resolve(f"{s3_bucket}/in/ads.parquet").write_bytes(corpus.read_bytes())
+    base = ["extract", "--model", str(tiny_encoder_dir), "--esco", str(esco_csv), "--top-k", "3"]
+    assert main(base + ["-i", str(corpus), "--out", str(tmp_path / "single.parquet")]) == 1  # rows 6 and 7 have no text
+    base.append("--batch")
+    assert main(base + ["-i", f"{s3_bucket}/in", "--out", f"{s3_bucket}/out"]) == 1
+
+    key = ["doc_id", "sentence_index"]
+    local = pl.read_parquet(tmp_path / "single.parquet").sort(key)
+    remote = pl.read_parquet(f"{s3_bucket}/out/*.parquet", storage_options=polars_storage_options(s3_bucket)).sort(key)
+    assert remote.height == local.height == 38 * 4
+    assert remote.drop("scores").equals(local.drop("scores"))
+    assert main(base + ["-i", f"{s3_bucket}/in", "--out", f"{s3_bucket}/out"]) == 2  # not a new directory

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from skillgen.common.errors import UserError
 from skillgen.common.raycluster import init_ray
+from skillgen.common.storage import Location, resolve
 from skilltrain.extraction.extract_io import PARQUET_SUFFIXES, Document, _id_value, documents_table
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ DEFAULT_ROWS_PER_BATCH = 256
 
 @dataclass(frozen=True)
 class BatchResult:
-    out_dir: Path
+    out_dir: Path | str
     documents: int
     skipped: int
     rows: int
@@ -82,46 +83,52 @@ class ExtractActor:
         return documents_table(self.extractor, docs, top_k=o["top_k"], min_score=o["min_score"], split=o["split"])
 
 
-def parquet_files(inputs: Sequence[str | Path]) -> list[Path]:
-    """Every Parquet file named or inside a named directory; one-line errors for anything else."""
-    files: list[Path] = []
+def parquet_files(inputs: Sequence[str | Path]) -> list[Location]:
+    """Every Parquet file named or inside a named directory (local or s3://...); one-line errors for anything else."""
+    files: list[Location] = []
     for item in inputs:
-        path = Path(item).expanduser()
         if str(item) == "-":
             raise UserError("--batch reads Parquet files, not stdin")
+        path = resolve(Path(item).expanduser() if isinstance(item, Path) else item, "--input")
         if not path.exists():
             raise UserError(f"{path}: input does not exist")
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in PARQUET_SUFFIXES)
+        if not path.is_file():
+            found = [p for p in path.list(recursive=True) if Path(p.name).suffix.lower() in PARQUET_SUFFIXES]
             if not found:
                 raise UserError(f"{path}: directory holds no .parquet files")
             files.extend(found)
-        elif path.suffix.lower() in PARQUET_SUFFIXES:
+        elif Path(path.name).suffix.lower() in PARQUET_SUFFIXES:
             files.append(path)
         else:
             raise UserError(f"{path}: --batch reads Parquet (.parquet file or directory); run without --batch for .txt/.jsonl")
     if not files:
         raise UserError("no input: --batch needs Parquet input paths (--input PATH)")
+    if len({f.fs.type_name for f in files}) > 1:
+        raise UserError("--input: all inputs must be on one filesystem (all local or all on the same object store)")
     return files
 
 
-def _check_schema(files: list[Path], text_field: str) -> None:
+def _parquet(path: Location) -> pq.ParquetFile:
+    return pq.ParquetFile(path.fs.open_input_file(path.path))
+
+
+def _check_schema(files: list[Location], text_field: str) -> None:
     for path in files:
         try:
-            schema = pq.read_schema(path)
+            schema = _parquet(path).schema_arrow
         except (pa.ArrowException, OSError) as exc:
             raise UserError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
         if text_field not in schema.names:
             raise UserError(f"{path}: no '{text_field}' column (found: {', '.join(schema.names) or 'none'}); use --text-column")
 
 
-def _count_documents(files: list[Path], text_field: str) -> tuple[int, int]:
+def _count_documents(files: list[Location], text_field: str) -> tuple[int, int]:
     """(rows, rows with a null or empty text), from column reads on the driver."""
     import pyarrow.compute as pc
 
     total = skipped = 0
     for path in files:
-        pf = pq.ParquetFile(path)
+        pf = _parquet(path)
         for batch in pf.iter_batches(columns=[text_field], batch_size=65536):
             col = batch.column(0)
             total += len(col)
@@ -159,9 +166,9 @@ def run_batch(
         raise UserError(f"--actors must be >= 1 (got {actors})")
     files = parquet_files(inputs)
     _check_schema(files, text_field)
-    out_dir = Path(out_dir).expanduser()
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"{out_dir}: already exists and is not an empty directory; --batch writes part files into a new directory")
+    out = resolve(Path(out_dir).expanduser() if isinstance(out_dir, Path) else out_dir, "--out")
+    if out.exists() and (out.is_file() or out.list()):
+        raise UserError(f"{out}: already exists and is not an empty directory; --batch writes part files into a new directory")
     documents, skipped = _count_documents(files, text_field)
 
     started = time.perf_counter()
@@ -197,12 +204,12 @@ def run_batch(
         }
         model_path = str(extractor_model_dir(model_dir))
         del extractor
-        names = pq.read_schema(files[0]).names
+        names = _parquet(files[0]).schema_arrow.names
         columns = [text_field] + ([id_field] if id_field in names and id_field != text_field else [])
         # enough blocks that every actor gets work even from a single small file
         blocks = max(len(files), actors * 4, math.ceil(documents / 10_000))
         # Ray merges small files into one block, and one block goes to one actor: split them again
-        ds = ray.data.read_parquet([str(f) for f in files], override_num_blocks=blocks).select_columns(columns).repartition(blocks)
+        ds = ray.data.read_parquet([f.path for f in files], filesystem=files[0].fs, override_num_blocks=blocks).select_columns(columns).repartition(blocks)
         ds = ds.map_batches(
             ExtractActor,
             fn_constructor_kwargs={"model_dir": model_path, "index_ref": [payload], "options": options},
@@ -211,12 +218,12 @@ def run_batch(
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus_per_actor,
         )
-        ds.write_parquet(str(out_dir))
+        ds.write_parquet(out.path, filesystem=out.fs)
     finally:
         if started_ray:
             ray.shutdown()
-    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in out_dir.glob("*.parquet")) if out_dir.exists() else 0
-    return BatchResult(out_dir, documents, skipped, rows, time.perf_counter() - started)
+    rows = sum(_parquet(p).metadata.num_rows for p in out.list("*.parquet"))
+    return BatchResult(out.local_path if out.is_local else out.uri, documents, skipped, rows, time.perf_counter() - started)
 
 
 def extractor_model_dir(model_dir: str | Path | None) -> Path:

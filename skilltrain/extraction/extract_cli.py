@@ -24,6 +24,7 @@ from pathlib import Path
 
 from skillgen.common.errors import UserError
 from skillgen.common.paths import ESCO_HELP
+from skillgen.common.storage import path_or_uri
 from skilltrain.extraction.extract_io import INPUT_FORMATS, JsonlSink, documents_table, iter_documents, open_sink, print_table
 from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
 
@@ -53,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-field", "--text-column", dest="text_field", default="text", help="JSONL field / Parquet column holding the text")
     parser.add_argument("--id-field", "--id-column", dest="id_field", default="id",
                         help="JSONL field / Parquet column kept as doc_id when present (else a hash of the text)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output .jsonl or .parquet (with --batch: a new directory of Parquet parts); default: stdout")
+    parser.add_argument("--out", type=path_or_uri, default=None,
+                        help="output .jsonl or .parquet (with --batch: a new directory of Parquet parts, local or s3://); default: stdout")
     parser.add_argument("--format", choices=("auto", "table", "jsonl"), default="auto", dest="stdout_format",
                         help="stdout format without --out: auto = table on a terminal, JSONL otherwise")
     parser.add_argument("--model", type=Path, default=None, help="encoder directory; default: bundled all-MiniLM-L6-v2")
@@ -80,6 +81,8 @@ def _validate(args: argparse.Namespace) -> None:
     if not 0 <= args.overlap < args.max_words:
         raise UserError(f"--overlap must be >= 0 and < --max-words ({args.max_words}), got {args.overlap}")
     if args.out is not None and not (args.batch or args.actors or args.address):
+        if isinstance(args.out, str):
+            raise UserError(f"--out {args.out}: object storage output needs --batch (Ray Data writes the part files there)")
         suffix = args.out.suffix.lower()
         if suffix not in (".jsonl", ".ndjson", ".parquet", ".pq"):
             raise UserError(f"--out {args.out}: unknown output format '{suffix or '(none)'}'; use .jsonl or .parquet")

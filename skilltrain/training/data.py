@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from skillgen.common.errors import UserError
+from skillgen.common.storage import is_uri, polars_storage_options, resolve
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +28,29 @@ REQUIRED = {"skill_id": pl.String, "label": pl.String, "sentence": pl.String}
 PAIR_COLUMNS = ["sentence", "label", "skill_id", "source", "cls"]
 
 
-def shard_paths(run_dir: str | Path) -> list[Path]:
-    run_dir = Path(run_dir).expanduser()
-    if not run_dir.exists():
+def shard_paths(run_dir: str | Path) -> list[str]:
+    """The run dir's shard files (paths, or URIs on object storage), checked to exist."""
+    where = resolve(Path(run_dir).expanduser() if not is_uri(str(run_dir)) else run_dir, "--data")
+    try:
+        found = where.exists()
+        is_file = found and where.is_file()
+        shards = [] if not found or is_file else (where / "shards").list("part-*.parquet")
+    except OSError as exc:
+        raise UserError(f"{run_dir}: cannot list the run dir ({str(exc).splitlines()[0]})") from None
+    if not found:
         raise UserError(f"{run_dir}: run directory does not exist (expected the output of 'skillgen generate')")
-    if not run_dir.is_dir():
+    if is_file:
         raise UserError(f"{run_dir}: is not a directory (expected a generation run dir with shards/part-*.parquet)")
-    shards = sorted((run_dir / "shards").glob("part-*.parquet"))
     if not shards:
         raise UserError(f"{run_dir}: no shards/part-*.parquet files (is this a generation run dir? has generation run?)")
-    return shards
+    return [str(s) for s in shards]
 
 
 def scan_generated(run_dir: str | Path) -> pl.LazyFrame:
     """Lazy (sentence, label, skill_id) rows of all shards, schema-checked."""
     shards = shard_paths(run_dir)
     try:
-        lazy = pl.scan_parquet([str(p) for p in shards])
+        lazy = pl.scan_parquet(shards, storage_options=polars_storage_options(str(run_dir)))
         schema = lazy.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

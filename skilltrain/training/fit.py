@@ -33,6 +33,7 @@ import polars as pl
 
 from skillgen.common.errors import UserError
 from skillgen.common.raycluster import init_ray
+from skillgen.common.storage import Location, staged_locally
 from skilltrain.config import TrainConfig
 from skilltrain.training.data import load_pairs
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
@@ -86,7 +87,7 @@ def _load_validation(cfg: TrainConfig, skills: pl.DataFrame | None) -> list:
 def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
     """All input checks and the data the workers need; raises UserError before any training."""
     model_dir = check_encoder_dir(cfg.model if cfg.model is not None else default_model_dir())
-    if cfg.out.exists() and not cfg.out.is_dir():
+    if isinstance(cfg.out, Path) and cfg.out.exists() and not cfg.out.is_dir():
         raise UserError(f"{cfg.out}: exists and is not a directory (--out must be a model directory)")
     skills = _load_taxonomy(cfg, required=cfg.taxonomy_pairs)
     pairs = load_pairs(cfg.data, skills if cfg.taxonomy_pairs else None)
@@ -172,10 +173,12 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
         train_loop,
         train_loop_config={"config": resolved.to_json(), "data": ray.put(data)},
         torch_config=TorchConfig(backend=backend_for(cfg.use_gpu)),
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
+        scaling_config=ScalingConfig(
+            num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker=_worker_resources(cfg),
+        ),
         run_config=RunConfig(
             name=cfg.run_name,
-            storage_path=str(cfg.storage),
+            **ray_storage(cfg.storage),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.checkpoint_keep,
                 checkpoint_score_attribute="val_rp5" if validating else None,
@@ -208,7 +211,7 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     if test_results is not None:
         eval_results["test"] = test_results
     training_config = {**cfg.to_json(), "resolved_model": info["model_dir"], "data_info": info, "best_step": best_step, "history": history}
-    encoder.save(cfg.out, training_config=training_config, eval_results=eval_results)
+    save_model(encoder, cfg.out, training_config=training_config, eval_results=eval_results)
     wall = time.perf_counter() - started
     log.info("saved best checkpoint (step %d%s) to %s in %.1f s", best_step,
              f", val RP@5 {best_metrics['val_rp5']:.2f}" if "val_rp5" in best_metrics else "", cfg.out, wall)
@@ -227,6 +230,26 @@ def _average_with_start(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -
     log.info("weight averaging with the start model: alpha %.2f (validation RP@5 by alpha: %s)", alpha,
              ", ".join(f"{a:.2f}: {v:.2f}" for a, v in scores.items()))
     return {"alpha": alpha, "val_rp5_by_alpha": {str(a): v for a, v in scores.items()}}
+
+
+def _worker_resources(cfg: TrainConfig) -> dict[str, float] | None:
+    """Custom resources on top of Ray Train's default one CPU (or GPU) per worker; None keeps the default."""
+    if not cfg.worker_resources:
+        return None
+    return {"GPU" if cfg.use_gpu else "CPU": 1, **cfg.worker_resources}
+
+
+def ray_storage(storage: Path | Location) -> dict[str, Any]:
+    """RunConfig arguments: a local path, or the object-store path with its pyarrow filesystem (keys from the env)."""
+    if isinstance(storage, Location):
+        return {"storage_path": storage.path, "storage_filesystem": storage.fs}
+    return {"storage_path": str(storage)}
+
+
+def save_model(encoder: BiEncoder, out: Path | str, **extra: Any) -> None:
+    """Save to a local dir, or export to a temp dir and upload it when ``out`` is a URI (s3://...)."""
+    with staged_locally(out) as folder:
+        encoder.save(folder, **extra)
 
 
 def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict | None:

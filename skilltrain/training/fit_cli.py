@@ -25,8 +25,8 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("inputs and outputs")
-    io.add_argument("--data", type=Path, required=True, help="generation run dir (run.json, shards/part-*.parquet with skill_id, label, sentence)")
-    io.add_argument("--out", type=Path, required=True, help="output model dir, loadable with SentenceTransformer(dir) and 'skilltrain eval --model'")
+    io.add_argument("--data", required=True, help="generation run dir (run.json, shards/part-*.parquet with skill_id, label, sentence); a path or an s3:// URI")
+    io.add_argument("--out", required=True, help="output model dir, loadable with SentenceTransformer(dir) and 'skilltrain eval --model'; a path or an s3:// URI (exported locally, then uploaded)")
     io.add_argument("--model", type=Path, default=None, help="encoder dir to start from (any HF encoder or sentence-transformers dir); default: bundled all-MiniLM-L6-v2")
     io.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)
     io.add_argument("--benchmark-dir", type=Path, default=None, help=BENCHMARK_DIR_HELP)
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--log-every", type=int, default=10, help="progress line (step, loss, samples/s, ETA, last validation) every this many steps")
     run.add_argument("--keep", type=int, default=2, help="checkpoints kept: the best by validation RP@5 and the latest")
     run.add_argument("--max-failures", type=int, default=3, help="restarts of the worker group from the latest checkpoint after a failure")
-    run.add_argument("--storage", type=Path, default=None, help="Ray Train storage path for checkpoints (default: OUT.ray next to --out; shared storage on a multi-node cluster)")
+    run.add_argument("--storage", default=None, help="Ray Train storage for checkpoints, a path or an s3:// URI (default: OUT.ray next to --out; shared or object storage on a multi-node cluster; S3 keys from AWS_* variables)")
     run.add_argument("--name", default=None, help="run name under --storage; rerunning with the same name resumes (default: skilltrain-<out dir name>)")
 
 
