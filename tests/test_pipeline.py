@@ -43,6 +43,7 @@ epochs = 2
 model = "{encoder_dir}"
 max_seq_length = 32
 eval_every = 3
+log_every = 2
 [evaluation]
 sets = ["tech", "house"]
 """)
@@ -68,6 +69,11 @@ def check_outputs(run_dir: Path) -> None:
     results = json.loads((run_dir / "results_test.json").read_text())
     assert set(results) == {"tech", "house"} and results["tech"]["n"] == 6
     assert (run_dir / "report.md").read_text().count("![") == 4
+    # the training plot's data: one loss point per logged step and every validation, resumes included
+    total = json.loads((run_dir / "model" / "fit_result.json").read_text())["history"][-1]["step"]
+    curve = json.loads((run_dir / "report_training.json").read_text())
+    assert curve["loss_steps"] == sorted(set(range(2, total + 1, 2)) | {total})
+    assert curve["val_steps"] == sorted(set(range(3, total + 1, 3)) | {total})
     from sentence_transformers import SentenceTransformer
 
     assert SentenceTransformer(str(run_dir / "model")).encode(["weld pipes"]).shape == (1, 32)

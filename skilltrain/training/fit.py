@@ -49,7 +49,7 @@ class FitResult:
     out_dir: Path
     best_step: int
     best_metrics: dict[str, Any]  # the best checkpoint's reported metrics (val_rp5, loss, ...)
-    history: list[dict[str, Any]]  # one entry per checkpoint: {"step", "loss", "val_rp5"?}
+    history: list[dict[str, Any]]  # one entry per logged step: {"step", "loss", "val_rp5" at validations}
     wall_s: float
     test_results: dict[str, Any] | None = None  # final evaluation on the test split (eval_results.json)
     checkpoint: str = ""

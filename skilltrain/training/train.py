@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import resource
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
+from skillgen.common.raymetrics import publish
 from skilltrain.model import BiEncoder
 from skilltrain.training import hardneg
 from skilltrain.training.augment import AugmentedBatch, augment_batch, step_rng
@@ -173,7 +175,13 @@ def load_model_weights(checkpoint_dir: Path, encoder: BiEncoder) -> dict:
 
 
 def _log(msg: str) -> None:
-    print(f"[skilltrain] {msg}", flush=True)
+    """One progress line on the worker's stdout (streamed to the driver by Ray).
+
+    Not ``print``: Ray Train patches ``print`` in its workers to also log the text, and the
+    driver's console then shows every line twice.
+    """
+    sys.stdout.write(f"[skilltrain] {msg}\n")
+    sys.stdout.flush()
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -205,7 +213,7 @@ class LoopState:
     """What a checkpoint carries besides the tensors; everything else is recomputed from the config."""
 
     step: int = 0
-    history: list[dict] = field(default_factory=list)  # one entry per checkpoint: step, loss, val_rp5?
+    history: list[dict] = field(default_factory=list)  # one entry per logged step: step, loss, and val_rp5 at validations
     last_val: dict | None = None
     best: dict | None = None
     resumes: list[int] = field(default_factory=list)  # steps this run was resumed at
@@ -297,7 +305,10 @@ def validate_and_checkpoint(run: Run, state: LoopState, loss: float, meter: Mete
             f"validation at step {state.step}: RP@5 {entry['val_rp5']:.2f} ({per_set}) "
             f"best {state.best['val_rp5']:.2f} at step {state.best['step']} [{time.perf_counter() - t0:.1f} s]"
         )
-    state.history.append(entry)
+    if state.history and state.history[-1]["step"] == state.step:
+        state.history[-1].update(entry)  # the logged step is also a validation step
+    else:
+        state.history.append(entry)
     checkpoint(run, state, loss, meter, report)
 
 
@@ -324,6 +335,7 @@ def log_progress(run: Run, state: LoopState, loss: float, meter: Meter) -> None:
     eta = (total - state.step) * cfg.global_batch_size / rate
     epoch = run.schedule.locate(state.step - 1)[0]
     val = f" | val RP@5 {state.last_val['val_rp5']:.1f} (step {state.last_val['step']})" if state.last_val else ""
+    publish({"skilltrain_samples_per_s": rate, "skilltrain_loss": loss, "skilltrain_step": state.step}, cfg.run_name)
     _log(
         f"step {state.step}/{total} epoch {epoch + 1}/{cfg.epochs} | loss {loss:.4f} (ema {meter.loss_ema:.4f}) "
         f"| lr {run.scheduler.get_last_lr()[0]:.2e} | {rate:.1f} samples/s | ETA {_fmt_eta(eta)}{val}"
@@ -349,8 +361,10 @@ def train(run: Run, state: LoopState, report: Report) -> None:
     while state.step < total:
         loss = train_step(run, state)
         meter.update(cfg.global_batch_size, loss)
-        if run.rank == 0 and (state.step % cfg.log_every == 0 or state.step == total):
-            log_progress(run, state, loss, meter)
+        if state.step % cfg.log_every == 0 or state.step == total:
+            state.history.append({"step": state.step, "loss": loss})  # the report's training curve (kept in checkpoints)
+            if run.rank == 0:
+                log_progress(run, state, loss, meter)
         if state.step % cfg.eval_every == 0 or state.step == total:
             validate_and_checkpoint(run, state, loss, meter, report)
 
