@@ -28,6 +28,7 @@ import polars as pl
 
 from skillgen.client import RUN_STOPPING
 from skillgen.config import GenerationConfig
+from skillgen.common.atomic import write_atomic
 from skillgen.common.errors import UserError
 from skillgen.sinks import FAILURES_DIR, ROWS_DIR, _read_folder, FAILURE_SCHEMA, read_rows, utcnow
 
@@ -50,9 +51,7 @@ def request_key(config: GenerationConfig, skill_id: str) -> str:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def check_writable(run_dir: Path) -> None:
@@ -74,7 +73,8 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: unreadable run metadata ({exc})") from None
+        raise UserError(f"{path}: damaged run metadata ({exc}); restore it from a backup, or copy run.json from "
+                        "a run dir made with the same config") from None
 
 
 def open_run_dir(config: GenerationConfig) -> dict[str, Any]:

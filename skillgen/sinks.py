@@ -16,7 +16,6 @@ plus the sum over failure records is the run's spend.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from datetime import datetime, timezone
@@ -24,6 +23,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import polars as pl
+
+from skillgen.common.atomic import write_atomic
+from skillgen.common.errors import UserError
 
 ROWS_DIR = "shards"
 FAILURES_DIR = "failures"
@@ -60,28 +62,8 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_parquet_atomic(frame: pl.DataFrame, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-    frame.write_parquet(tmp, compression="zstd")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    _fsync_dir(target.parent)
-    return target
+    return write_atomic(target, lambda tmp: frame.write_parquet(tmp, compression="zstd"))
 
 
 class ShardWriter:
@@ -120,14 +102,34 @@ class ShardWriter:
         return path
 
 
-def _read_folder(folder: Path, schema: dict[str, Any]) -> pl.DataFrame:
-    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
-    if not files:
+REPAIR_ADVICE = "run `skillgen repair RUN_DIR` to move it aside (a rerun then regenerates exactly its slots)"
+
+
+def part_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+
+def read_part(path: Path, advice: str = REPAIR_ADVICE) -> pl.DataFrame:
+    """One part file; a damaged one (truncated copy, bad bytes) is a one-line UserError naming it."""
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - polars/arrow raise several kinds for a damaged file
+        raise UserError(f"{path}: damaged Parquet file ({type(exc).__name__}); {advice}") from None
+
+
+def read_parts(folder: Path, schema: dict[str, Any], advice: str = REPAIR_ADVICE) -> pl.DataFrame:
+    """All part files of ``folder`` in ``schema``: the union of their columns (a column only some files
+    have is null elsewhere), missing columns as nulls, extra ones dropped."""
+    frames = [read_part(f, advice) for f in part_files(folder)]
+    if not frames:
         return pl.DataFrame(schema=schema)
-    frames = [pl.read_parquet(f) for f in files]
-    return pl.concat(frames, how="diagonal_relaxed").select(
-        [pl.col(c).cast(t) if c in frames[0].columns else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()]
-    )
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    return frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
+                         for c, t in schema.items()])
+
+
+def _read_folder(folder: Path, schema: dict[str, Any]) -> pl.DataFrame:
+    return read_parts(folder, schema)
 
 
 def read_rows(run_dir: str | Path, dedupe: bool = True) -> pl.DataFrame:
