@@ -473,6 +473,12 @@ class BudgetActor:
             out["granted"] = []
         return ExchangeReply(out["granted"], out["wait"], b.stopped, b.lengths.per_sentence(), costs)
 
+    def pid(self) -> int:
+        """The actor's process id (operators and chaos tests kill it with a signal)."""
+        import os
+
+        return os.getpid()
+
     def stop(self, reason: str) -> None:
         self.budget.stop(reason)
 

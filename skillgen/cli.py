@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "estimate": "skillgen.commands.estimate",
     "run": "skillgen.commands.run",
     "status": "skillgen.commands.status",
+    "repair": "skillgen.commands.repair",
 }
 
 

@@ -130,6 +130,7 @@ class LocalLeaseBackend:
 
     def create_exclusive(self, lease: Lease) -> str | None:
         data = lease.to_bytes()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(self.path)
         tmp.write_bytes(data)
         try:

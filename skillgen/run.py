@@ -37,6 +37,8 @@ from skillgen.tokens import count_tokens
 log = logging.getLogger(__name__)
 
 WORKER_NAME_PREFIX = "skillgen-worker-"  # named actors, so operators (and tests) can find and kill them
+BUDGET_NAME_PREFIX = "skillgen-budget-"
+SCHEDULER_NAME_PREFIX = "skillgen-scheduler-"
 
 
 @dataclass
@@ -248,15 +250,17 @@ class GenerationDriver:
         self.driver_secret = Secret(os.environ.get(cfg.api_key_env))
         # The budget actor writes the ledger into the run dir: it runs on this (the driver's) node.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        self.budget = ray.remote(BudgetActor).options(num_cpus=0, max_concurrency=1, scheduling_strategy=here).remote(
+        run_tag = uuid.uuid4().hex[:8]
+        self.budget = ray.remote(BudgetActor).options(num_cpus=0, max_concurrency=1, scheduling_strategy=here,
+                                                      name=f"{BUDGET_NAME_PREFIX}{run_tag}").remote(
             run_dir=str(Path(cfg.run_dir).resolve()),
             rpm=cfg.rpm, tpm=cfg.tpm, input_tpm=cfg.input_tpm, output_tpm=cfg.output_tpm,
             spend_cap_usd=cfg.spend_cap_usd, spent_before_usd=self.plan.spent_before,
             price_in=self.price.input_per_1m, price_out=self.price.output_per_1m, quantile=cfg.max_tokens_quantile,
             unknown_outcome=cfg.unknown_outcome,
         )
-        self.scheduler = ray.remote(Scheduler).options(num_cpus=0).remote(self.plan.tasks, cfg.n_sentences)
-        run_tag = uuid.uuid4().hex[:8]
+        self.scheduler = ray.remote(Scheduler).options(num_cpus=0, name=f"{SCHEDULER_NAME_PREFIX}{run_tag}").remote(
+            self.plan.tasks, cfg.n_sentences)
         worker_cls = ray.remote(WorkerActor)
         for i in range(n_workers):
             wid = f"w{i}"

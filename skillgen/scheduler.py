@@ -98,6 +98,12 @@ class Scheduler:
         self.reassigned += len(back)
         return len(back)
 
+    def pid(self) -> int:
+        """The actor's process id (operators and chaos tests kill it with a signal)."""
+        import os
+
+        return os.getpid()
+
     def stop(self, reason: str) -> None:
         if not self.stopped:
             self.stopped = reason

@@ -349,3 +349,6 @@ class WorkerActor:
 
     async def ping(self) -> str:
         return self.core.id
+
+    async def pid(self) -> int:
+        return os.getpid()
