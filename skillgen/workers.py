@@ -102,6 +102,11 @@ class WorkerCore:
                 except asyncio.TimeoutError:
                     pass
                 continue
+            if self.out_rows and self.settles:
+                # rows reach the scheduler before their 200s reach the ledger: a ledger that says an answer
+                # was received never outlives the answer's rows (a dead worker loses neither or just rows
+                # whose attempt the ledger still calls unknown)
+                await self._to_scheduler("report", self.id, **self._take_report())
             settles, self.settles = self.settles, []
             batch = self.pending[:256]
             res = await self.budget.exchange.remote(self.id, settles, [item for _, item in batch])
