@@ -8,7 +8,12 @@ rerunning the command after a crash or a kill never pays for tokens twice:
 * generation skips finished request keys (``skillgen`` resume);
 * training restarts from its latest Ray Train checkpoint (same run name);
 * the exported model, the baseline scores and the evaluation are reused when
-  present.
+  present *and* made from the same inputs: each stage records the fingerprint
+  of what it consumes (its config section and the upstream output) in
+  ``stages.json`` before it starts; a rerun whose inputs changed moves the
+  stale outputs to ``<run_dir>/stale/`` and redoes the stage. Generation is
+  the paid stage: a changed model/prompt is refused in one line (by
+  ``skillgen``'s run dir fingerprint), more skills only add to it.
 
     python -m cluster.pipeline                       # local default: simulator, 300 skills, 2 CPU workers
     python -m cluster.pipeline --config cluster/configs/openai.toml
@@ -17,6 +22,7 @@ rerunning the command after a crash or a kill never pays for tokens twice:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -27,6 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cluster.config import PipelineConfig, load_pipeline_config
+from skillgen.common.atomic import write_atomic
 from skillgen.common.errors import UserError
 from skillgen.common.raycluster import init_ray
 
@@ -35,6 +42,42 @@ log = logging.getLogger("cluster.pipeline")
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "local.toml"
 FIT_DONE = "fit_result.json"
 GENERATION_LOG = "generation_runs.jsonl"
+STAGES = "stages.json"
+
+
+def fingerprint(inputs: Any) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def generation_output(config: PipelineConfig) -> list[str]:
+    """What training consumes: the generation shards (write-once files, so their names identify them)."""
+    from skillgen.sinks import ROWS_DIR, part_files
+
+    return [p.name for p in part_files(config.generation_dir / ROWS_DIR)]
+
+
+def file_identity(path: Path | None) -> Any:
+    if path is None or not Path(path).exists():
+        return str(path)
+    st = Path(path).stat()
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
+def enter_stage(config: PipelineConfig, stage: str, inputs: Any, outputs: Sequence[Path]) -> None:
+    """Record ``stage``'s input fingerprint; if it ran before on other inputs, move its outputs aside
+    (never delete: a person may want them) so nothing stale is reused or resumed."""
+    path = config.run_dir / STAGES
+    record = json.loads(path.read_text()) if path.exists() else {}
+    fp = fingerprint(inputs)
+    if record.get(stage) not in (None, fp):
+        stale = config.run_dir / "stale" / f"{stage}-{time.strftime('%Y%m%dT%H%M%S')}"
+        moved = [p for p in outputs if p.exists()]
+        for p in moved:
+            stale.mkdir(parents=True, exist_ok=True)
+            p.rename(stale / p.name)
+        log.warning("%s: inputs changed since the last run; redoing it (old outputs moved to %s)", stage, stale)
+    record[stage] = fp
+    write_atomic(path, json.dumps(record, indent=2, sort_keys=True))
 
 
 def start_simulator(config: PipelineConfig, stack: ExitStack) -> str:
@@ -82,6 +125,9 @@ def print_estimate(config: PipelineConfig) -> None:
 
 
 def train(config: PipelineConfig) -> dict[str, Any]:
+    tc = config.train_config()
+    inputs = {"training": tc.model_dump(mode="json", exclude={"ray_address"}), "data": generation_output(config)}
+    enter_stage(config, "training", inputs, [config.model_dir, tc.storage / tc.run_name])
     done = config.model_dir / FIT_DONE
     if done.exists():
         log.info("model already trained: %s", config.model_dir)
@@ -113,6 +159,9 @@ def evaluate(config: PipelineConfig) -> dict[str, Any]:
     baseline: dict[str, Any] | None = None
     baseline_path = config.run_dir / f"baseline_{ev.split}.json"
     if ev.baseline:
+        enter_stage(config, "baseline", {"model": train_config.model, "sets": ev.sets, "split": ev.split,
+                                         "esco": file_identity(config.esco), "benchmarks": file_identity(config.benchmark_dir)},
+                    [baseline_path])
         if baseline_path.exists():
             baseline = json.loads(baseline_path.read_text())
         else:
@@ -135,8 +184,16 @@ def evaluate(config: PipelineConfig) -> dict[str, Any]:
 
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
-    started = time.perf_counter()
+    """One writer per run dir: a second pipeline on it is refused in one line (exit 2) naming the first."""
+    from skillgen.lease import RunDirLease
+
     config.run_dir.mkdir(parents=True, exist_ok=True)
+    with RunDirLease.acquire(config.run_dir, purpose="pipeline"):
+        return _run_pipeline(config)
+
+
+def _run_pipeline(config: PipelineConfig) -> dict[str, Any]:
+    started = time.perf_counter()
     (config.run_dir / "pipeline.json").write_text(json.dumps(config.public_json(), indent=2))
     outcome: dict[str, Any] = {}
     # One Ray for both stages: the given address, $RAY_ADDRESS under `ray job submit`, else a new local
