@@ -41,6 +41,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from skillgen.messages import ExchangeReply, ReserveItem, Settlement  # noqa: F401 (re-exported)
 from skillgen.ledger import (CANCELLED, CLIENT_ERROR, OK, RATE_LIMITED, UNKNOWN_OUTCOMES, WORKER_LOST, LedgerWriter,
                              OutcomeEvent, SentEvent, outcome_class, unknown_cost)
 
@@ -137,41 +138,6 @@ class LengthModel:
             return None
         i = min(len(self.sorted) - 1, math.ceil(self.quantile * len(self.sorted)) - 1)
         return self.sorted[max(0, i)]
-
-
-@dataclass(frozen=True)
-class ReserveItem:
-    """One attempt asking to be sent: its estimated prompt, its ``max_tokens``, and what it is (for the ledger)."""
-
-    prompt_tokens: int
-    max_tokens: int
-    request_key: str = ""
-    attempt: int = 0
-
-
-@dataclass(frozen=True)
-class Settlement:
-    """What happened to a granted attempt (worker -> budget)."""
-
-    rid: int
-    status: int | None = None  # HTTP status; None: no response (see error_class)
-    error_class: str | None = None  # client error class ("timeout", "connection", ...) or ledger.CANCELLED
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    sentences_requested: int = 0
-    headers: dict[str, str] | None = None
-    retry_after: float | None = None
-
-
-@dataclass
-class ExchangeReply:
-    """Budget -> worker, once per tick: reservations granted (a prefix of the items), wait or stop."""
-
-    granted: list[int]
-    wait: float
-    stop: str | None
-    per_sentence: float | None
-    costs: list[float] = field(default_factory=list)
 
 
 @dataclass

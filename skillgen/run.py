@@ -1,13 +1,17 @@
 """The driver of a generation run: check everything, then orchestrate Ray actors.
 
-Order matters: config, price, run dir, skill selection and the endpoint are
-all checked *before* any worker starts, so a mistake costs nothing. Then one
-budget actor, one scheduler actor and N worker actors are started; the driver
-polls the scheduler for accepted rows and failure records and is the only
-writer of shards (atomic Parquet files). A dead worker's leases go back to
-the queue and the restarted actor is set to work again. Ctrl-C / SIGTERM stop
-new requests, let in-flight ones finish (bounded), flush, and exit; a rerun
-with the same config resumes.
+Order matters: config, price, run dir (and its lease: one writer per run dir),
+skill selection and the endpoint are all checked *before* any worker starts,
+so a mistake costs nothing. Then :class:`GenerationDriver` starts one budget
+actor (which writes the request ledger, see :mod:`skillgen.ledger`), one
+scheduler actor and N worker actors; it polls the scheduler for accepted rows
+and failure records and is the only writer of shards (atomic Parquet files).
+A dead worker's leases go back to the queue and the restarted actor is set to
+work again. A dead budget or scheduler actor stops the run within seconds
+(exit 3): the ledger already holds every request that may have been sent, so
+nothing is lost from the books, and a rerun finishes the work. Ctrl-C /
+SIGTERM stop new requests, let in-flight ones finish (bounded), flush, and
+exit; a rerun with the same config resumes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from skillgen.prompts import build_messages
 from skillgen.common.raycluster import init_ray
 from skillgen.lease import RunDirLease
 from skillgen.ledger import ledger_totals
+from skillgen.messages import Drained, SkillRef, SkillTask
 from skillgen.runstate import check_writable, load_progress, open_run_dir, record_invocation, request_key
 from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
 from skillgen.tokens import count_tokens
@@ -99,7 +104,7 @@ def preflight(config: GenerationConfig) -> None:
         raise UserError(f"endpoint {config.base_url} rejected the API key from ${config.api_key_env} (HTTP {resp.status_code})")
 
 
-def build_tasks(config: GenerationConfig, skills, progress) -> tuple[list[dict[str, Any]], int, int]:
+def build_tasks(config: GenerationConfig, skills, progress) -> tuple[list[SkillTask], int, int]:
     """Tasks for the skills not yet finished, and how many were already done; plus their prompt tokens."""
     tasks, already, prompt_est = [], 0, 0
     n = config.n_sentences
@@ -113,16 +118,11 @@ def build_tasks(config: GenerationConfig, skills, progress) -> tuple[list[dict[s
         if len(have) >= n or (key in progress.failed and not config.retry_failures):
             already += 1
             continue
-        missing = [i for i in range(n) if i not in have]
-        avoid = [have[i] for i in sorted(have)]
-        tasks.append({
-            "request_key": key,
-            "skill": {"skill_id": skill.skill_id, "label": skill.label, "alt_labels": list(skill.alt_labels),
-                      "description": skill.description},
-            "missing": missing,
-            "avoid": avoid,
-        })
-        prompt_est += count_tokens(config.model, build_messages(skill, len(missing), config.prompt_spec, avoid=avoid[-40:]))
+        missing = tuple(i for i in range(n) if i not in have)
+        avoid = tuple(have[i] for i in sorted(have))
+        ref = SkillRef(skill.skill_id, skill.label, tuple(skill.alt_labels), skill.description)
+        tasks.append(SkillTask(key, ref, missing, avoid))
+        prompt_est += count_tokens(config.model, build_messages(skill, len(missing), config.prompt_spec, avoid=list(avoid[-40:])))
     return tasks, already, prompt_est
 
 
@@ -145,7 +145,7 @@ class RunPlan:
     """What a run will do, decided before anything is started or sent."""
 
     skills: list
-    tasks: list[dict[str, Any]]
+    tasks: list[SkillTask]
     already: int
     prompt_est: int
     est_cost: float
@@ -382,14 +382,14 @@ class GenerationDriver:
         except _actor_gone() as exc:
             raise ControlActorLost(which) from exc
 
-    def _take(self, out: dict[str, Any]) -> None:
-        for row in out["rows"]:
+    def _take(self, out: Drained) -> None:
+        for row in out.rows:
             self.written.add((row["request_key"], int(row["sample_idx"])))
-        self.rows_w.add(out["rows"])
-        self.fail_w.add(out["failures"])
+        self.rows_w.add(out.rows)
+        self.fail_w.add(out.failures)
         self.rows_w.maybe_flush()
         self.fail_w.maybe_flush()
-        self.sched_state = out["state"]
+        self.sched_state = out.state
 
     def _rescue_worker_rows(self) -> None:
         """The scheduler died with accepted rows not yet drained: take them from the workers that made

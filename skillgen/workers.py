@@ -22,13 +22,14 @@ import os
 import time
 from typing import Any
 
-from skillgen.budget import ReserveItem, Settlement, size_max_tokens
+from skillgen.budget import size_max_tokens
 from skillgen.client import CallResult, ChatClient, RequestError, call_with_retry
 from skillgen.config import GenerationConfig
 from skillgen.prompts import build_messages, response_format
 from skillgen.sinks import utcnow
 from skillgen.common.taxonomy import Skill
 from skillgen.ledger import CANCELLED
+from skillgen.messages import ReserveItem, Settlement, SkillTask, WorkerReport
 from skillgen.tokens import count_tokens
 from skillgen.validate import validate_response
 
@@ -106,7 +107,7 @@ class WorkerCore:
                 # rows reach the scheduler before their 200s reach the ledger: a ledger that says an answer
                 # was received never outlives the answer's rows (a dead worker loses neither or just rows
                 # whose attempt the ledger still calls unknown)
-                await self._to_scheduler("report", self.id, **self._take_report())
+                await self._to_scheduler("report", self.id, self._take_report())
             settles, self.settles = self.settles, []
             batch = self.pending[:256]
             res = await self.budget.exchange.remote(self.id, settles, [item for _, item in batch])
@@ -167,13 +168,13 @@ class WorkerCore:
 
     # ---- one skill -------------------------------------------------------------
 
-    async def handle(self, client: ChatClient, task: dict[str, Any]) -> None:
+    async def handle(self, client: ChatClient, task: SkillTask) -> None:
         cfg = self.cfg
-        s = task["skill"]
-        skill = Skill(s["skill_id"], s["label"], tuple(s.get("alt_labels") or ()), s.get("description") or "")
-        key = task["request_key"]
-        missing = list(task["missing"])
-        avoid = list(task.get("avoid") or [])
+        s = task.skill
+        skill = Skill(s.skill_id, s.label, tuple(s.alt_labels), s.description)
+        key = task.request_key
+        missing = list(task.missing)
+        avoid = list(task.avoid)
         full = len(missing) == cfg.n_sentences
         cost_acc = 0.0
         responses = 0
@@ -247,18 +248,17 @@ class WorkerCore:
         else:
             self.out_done.append(key)
 
-    def _failure(self, task, error_class, message, attempts, n_missing, cost) -> dict[str, Any]:
+    def _failure(self, task: SkillTask, error_class, message, attempts, n_missing, cost) -> dict[str, Any]:
         return {
-            "skill_id": task["skill"]["skill_id"], "request_key": task["request_key"], "error_class": error_class,
+            "skill_id": task.skill.skill_id, "request_key": task.request_key, "error_class": error_class,
             "message": message[:1000], "attempts": int(attempts), "created_at": utcnow(),
-            "label": task["skill"]["label"], "n_missing": int(n_missing), "cost_usd": float(cost),
+            "label": task.skill.label, "n_missing": int(n_missing), "cost_usd": float(cost),
         }
 
     # ---- main loop -------------------------------------------------------------
 
-    def _take_report(self) -> dict[str, Any]:
-        rep = {"rows": self.out_rows, "failures": self.out_failures, "done": self.out_done,
-               "released": self.out_released, "stats": dict(self.stats)}
+    def _take_report(self) -> WorkerReport:
+        rep = WorkerReport(self.out_rows, self.out_failures, self.out_done, self.out_released, dict(self.stats))
         self.out_rows, self.out_failures, self.out_done, self.out_released = [], [], [], []
         return rep
 
@@ -294,11 +294,11 @@ class WorkerCore:
                     last_report = time.monotonic()
                     if res is None:
                         continue
-                    if res["stop"]:
-                        self.stop_reason = self.stop_reason or res["stop"]
-                    for task in res["tasks"]:
+                    if res.stop:
+                        self.stop_reason = self.stop_reason or res.stop
+                    for task in res.tasks:
                         active.add(asyncio.create_task(self.handle(client, task)))
-                    if not res["tasks"]:
+                    if not res.tasks:
                         exhausted = True
                     continue
                 if not active:
@@ -309,7 +309,7 @@ class WorkerCore:
                     if t.exception() is not None:  # a bug: keep the skill for a rerun, do not hide it
                         log.error("worker %s: skill task crashed: %r", self.id, t.exception())
                 if time.monotonic() - last_report > 0.25 or len(self.out_rows) > 500:
-                    await self._to_scheduler("report", self.id, **self._take_report())
+                    await self._to_scheduler("report", self.id, self._take_report())
                     last_report = time.monotonic()
                 if exhausted and not self.stop_reason and len(active) < cfg.chunk_size:
                     exhausted = False  # work may have been released by a dead worker: ask again
@@ -320,7 +320,7 @@ class WorkerCore:
             exchanger.cancel()
             await asyncio.gather(exchanger, return_exceptions=True)
             await self._final_settle()
-            await self._to_scheduler("report", self.id, **self._take_report())
+            await self._to_scheduler("report", self.id, self._take_report())
             await client.close()
         return dict(self.stats)
 

@@ -128,7 +128,7 @@ def test_damaged_shard_is_named_and_repair_makes_a_rerun_redo_exactly_its_slots(
     assert fixed.returncode == 0, fixed.stderr
     assert (run / "damaged" / ROWS_DIR / "part-002.parquet").exists()
     tasks, already, _ = build_tasks(cfg, skills, load_progress(run))
-    assert already == 1 and {t["request_key"]: t["missing"] for t in tasks} == {keys[1]: list(range(5)), keys[2]: list(range(5))}
+    assert already == 1 and {t.request_key: t.missing for t in tasks} == {keys[1]: tuple(range(5)), keys[2]: tuple(range(5))}
 
 
 def test_damaged_run_json_is_one_line(tmp_path: Path):
