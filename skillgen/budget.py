@@ -215,6 +215,10 @@ class Budget:
         unknown_cost(unknown_outcome, 0.0, 0.0)  # ValueError now, not at the first timeout
         self.unknown_outcome = unknown_outcome
         self.ledger = ledger
+        # 200 outcomes wait here until the rows they produced are on disk (see :meth:`persisted`)
+        self.settle_seq = 0
+        self.held_ok: list[tuple[int, float, OutcomeEvent]] = []
+        self.held_margin = 0.0  # worst case minus actual cost of the held 200s: still counted against the cap
         self.instance = uuid.uuid4().hex[:12]  # attempt ids stay unique across runs and restarts
 
     # ---- reservations ----------------------------------------------------------
@@ -225,6 +229,24 @@ class Budget:
 
     def spent(self) -> float:
         return self.spent_before + self.stats.spent_usd
+
+    def persisted(self, upto_seq: int) -> int:
+        """The driver wrote the rows of every 200 settled up to ``upto_seq``: their outcomes go to the ledger.
+
+        Why wait: the ledger must never say an answer was received while its rows could still be lost. If
+        the run dies first, the attempt stays ``unknown`` (counted at its worst case) and a rerun redoes it.
+        Workers report rows to the scheduler before settling, and the driver takes this mark before draining
+        the scheduler, so every 200 up to the mark has its rows in what the driver drained."""
+        keep = []
+        for seq, margin, event in self.held_ok:
+            if seq <= upto_seq:
+                self.ledger.add(event)
+                self.held_margin = max(0.0, self.held_margin - margin)
+            else:
+                keep.append((seq, margin, event))
+        released = len(self.held_ok) - len(keep)
+        self.held_ok = keep
+        return released
 
     def attempt_id(self, rid: int) -> str:
         return f"{self.instance}-{rid}"
@@ -244,8 +266,10 @@ class Budget:
             prompt, completion = item.prompt_tokens, item.max_tokens
             tokens = prompt + completion
             cost = prompt * self.price_in + completion * self.price_out
-            if self.spend_cap is not None and self.spent() + self.inflight_cost + cost > self.spend_cap + 1e-12:
-                if not self.inflight and not granted:
+            # what the ledger would say if everything stopped now: settled + in flight + held 200s at worst
+            committed = self.spent() + self.inflight_cost + self.held_margin
+            if self.spend_cap is not None and committed + cost > self.spend_cap + 1e-12:
+                if not self.inflight and not granted and not self.held_ok:
                     self.stop("spend cap")
                 else:
                     self.stats.cap_hit = True
@@ -329,9 +353,14 @@ class Budget:
             cost = unknown_cost(self.unknown_outcome, res.cost, res.prompt * self.price_in)
         self.stats.spent_usd += cost
         if self.ledger is not None and res is not None:
-            known = outcome == OK
-            self.ledger.add(OutcomeEvent(self.attempt_id(rid), outcome, prompt_tokens if known else None,
-                                         completion_tokens if known else None, cost if known else None))
+            if outcome == OK:  # "received" once its rows are on disk: held until the driver says so
+                self.settle_seq += 1
+                margin = max(0.0, res.cost - cost)  # until then the ledger still counts its worst case
+                self.held_margin += margin
+                self.held_ok.append((self.settle_seq, margin, OutcomeEvent(self.attempt_id(rid), outcome, prompt_tokens,
+                                                                           completion_tokens, cost)))
+            else:
+                self.ledger.add(OutcomeEvent(self.attempt_id(rid), outcome))
         if headers and res is not None:
             self.observe_headers(headers, res, now)
         return cost
@@ -466,8 +495,14 @@ class BudgetActor:
         return len(left)
 
     def snapshot(self) -> dict[str, Any]:
+        """The budget's state; ``settle_seq`` is the mark the driver passes to :meth:`persisted`."""
         self._flush(must=False)
-        return self.budget.snapshot()
+        return {**self.budget.snapshot(), "settle_seq": self.budget.settle_seq}
+
+    def persisted(self, upto_seq: int) -> int:
+        released = self.budget.persisted(upto_seq)
+        self._flush(must=bool(released))
+        return released
 
     def close(self) -> dict[str, Any]:
         self._flush(must=True)

@@ -279,10 +279,11 @@ class GenerationDriver:
         ready, _ = ray.wait(list(self.refs), num_returns=1, timeout=0.25)
         for ref in ready:
             self.worker_returned(ref)
+        if "budget" not in self.lost:
+            self.budget_snap = self._call(self.budget.snapshot, "budget")  # its settle_seq: before the drain
         if "scheduler" not in self.lost:
             self._take(self._call(self.scheduler.drain, "scheduler"))
-        if "budget" not in self.lost:
-            self.budget_snap = self._call(self.budget.snapshot, "budget")
+            self._confirm_persisted()
         if self.on_update is not None:
             self.on_update(self.sched_state, self.budget_snap)
         ws = self.sched_state.get("workers", {})
@@ -337,6 +338,11 @@ class GenerationDriver:
     def shutdown(self) -> None:
         """Write everything accepted, settle every reservation into the ledger, stop every actor."""
         try:
+            if "budget" not in self.lost:
+                self.budget_snap = self._call(self.budget.snapshot, "budget", timeout=10)
+        except ControlActorLost:
+            self.lost.add("budget")
+        try:
             if "scheduler" not in self.lost:
                 self._take(self._call(self.scheduler.drain, "scheduler", timeout=10))
         except ControlActorLost:
@@ -345,6 +351,10 @@ class GenerationDriver:
             self._rescue_worker_rows()
         self.rows_w.flush()
         self.fail_w.flush()
+        try:
+            self._confirm_persisted()
+        except ControlActorLost:
+            self.lost.add("budget")
         self.reporter.close()
         self._restore_signals()
         for actor in self.workers.values():
@@ -390,6 +400,12 @@ class GenerationDriver:
         self.rows_w.maybe_flush()
         self.fail_w.maybe_flush()
         self.sched_state = out.state
+
+    def _confirm_persisted(self) -> None:
+        """Every row drained so far is on disk: the ledger may now record those 200s as received."""
+        if self.rows_w.buffer or "budget" in self.lost or "settle_seq" not in self.budget_snap:
+            return
+        self._call(self.budget.persisted, "budget", self.budget_snap["settle_seq"], timeout=10)
 
     def _rescue_worker_rows(self) -> None:
         """The scheduler died with accepted rows not yet drained: take them from the workers that made

@@ -103,12 +103,12 @@ class WorkerCore:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            if self.out_rows and self.settles:
-                # rows reach the scheduler before their 200s reach the ledger: a ledger that says an answer
-                # was received never outlives the answer's rows (a dead worker loses neither or just rows
-                # whose attempt the ledger still calls unknown)
-                await self._to_scheduler("report", self.id, self._take_report())
+            # Rows reach the scheduler before their 200s reach the budget, so the driver's mark (taken
+            # from the budget before it drains the scheduler) covers only 200s whose rows it drained.
+            # Settles are taken first: one added while the report is on its way waits for the next tick.
             settles, self.settles = self.settles, []
+            if self.out_rows and settles:
+                await self._to_scheduler("report", self.id, self._take_report())
             batch = self.pending[:256]
             res = await self.budget.exchange.remote(self.id, settles, [item for _, item in batch])
             self.per_sentence = res.per_sentence

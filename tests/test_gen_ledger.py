@@ -38,6 +38,9 @@ def test_every_grant_is_in_the_ledger_before_it_is_handed_out_and_outcomes_are_p
                 Settlement(rids[4], error_class="timeout")]  # rids[5]: never settled (its process died)
     b.exchange("w0", statuses, [])
     b.close()
+    # a 200 is "received" only once the driver says its rows are on disk; until then it is unknown
+    assert ledger_totals(tmp_path).by_outcome == {"429": 1, "4xx": 1, "5xx": 1, "timeout": 1, "unknown": 2}
+    assert b.persisted(b.budget.settle_seq) == 1
     worst = (1000 * 1.0 + 500 * 2.0) / 1e6
     t = ledger_totals(tmp_path, "worst_case")
     assert t.by_outcome == {"200": 1, "429": 1, "4xx": 1, "5xx": 1, "timeout": 1, "unknown": 1}
@@ -137,3 +140,17 @@ def test_damaged_run_json_is_one_line(tmp_path: Path):
     (tmp_path / "run" / "run.json").write_text('{"config": ')
     with pytest.raises(UserError, match=r"run\.json: damaged run metadata"):
         open_run_dir(cfg)
+
+
+def test_a_200_counts_at_its_worst_case_against_the_cap_until_its_rows_are_on_disk(tmp_path: Path):
+    """Were the driver killed before writing a 200's rows, the ledger would count that attempt at its worst
+    case; so must the cap, until the driver confirms the rows are persisted."""
+    worst = 3000 / 1e6
+    b = _actor(tmp_path, spend_cap_usd=1.9 * worst)
+    (rid,) = b.exchange("w0", [], [ReserveItem(1000, 1000, "a", 1)]).granted
+    b.exchange("w0", [Settlement(rid, status=200, prompt_tokens=1000, completion_tokens=10)], [])
+    assert b.exchange("w0", [], [ReserveItem(1000, 1000, "b", 1)]).granted == []  # would pass the cap if killed now
+    b.persisted(b.budget.settle_seq)
+    assert len(b.exchange("w0", [], [ReserveItem(1000, 1000, "b", 1)]).granted) == 1
+    b.release_worker("w0")
+    assert ledger_totals(tmp_path).spent_usd <= 1.9 * worst
