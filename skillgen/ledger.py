@@ -10,7 +10,9 @@ write as the shards, never edited):
    (so a kill at any moment leaves a trace of every request that may have
    gone out), carrying its worst case: prompt + ``max_tokens`` at list price;
 2. an ``outcome`` event once its fate is known: ``200`` with the usage the
-   server reported, ``4xx``/``429``/``5xx`` (rejected, not billed),
+   server reported (written only once the driver has the answer's rows on
+   disk, so "received" always means "kept"), ``4xx``/``429``/``5xx``
+   (rejected, not billed),
    ``timeout``/``connection_lost``/``worker_lost`` (unknown: the server may
    have generated and billed it), or ``cancelled_before_send``.
 
@@ -20,7 +22,10 @@ prices the run dir: known cost plus, for unknown outcomes, the policy chosen
 in ``unknown_outcome`` -- ``worst_case`` (default; with it the spend cap holds
 whatever is killed when), ``prompt_only`` or ``free``.
 
-Writers: only the budget actor of the run holding the run dir lease.
+Writers: only the budget actor of the run holding the run dir lease. Readers:
+:func:`read_ledger` / :func:`ledger_totals` (the driver's spend cap, the run
+summary, ``skillgen status``). Both only list, read and create whole files,
+so the ledger moves to object storage with :mod:`skillgen.common.atomic`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Parquet shards written atomically, and readers that turn a run dir into frames.
 
-Only the driver writes (one owner per file, no locking). A shard is written
-to a hidden temporary file in the target folder, fsynced and then renamed
-with ``os.replace``, so a reader or a crash never sees half a shard. Rows are
+Only the driver of the run holding the run dir lease (:mod:`skillgen.lease`)
+writes shards. A shard is written whole by :func:`skillgen.common.atomic.write_atomic`
+(temporary file, fsync, rename), so a reader or a crash never sees half a
+shard; a file damaged anyway (a partial copy) is named in one line by the
+readers, and ``skillgen repair`` moves it aside. Rows are
 flushed every ``flush_rows`` rows or ``flush_seconds`` seconds, and on every
 exit path, so a crash loses at most the unflushed buffer and the requests in
 flight (neither of which is recorded as done, so a rerun redoes them).
@@ -10,8 +12,9 @@ flight (neither of which is recorded as done, so a rerun redoes them).
 Row layout (one row per sentence): see :data:`ROW_SCHEMA`. ``prompt_tokens``
 and ``completion_tokens`` are those of the response that produced the
 sentence; ``cost_usd`` is the sentence's share of what its skill cost so far
-(including responses that were rejected by validation), so the sum over rows
-plus the sum over failure records is the run's spend.
+(including responses that were rejected by validation). What the run dir
+*spent* is the request ledger's business (:mod:`skillgen.ledger`): rows do not
+see retries, lost answers or requests that died in flight.
 """
 
 from __future__ import annotations
