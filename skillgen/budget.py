@@ -355,7 +355,8 @@ class Budget:
         if self.ledger is not None and res is not None:
             if outcome == OK:  # "received" once its rows are on disk: held until the driver says so
                 self.settle_seq += 1
-                margin = max(0.0, res.cost - cost)  # until then the ledger still counts its worst case
+                # until then the ledger counts it as unknown: the cap must too
+                margin = max(0.0, unknown_cost(self.unknown_outcome, res.cost, res.prompt * self.price_in) - cost)
                 self.held_margin += margin
                 self.held_ok.append((self.settle_seq, margin, OutcomeEvent(self.attempt_id(rid), outcome, prompt_tokens,
                                                                            completion_tokens, cost)))
