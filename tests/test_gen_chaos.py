@@ -141,6 +141,7 @@ def test_chaos_trial(ray_local, tmp_path: Path, seed: int, kind: str):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 24 trials of 30-90 s each on a loaded 2-core box
 def test_chaos_many_trials(ray_local, tmp_path: Path):
     kinds = ("worker", "scheduler", "budget", "driver")
     results = [run_trial(seed, kinds[seed % 4], tmp_path / str(seed)) for seed in range(100, 124)]
