@@ -18,13 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class SkillRef:
-    skill_id: str
-    label: str
-    alt_labels: tuple[str, ...] = ()
-    description: str = ""
+from skillgen.common.taxonomy import Skill
 
 
 @dataclass(frozen=True)
@@ -32,7 +26,7 @@ class SkillTask:
     """One skill's outstanding work: the sample indices still missing and the sentences to avoid repeating."""
 
     request_key: str
-    skill: SkillRef
+    skill: Skill
     missing: tuple[int, ...]
     avoid: tuple[str, ...] = ()
 

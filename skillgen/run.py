@@ -34,7 +34,7 @@ from skillgen.prompts import build_messages
 from skillgen.common.raycluster import init_ray
 from skillgen.lease import RunDirLease
 from skillgen.ledger import ledger_totals
-from skillgen.messages import Drained, SkillRef, SkillTask
+from skillgen.messages import Drained, SkillTask
 from skillgen.runstate import check_writable, load_progress, open_run_dir, record_invocation, request_key
 from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
 from skillgen.tokens import count_tokens
@@ -120,8 +120,7 @@ def build_tasks(config: GenerationConfig, skills, progress) -> tuple[list[SkillT
             continue
         missing = tuple(i for i in range(n) if i not in have)
         avoid = tuple(have[i] for i in sorted(have))
-        ref = SkillRef(skill.skill_id, skill.label, tuple(skill.alt_labels), skill.description)
-        tasks.append(SkillTask(key, ref, missing, avoid))
+        tasks.append(SkillTask(key, skill, missing, avoid))
         prompt_est += count_tokens(config.model, build_messages(skill, len(missing), config.prompt_spec, avoid=list(avoid[-40:])))
     return tasks, already, prompt_est
 

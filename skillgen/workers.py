@@ -27,7 +27,6 @@ from skillgen.client import CallResult, ChatClient, RequestError, call_with_retr
 from skillgen.config import GenerationConfig
 from skillgen.prompts import build_messages, response_format
 from skillgen.sinks import utcnow
-from skillgen.common.taxonomy import Skill
 from skillgen.ledger import CANCELLED
 from skillgen.messages import ReserveItem, Settlement, SkillTask, WorkerReport
 from skillgen.tokens import count_tokens
@@ -170,8 +169,7 @@ class WorkerCore:
 
     async def handle(self, client: ChatClient, task: SkillTask) -> None:
         cfg = self.cfg
-        s = task.skill
-        skill = Skill(s.skill_id, s.label, tuple(s.alt_labels), s.description)
+        skill = task.skill
         key = task.request_key
         missing = list(task.missing)
         avoid = list(task.avoid)
