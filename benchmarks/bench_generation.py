@@ -4,7 +4,8 @@ Scenarios (``--scenario``):
 - ``clean``: OpenAI-like limits (default 60,000 TPM, 600 RPM, 0.5 s latency). Reports steady-state
   debited tokens (prompt + max_tokens, what the limiter charges) as % of the limit, the share of 429s,
   useful (billed) tokens as % of the limit, truncations, lost/duplicated rows.
-- ``faults``: the same plus 5% 500s, 1% hangs, 1% drops.
+- ``faults``: the same plus 5% 500s, 1% hangs (``--hang-seconds``, default 900 s; the client gives up
+  after 5 s), 1% drops. Also reports the request ledger's outcome counts and worst-case spend.
 - ``latency``: 1 s latency, no limits: requests/s.
 - ``overhead``: no latency, no limits: requests/s and driver+worker CPU ms per request.
 
@@ -43,6 +44,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=400)
     ap.add_argument("--no-adaptive", action="store_true")
+    ap.add_argument("--hang-seconds", type=float, default=900.0)
     args = ap.parse_args()
 
     import ray
@@ -59,7 +61,7 @@ def main() -> int:
     latency = args.latency if args.latency is not None else {"clean": 0.5, "faults": 0.5, "latency": 1.0, "overhead": 0.0}[args.scenario]
     sim_opts = dict(latency=f"fixed:{latency}", seed=1, rpm=args.rpm if limited else 0, tpm=args.tpm if limited else 0)
     if args.scenario == "faults":
-        sim_opts.update(fault_rates="500=0.05,hang=0.01,drop=0.01", hang_seconds=60)
+        sim_opts.update(fault_rates="500=0.05,hang=0.01,drop=0.01", hang_seconds=args.hang_seconds)
     samples: list[tuple[float, float, float]] = []
 
     def on_update(state, budget):
@@ -90,6 +92,9 @@ def main() -> int:
         "duplicates": int(rows.select(["skill_id", "sample_idx"]).is_duplicated().sum()),
         "prompt_tokens_billed": stats["prompt_tokens_billed"], "completion_tokens_billed": stats["completion_tokens_billed"],
         "estimated_prompt_tokens": summary.estimated_prompt_tokens,
+        "ledger_by_outcome": summary.ledger.get("by_outcome"),
+        "ledger_tokens": summary.ledger.get("prompt_tokens", 0) + summary.ledger.get("completion_tokens", 0),
+        "ledger_unknown_attempts": summary.ledger.get("unknown_attempts"),
         "driver_cpu_ms_per_request": round(1000 * ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / max(1, stats["received"]), 2),
     }
     out["rate_limited_pct"] = round(100 * out["rate_limited"] / max(1, out["requests_sent"]), 2)

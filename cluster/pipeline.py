@@ -8,7 +8,12 @@ rerunning the command after a crash or a kill never pays for tokens twice:
 * generation skips finished request keys (``skillgen`` resume);
 * training restarts from its latest Ray Train checkpoint (same run name);
 * the exported model, the baseline scores and the evaluation are reused when
-  present.
+  present *and* made from the same inputs: each stage records the fingerprint
+  of what it consumes (its config section and the upstream output) in
+  ``stages.json`` before it starts; a rerun whose inputs changed moves the
+  stale outputs to ``<run_dir>/stale/`` and redoes the stage. Generation is
+  the paid stage: a changed model/prompt is refused in one line (by
+  ``skillgen``'s run dir fingerprint), more skills only add to it.
 
     python -m cluster.pipeline                       # local default: simulator, 300 skills, 2 CPU workers
     python -m cluster.pipeline --config cluster/configs/openai.toml
@@ -17,6 +22,7 @@ rerunning the command after a crash or a kill never pays for tokens twice:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -30,13 +36,61 @@ from cluster.config import PipelineConfig, load_pipeline_config
 from skillgen.common.errors import UserError
 from skillgen.common.paths import BENCHMARK_DIR_HELP, ESCO_HELP
 from skillgen.common.raycluster import init_ray
-from skillgen.common.storage import resolve
+from skillgen.common.storage import Location, resolve
 
 log = logging.getLogger("cluster.pipeline")
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "local.toml"
 FIT_DONE = "fit_result.json"
 GENERATION_LOG = "generation_runs.jsonl"
+STAGES = "stages.json"
+
+
+def fingerprint(inputs: Any) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def generation_output(config: PipelineConfig) -> list[str]:
+    """What training consumes: the generation shards (write-once files, so their names identify them)."""
+    from skillgen.sinks import ROWS_DIR, part_files
+
+    return [p.name for p in part_files(resolve(config.generation_dir) / ROWS_DIR)]
+
+
+def file_identity(path: Path | None) -> Any:
+    if path is None or not Path(path).exists():
+        return str(path)
+    st = Path(path).stat()
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
+def enter_stage(config: PipelineConfig, stage: str, inputs: Any, outputs: Sequence[Any]) -> None:
+    """Record ``stage``'s input fingerprint; if it ran before on other inputs, move its outputs aside
+    (never delete: a person may want them) so nothing stale is reused or resumed."""
+    run_dir = resolve(config.run_dir)
+    path = run_dir / STAGES
+    record = json.loads(path.read_text()) if path.exists() else {}
+    fp = fingerprint(inputs)
+    if record.get(stage) not in (None, fp):
+        stale = run_dir / "stale" / f"{stage}-{time.strftime('%Y%m%dT%H%M%S')}"
+        for output in (resolve(o) for o in outputs):
+            if output.exists() or output.list(recursive=True):
+                move_aside(output, stale / output.name)
+        log.warning("%s: inputs changed since the last run; redoing it (old outputs moved to %s)", stage, stale)
+    record[stage] = fp
+    path.write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
+def move_aside(source: Location, target: Location) -> None:
+    """Move a file or folder: a rename on local disk, copy then delete on object storage (no rename there)."""
+    if source.is_local:
+        target.parent.mkdir()
+        source.local_path.rename(target.local_path)
+        return
+    import pyarrow.fs as pafs
+
+    pafs.copy_files(source.path, target.path, source_filesystem=source.fs, destination_filesystem=target.fs)
+    source.delete()
 
 
 def simulator_host(config: PipelineConfig) -> str:
@@ -101,6 +155,9 @@ def print_estimate(config: PipelineConfig) -> None:
 
 
 def train(config: PipelineConfig) -> dict[str, Any]:
+    tc = config.train_config()
+    inputs = {"training": tc.model_dump(mode="json", exclude={"ray_address"}), "data": generation_output(config)}
+    enter_stage(config, "training", inputs, [config.model_dir, tc.storage / tc.run_name])
     done = resolve(config.model_dir) / FIT_DONE
     if done.exists():
         log.info("model already trained: %s", config.model_dir)
@@ -133,6 +190,9 @@ def evaluate(config: PipelineConfig) -> dict[str, Any]:
     baseline: dict[str, Any] | None = None
     baseline_path = run_dir / f"baseline_{ev.split}.json"
     if ev.baseline:
+        enter_stage(config, "baseline", {"model": train_config.model, "sets": ev.sets, "split": ev.split,
+                                         "esco": file_identity(config.esco), "benchmarks": file_identity(config.benchmark_dir)},
+                    [baseline_path])
         if baseline_path.exists():
             baseline = json.loads(baseline_path.read_text())
         else:
@@ -169,8 +229,16 @@ def load_model(model_dir):
 
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
+    """One writer per run dir: a second pipeline on it is refused in one line (exit 2) naming the first."""
+    from skillgen.lease import RunDirLease
+
     run_dir = resolve(config.run_dir, "run_dir")
     run_dir.mkdir()
+    with RunDirLease.acquire(config.run_dir, purpose="pipeline"):
+        return _run_pipeline(config, run_dir)
+
+
+def _run_pipeline(config: PipelineConfig, run_dir: Location) -> dict[str, Any]:
     (run_dir / "pipeline.json").write_text(json.dumps(config.public_json(), indent=2))
     outcome: dict[str, Any] = {}
     stage_s: dict[str, float] = {}

@@ -19,7 +19,11 @@ Accounting, mirroring how OpenAI-style limiters debit:
   and a 429 pauses every worker for its ``Retry-After`` (cool-down);
 - spend: settled cost plus the worst-case cost of in-flight requests must stay
   under the cap; once a request would cross it, no new request is granted,
-  in-flight ones finish, and the run stops cleanly.
+  in-flight ones finish, and the run stops cleanly. Settled cost is what the
+  request ledger (:mod:`skillgen.ledger`) says: usage for 200s, $0 for
+  rejections, and for unknown outcomes (timeout, lost connection, dead
+  worker) the ``unknown_outcome`` policy -- the worst case by default. Every
+  grant is written to the ledger *before* it is handed out.
 
 It also learns the completion-length distribution (tokens per sentence) so
 ``max_tokens`` can be sized to a high quantile instead of a loose ceiling:
@@ -33,8 +37,13 @@ import bisect
 import math
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
+
+from skillgen.messages import ExchangeReply, ReserveItem, Settlement  # noqa: F401 (re-exported)
+from skillgen.ledger import (CANCELLED, CLIENT_ERROR, OK, RATE_LIMITED, UNKNOWN_OUTCOMES, WORKER_LOST, LedgerWriter,
+                             OutcomeEvent, SentEvent, outcome_class, unknown_cost)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -55,6 +64,15 @@ def parse_reset(value: str | None) -> float | None:
         matched = True
         total += float(num) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
     return total if matched else None
+
+
+def size_max_tokens(per_sentence: float | None, sentences: int, ceiling: int, margin: float = 1.15, bump: int = 0) -> int:
+    """The one ``max_tokens`` rule: a learned per-sentence quantile times sentences, with a margin and 16
+    tokens of JSON overhead, x1.5 per truncation already seen (``bump``), within [32, ceiling]."""
+    if per_sentence is None:
+        return ceiling
+    mt = math.ceil(per_sentence * sentences * margin + 16) * (1.5 ** bump)
+    return int(max(32, min(ceiling, mt)))
 
 
 class Bucket:
@@ -79,6 +97,15 @@ class Bucket:
             return 0.0
         amount = min(amount, float(self.limit))  # a request larger than the limit waits for a full bucket
         return (amount - self.level) * 60.0 / self.limit
+
+    def debit(self, amount: float) -> None:
+        if self.limit:
+            self.level -= amount
+
+    def credit(self, amount: float) -> None:
+        """Give back ``amount`` (never above the limit)."""
+        if self.limit:
+            self.level = min(float(self.limit), self.level + amount)
 
     def set_limit(self, limit: float, now: float) -> None:
         self.refill(now)
@@ -123,6 +150,8 @@ class Reservation:
     cost: float  # worst case: prompt + max_tokens at the model's price
     t: float
     counter_after: float  # total tokens reserved up to and including this one
+    request_key: str = ""
+    attempt: int = 0
 
 
 @dataclass
@@ -158,6 +187,8 @@ class Budget:
         refund_completion: bool = False,
         learn_limits: bool = True,
         quantile: float = 0.995,
+        unknown_outcome: str = "worst_case",
+        ledger: LedgerWriter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.clock = clock
@@ -181,6 +212,14 @@ class Budget:
         self.stopped: str | None = None
         self.lengths = LengthModel(quantile)
         self.stats = BudgetStats()
+        unknown_cost(unknown_outcome, 0.0, 0.0)  # ValueError now, not at the first timeout
+        self.unknown_outcome = unknown_outcome
+        self.ledger = ledger
+        # 200 outcomes wait here until the rows they produced are on disk (see :meth:`persisted`)
+        self.settle_seq = 0
+        self.held_ok: list[tuple[int, float, OutcomeEvent]] = []
+        self.held_margin = 0.0  # worst case minus actual cost of the held 200s: still counted against the cap
+        self.instance = uuid.uuid4().hex[:12]  # attempt ids stay unique across runs and restarts
 
     # ---- reservations ----------------------------------------------------------
 
@@ -191,8 +230,29 @@ class Budget:
     def spent(self) -> float:
         return self.spent_before + self.stats.spent_usd
 
-    def reserve(self, worker: str, items: list[tuple[int, int]]) -> dict[str, Any]:
-        """Grant a prefix of ``items`` (prompt_tokens, max_tokens); say how long to wait for the rest."""
+    def persisted(self, upto_seq: int) -> int:
+        """The driver wrote the rows of every 200 settled up to ``upto_seq``: their outcomes go to the ledger.
+
+        Why wait: the ledger must never say an answer was received while its rows could still be lost. If
+        the run dies first, the attempt stays ``unknown`` (counted at its worst case) and a rerun redoes it.
+        Workers report rows to the scheduler before settling, and the driver takes this mark before draining
+        the scheduler, so every 200 up to the mark has its rows in what the driver drained."""
+        keep = []
+        for seq, margin, event in self.held_ok:
+            if seq <= upto_seq:
+                self.ledger.add(event)
+                self.held_margin = max(0.0, self.held_margin - margin)
+            else:
+                keep.append((seq, margin, event))
+        released = len(self.held_ok) - len(keep)
+        self.held_ok = keep
+        return released
+
+    def attempt_id(self, rid: int) -> str:
+        return f"{self.instance}-{rid}"
+
+    def reserve(self, worker: str, items: list[ReserveItem | tuple[int, int]]) -> dict[str, Any]:
+        """Grant a prefix of ``items`` (:class:`ReserveItem` or (prompt, max_tokens)); say how long to wait for the rest."""
         now = self.clock()
         self._refill(now)
         granted: list[int] = []
@@ -201,11 +261,15 @@ class Budget:
             return {"granted": granted, "wait": 0.0, "stop": self.stopped, "per_sentence": self.lengths.per_sentence()}
         if now < self.cooldown_until:
             return {"granted": granted, "wait": self.cooldown_until - now, "stop": None, "per_sentence": self.lengths.per_sentence()}
-        for prompt, completion in items:
+        for item in items:
+            item = item if isinstance(item, ReserveItem) else ReserveItem(*item)
+            prompt, completion = item.prompt_tokens, item.max_tokens
             tokens = prompt + completion
             cost = prompt * self.price_in + completion * self.price_out
-            if self.spend_cap is not None and self.spent() + self.inflight_cost + cost > self.spend_cap + 1e-12:
-                if not self.inflight and not granted:
+            # what the ledger would say if everything stopped now: settled + in flight + held 200s at worst
+            committed = self.spent() + self.inflight_cost + self.held_margin
+            if self.spend_cap is not None and committed + cost > self.spend_cap + 1e-12:
+                if not self.inflight and not granted and not self.held_ok:
                     self.stop("spend cap")
                 else:
                     self.stats.cap_hit = True
@@ -223,17 +287,16 @@ class Budget:
                 name = max(waits, key=lambda k: waits[k])
                 self.stats.wait_by_limit[name] = self.stats.wait_by_limit.get(name, 0) + 1
                 break
-            self.requests.level -= 1 if self.requests.enabled else 0
-            if self.tokens.enabled:
-                self.tokens.level -= tokens
-            if self.input.enabled:
-                self.input.level -= prompt
-            if self.output.enabled:
-                self.output.level -= completion
+            self._move(-1, -prompt, -completion)
             self.reserved_counter += tokens
             rid = self.next_id
             self.next_id += 1
-            self.inflight[rid] = Reservation(rid, worker, tokens, prompt, completion, cost, now, self.reserved_counter)
+            res = Reservation(rid, worker, tokens, prompt, completion, cost, now, self.reserved_counter,
+                              item.request_key, item.attempt)
+            self.inflight[rid] = res
+            if self.ledger is not None:
+                self.ledger.add(SentEvent(self.attempt_id(rid), item.request_key, item.attempt, worker, prompt,
+                                          completion, cost, prompt * self.price_in))
             self.inflight_cost += cost
             self.stats.granted += 1
             self.stats.reserved_tokens += tokens
@@ -250,58 +313,64 @@ class Budget:
         headers: Mapping[str, str] | None = None,
         status: int | None = 200,
         retry_after: float | None = None,
-        billed: bool = True,
+        error_class: str | None = None,
     ) -> float:
-        """Reconcile a reservation with what happened; returns the request's actual cost in USD."""
+        """Reconcile a reservation with what happened; returns what the attempt is counted as costing (USD)."""
         now = self.clock()
         self._refill(now)
         res = self.inflight.pop(rid, None)
         if res is not None:
-            self.inflight_cost -= res.cost
-            if self.inflight_cost < 1e-12:
-                self.inflight_cost = max(0.0, self.inflight_cost)
+            self.inflight_cost = max(0.0, self.inflight_cost - res.cost)
         self.stats.settled += 1
+        if status == 200 and prompt_tokens is None:
+            status, error_class = None, "bad_response"  # a 200 without usage: we cannot know what it cost
+        outcome = outcome_class(status, error_class)
         cost = 0.0
-        if status == 200 and billed and prompt_tokens is not None:
+        if outcome == OK:
             completion_tokens = completion_tokens or 0
             cost = prompt_tokens * self.price_in + completion_tokens * self.price_out
-            self.stats.spent_usd += cost
             self.stats.prompt_tokens += prompt_tokens
             self.stats.completion_tokens += completion_tokens
             self.lengths.add(completion_tokens, sentences_requested)
             if res is not None:
-                delta = res.prompt - prompt_tokens  # positive: we over-reserved the prompt
-                if self.refund_completion:
-                    delta += res.completion - completion_tokens
-                if self.tokens.enabled:
-                    self.tokens.level = min(float(self.tokens.limit), self.tokens.level + delta)
-                if self.input.enabled:
-                    self.input.level = min(float(self.input.limit), self.input.level + (res.prompt - prompt_tokens))
-                if self.output.enabled and self.refund_completion:
-                    self.output.level = min(float(self.output.limit), self.output.level + res.completion - completion_tokens)
-        elif res is not None and status is not None and status == 429:
+                # positive: we over-reserved; completion is given back only where the endpoint bills usage
+                unused_out = res.completion - completion_tokens if self.refund_completion else 0
+                self.tokens.credit(res.prompt - prompt_tokens + unused_out)
+                self.input.credit(res.prompt - prompt_tokens)
+                self.output.credit(unused_out)
+        elif outcome == RATE_LIMITED and res is not None:
             # The server rejected it before debiting: give the tokens back, but pause everyone.
             self.stats.rate_limited += 1
-            self._refund(res)
+            self._move(1, res.prompt, res.completion)
             pause = retry_after if retry_after is not None else 1.0
             self.cooldown_until = max(self.cooldown_until, now + pause)
             self.stats.cooldown_s += pause
-        elif res is not None and status is not None and 400 <= status < 500:
-            self._refund(res)
-        # 5xx / timeouts / drops: assume the server debited (conservative), nothing to refund.
+        elif outcome in (CLIENT_ERROR, CANCELLED) and res is not None:
+            self._move(1, res.prompt, res.completion)
+        elif outcome in UNKNOWN_OUTCOMES and res is not None:
+            # Timeouts, drops, dead workers: the server may have generated (and billed) it. The limiter
+            # keeps the debit; spend counts it by policy.
+            cost = unknown_cost(self.unknown_outcome, res.cost, res.prompt * self.price_in)
+        self.stats.spent_usd += cost
+        if self.ledger is not None and res is not None:
+            if outcome == OK:  # "received" once its rows are on disk: held until the driver says so
+                self.settle_seq += 1
+                # until then the ledger counts it as unknown: the cap must too
+                margin = max(0.0, unknown_cost(self.unknown_outcome, res.cost, res.prompt * self.price_in) - cost)
+                self.held_margin += margin
+                self.held_ok.append((self.settle_seq, margin, OutcomeEvent(self.attempt_id(rid), outcome, prompt_tokens,
+                                                                           completion_tokens, cost)))
+            else:
+                self.ledger.add(OutcomeEvent(self.attempt_id(rid), outcome))
         if headers and res is not None:
             self.observe_headers(headers, res, now)
         return cost
 
-    def _refund(self, res: Reservation) -> None:
-        if self.requests.enabled:
-            self.requests.level = min(float(self.requests.limit), self.requests.level + 1)
-        if self.tokens.enabled:
-            self.tokens.level = min(float(self.tokens.limit), self.tokens.level + res.tokens)
-        if self.input.enabled:
-            self.input.level = min(float(self.input.limit), self.input.level + res.prompt)
-        if self.output.enabled:
-            self.output.level = min(float(self.output.limit), self.output.level + res.completion)
+    def _move(self, requests: float, prompt: float, completion: float) -> None:
+        """The one place buckets are debited (negative) or credited (positive) for a whole reservation."""
+        for bucket, amount in ((self.requests, requests), (self.tokens, prompt + completion),
+                               (self.input, prompt), (self.output, completion)):
+            bucket.credit(amount) if amount > 0 else bucket.debit(-amount)
 
     def observe_headers(self, headers: Mapping[str, str], res: Reservation, now: float) -> None:
         h = {k.lower(): v for k, v in headers.items()}
@@ -342,10 +411,7 @@ class Budget:
                 self.stats.cap_hit = True
 
     def max_tokens_for(self, sentences: int, ceiling: int, margin: float = 1.15) -> int:
-        per = self.lengths.per_sentence()
-        if per is None:
-            return ceiling
-        return int(min(ceiling, max(32, math.ceil(per * sentences * margin + 16))))
+        return size_max_tokens(self.lengths.per_sentence(), sentences, ceiling, margin)
 
     def snapshot(self) -> dict[str, Any]:
         s = self.stats
@@ -370,29 +436,75 @@ class Budget:
 
 
 class BudgetActor:
-    """Thin Ray actor around :class:`Budget` (created with ``ray.remote`` in :mod:`skillgen.run`)."""
+    """The run's single budget, as a Ray actor (created in :mod:`skillgen.run`), writing the ledger.
 
-    def __init__(self, **kwargs: Any):
-        self.budget = Budget(**kwargs)
+    Every grant's ``sent`` event is on disk before :meth:`exchange` returns it, so a kill of anything at
+    any moment leaves the ledger knowing every request that may have been sent.
+    """
 
-    def exchange(self, worker: str, settles: list[dict[str, Any]], items: list[tuple[int, int]]) -> dict[str, Any]:
+    def __init__(self, run_dir: str | None = None, **kwargs: Any):
+        self.ledger = LedgerWriter(run_dir) if run_dir is not None else None
+        self.budget = Budget(ledger=self.ledger, **kwargs)
+
+    def _flush(self, must: bool) -> bool:
+        if self.ledger is None or not (must or time.monotonic() - self.ledger.last_flush > 1.0):
+            return True
+        try:
+            self.ledger.flush()
+            return True
+        except OSError as exc:  # nothing may be sent that the ledger does not know about
+            self.budget.stop(f"ledger write failed: {exc.strerror or exc}")
+            return False
+
+    def exchange(self, worker: str, settles: list[Settlement], items: list[ReserveItem]) -> ExchangeReply:
         """One round trip per worker tick: settle finished requests, then reserve for waiting ones."""
-        costs = [self.budget.settle(s.pop("rid"), **s) for s in settles]
-        out = self.budget.reserve(worker, items) if items else {
-            "granted": [], "wait": 0.0, "stop": self.budget.stopped, "per_sentence": self.budget.lengths.per_sentence()
-        }
-        out["costs"] = costs
-        return out
+        b = self.budget
+        costs = [b.settle(s.rid, prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens,
+                          sentences_requested=s.sentences_requested, headers=s.headers, status=s.status,
+                          retry_after=s.retry_after, error_class=s.error_class) for s in settles]
+        out = b.reserve(worker, items) if items else {"granted": [], "wait": 0.0}
+        if not self._flush(must=bool(out["granted"])):
+            for rid in out["granted"]:  # never handed out: undo them (their sent events stay buffered)
+                b.settle(rid, status=None, error_class=CANCELLED)
+            out["granted"] = []
+        return ExchangeReply(out["granted"], out["wait"], b.stopped, b.lengths.per_sentence(), costs)
+
+    def pid(self) -> int:
+        """The actor's process id (operators and chaos tests kill it with a signal)."""
+        import os
+
+        return os.getpid()
 
     def stop(self, reason: str) -> None:
         self.budget.stop(reason)
 
     def release_worker(self, worker: str) -> int:
-        """Drop the reservations of a dead worker (their requests died with it; assume debited)."""
+        """Settle the reservations of a dead worker: sent or not, we cannot know, so ``worker_lost``."""
         dead = [rid for rid, r in self.budget.inflight.items() if r.worker == worker]
         for rid in dead:
-            self.budget.settle(rid, status=None)
+            self.budget.settle(rid, status=None, error_class=WORKER_LOST)
+        self._flush(must=True)
         return len(dead)
 
+    def end_worker(self, worker: str) -> int:
+        """A worker that finished normally settled everything it sent; what is left was granted but never
+        reached it (its exchange call was cut short): cancelled before send."""
+        left = [rid for rid, r in self.budget.inflight.items() if r.worker == worker]
+        for rid in left:
+            self.budget.settle(rid, status=None, error_class=CANCELLED)
+        self._flush(must=True)
+        return len(left)
+
     def snapshot(self) -> dict[str, Any]:
+        """The budget's state; ``settle_seq`` is the mark the driver passes to :meth:`persisted`."""
+        self._flush(must=False)
+        return {**self.budget.snapshot(), "settle_seq": self.budget.settle_seq}
+
+    def persisted(self, upto_seq: int) -> int:
+        released = self.budget.persisted(upto_seq)
+        self._flush(must=bool(released))
+        return released
+
+    def close(self) -> dict[str, Any]:
+        self._flush(must=True)
         return self.budget.snapshot()

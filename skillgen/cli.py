@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "run": "skillgen.commands.run",
     "status": "skillgen.commands.status",
     "batch": "skillgen.commands.batch",
+    "repair": "skillgen.commands.repair",
 }
 
 

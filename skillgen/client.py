@@ -186,11 +186,21 @@ def backoff_wait(base: float, cap: float) -> Callable[[tenacity.RetryCallState],
     return wait
 
 
-def make_retrying(max_attempts: int, base: float = 0.5, cap: float = 30.0) -> tenacity.AsyncRetrying:
+def make_retrying(max_attempts: int, base: float = 0.5, cap: float = 30.0,
+                  on_retry: Callable[[RequestError], None] | None = None) -> tenacity.AsyncRetrying:
+    """``on_retry`` runs only when another attempt follows (tenacity's ``before_sleep``): the last,
+    exhausted attempt is a failure, not a retry."""
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if on_retry is not None and isinstance(exc, RequestError):
+            on_retry(exc)
+
     return tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max_attempts),
         wait=backoff_wait(base, cap),
         retry=tenacity.retry_if_exception(lambda e: isinstance(e, RequestError) and e.retryable),
+        before_sleep=before_sleep,
         reraise=True,
     )
 
@@ -293,12 +303,7 @@ async def call_with_retry(
     on_retry: Callable[[RequestError], None] | None = None,
 ) -> CallResult:
     """Run ``attempt`` under the one retry loop; raises the last :class:`RequestError`."""
-    async for state in make_retrying(max_attempts, base, cap):
+    async for state in make_retrying(max_attempts, base, cap, on_retry):
         with state:
-            try:
-                return await attempt()
-            except RequestError as exc:
-                if exc.retryable and on_retry is not None:
-                    on_retry(exc)
-                raise
+            return await attempt()
     raise AssertionError("unreachable")

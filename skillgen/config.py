@@ -69,6 +69,9 @@ class GenerationConfig(BaseModel):
     input_tpm: int | None = Field(default=None, gt=0)
     output_tpm: int | None = Field(default=None, gt=0)
     spend_cap_usd: float | None = Field(default=None, ge=0.0)
+    # how the ledger prices an attempt whose outcome is unknown (timeout, lost connection, dead worker):
+    # its worst case (prompt + max_tokens; the spend cap then holds whatever is killed when), its prompt, or $0
+    unknown_outcome: Literal["worst_case", "prompt_only", "free"] = "worst_case"
     prices_file: str | None = None
     price_input_per_1m: float | None = Field(default=None, ge=0.0)
     price_output_per_1m: float | None = Field(default=None, ge=0.0)

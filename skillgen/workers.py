@@ -18,16 +18,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import os
 import time
 from typing import Any
 
+from skillgen.budget import size_max_tokens
 from skillgen.client import CallResult, ChatClient, RequestError, call_with_retry
 from skillgen.config import GenerationConfig
 from skillgen.prompts import build_messages
 from skillgen.sinks import utcnow
-from skillgen.common.taxonomy import Skill
+from skillgen.ledger import CANCELLED
+from skillgen.messages import ReserveItem, Settlement, SkillTask, WorkerReport
 from skillgen.tokens import count_tokens
 from skillgen.validate import validate_response
 
@@ -47,8 +48,9 @@ class WorkerCore:
         self.budget = budget
         self.price_in = price_in / 1e6
         self.price_out = price_out / 1e6
-        self.pending: list[tuple[asyncio.Future, int, int]] = []
-        self.settles: list[dict[str, Any]] = []
+        self.pending: list[tuple[asyncio.Future, ReserveItem]] = []
+        self.settles: list[Settlement] = []
+        self.kept_rows: list[dict[str, Any]] = []  # every row of this run, for the driver if the scheduler dies
         self.out_rows: list[dict[str, Any]] = []
         self.out_failures: list[dict[str, Any]] = []
         self.out_done: list[str] = []
@@ -63,16 +65,35 @@ class WorkerCore:
 
     # ---- budget ----------------------------------------------------------------
 
-    async def reserve(self, prompt: int, max_tokens: int) -> int:
+    async def reserve(self, item: ReserveItem) -> int:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.pending.append((fut, prompt, max_tokens))
+        self.pending.append((fut, item))
         self.wake.set()
         return await fut
 
-    def settle(self, rid: int, **kw: Any) -> None:
-        self.settles.append({"rid": rid, **kw})
+    def settle(self, settlement: Settlement) -> None:
+        self.settles.append(settlement)
+
+    def _stop_waiters(self, reason: str) -> None:
+        """No reservation will come: fail every waiting attempt (and take no new work)."""
+        self.stop_reason = self.stop_reason or reason
+        for fut, _ in self.pending:
+            if not fut.done():
+                fut.set_exception(RequestError(STOPPED, reason, retryable=False))
+        self.pending.clear()
 
     async def exchange_loop(self) -> None:
+        """Settle and reserve in one budget round trip per tick. If the budget actor is gone, every
+        waiting attempt fails at once (the worker then stops) instead of waiting forever."""
+        try:
+            await self._exchange_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a dead budget actor, or a bug: stop, never hang
+            log.error("worker %s: budget exchange failed (%s); stopping", self.id, type(exc).__name__)
+            self._stop_waiters(f"budget unavailable: {type(exc).__name__}")
+
+    async def _exchange_forever(self) -> None:
         while True:
             if not self.pending and not self.settles:
                 self.wake.clear()
@@ -81,40 +102,40 @@ class WorkerCore:
                 except asyncio.TimeoutError:
                     pass
                 continue
+            # Rows reach the scheduler before their 200s reach the budget, so the driver's mark (taken
+            # from the budget before it drains the scheduler) covers only 200s whose rows it drained.
+            # Settles are taken first: one added while the report is on its way waits for the next tick.
             settles, self.settles = self.settles, []
+            if self.out_rows and settles:
+                await self._to_scheduler("report", self.id, self._take_report())
             batch = self.pending[:256]
-            res = await self.budget.exchange.remote(self.id, settles, [(p, m) for _, p, m in batch])
-            self.per_sentence = res.get("per_sentence")
-            granted = res["granted"]
-            for (fut, _, _), rid in zip(batch, granted):
-                if not fut.done():
+            res = await self.budget.exchange.remote(self.id, settles, [item for _, item in batch])
+            self.per_sentence = res.per_sentence
+            for (fut, _), rid in zip(batch, res.granted):
+                if fut.done():  # its attempt was cancelled while waiting: the grant was never used
+                    self.settle(Settlement(rid, error_class=CANCELLED))
+                else:
                     fut.set_result(rid)
-            del self.pending[: len(granted)]
-            if res.get("stop"):
+            del self.pending[: len(res.granted)]
+            if res.stop:
                 if not self.stop_reason:
-                    self.scheduler.stop.remote(res["stop"])  # no more chunks for anyone
-                self.stop_reason = res["stop"]
-                for fut, _, _ in self.pending:
-                    if not fut.done():
-                        fut.set_exception(RequestError(STOPPED, res["stop"], retryable=False))
-                self.pending.clear()
-            elif self.pending and res["wait"] > 0:
-                await asyncio.sleep(min(res["wait"], 0.5))
+                    self.scheduler.stop.remote(res.stop)  # no more chunks for anyone
+                self._stop_waiters(res.stop)
+            elif self.pending and res.wait > 0:
+                await asyncio.sleep(min(res.wait, 0.5))
 
     # ---- one request -----------------------------------------------------------
 
     def max_tokens_for(self, n: int, bump: int) -> int:
-        ceiling = self.cfg.max_tokens
-        if not self.cfg.adaptive_max_tokens or self.per_sentence is None:
-            return ceiling
-        mt = math.ceil(self.per_sentence * n * self.cfg.max_tokens_margin + 16)
-        mt = int(mt * (1.5**bump))
-        return max(32, min(ceiling, mt))
+        if not self.cfg.adaptive_max_tokens:
+            return self.cfg.max_tokens
+        return size_max_tokens(self.per_sentence, n, self.cfg.max_tokens, self.cfg.max_tokens_margin, bump)
 
-    async def attempt(self, client: ChatClient, messages, prompt_est: int, max_tokens: int, header_key: str, n: int) -> CallResult:
+    async def attempt(self, client: ChatClient, messages, prompt_est: int, max_tokens: int, header_key: str, n: int,
+                      attempt_no: int = 1) -> CallResult:
         if self.stop_reason:
             raise RequestError(STOPPED, self.stop_reason, retryable=False)
-        rid = await self.reserve(prompt_est, max_tokens)
+        rid = await self.reserve(ReserveItem(prompt_est, max_tokens, header_key, attempt_no))
         self.stats["requests"] += 1
         try:
             result = await client.complete(messages, max_tokens, header_key)
@@ -122,20 +143,22 @@ class WorkerCore:
             self.stats["errors"] += 1
             if exc.error_class == "rate_limit":
                 self.stats["rate_limited"] += 1
-            self.settle(rid, status=exc.status, retry_after=exc.retry_after, headers=exc.headers)
+            self.settle(Settlement(rid, status=exc.status, error_class=exc.error_class, retry_after=exc.retry_after,
+                                   headers=exc.headers))
             raise
         except BaseException:
-            self.settle(rid, status=None)
+            self.settle(Settlement(rid, error_class="connection"))  # cancelled mid-flight: outcome unknown
             raise
         self.stats["ok"] += 1
         pt = result.prompt_tokens if result.prompt_tokens is not None else prompt_est
         ct = result.completion_tokens if result.completion_tokens is not None else 0
+        self.settle(Settlement(rid, status=200, prompt_tokens=result.prompt_tokens, completion_tokens=ct,
+                               sentences_requested=n, headers=result.headers))
         result.prompt_tokens, result.completion_tokens = pt, ct
         self.stats["prompt_tokens"] += pt
         self.stats["completion_tokens"] += ct
         cost = pt * self.price_in + ct * self.price_out
         self.stats["cost_usd"] += cost
-        self.settle(rid, prompt_tokens=pt, completion_tokens=ct, sentences_requested=n, headers=result.headers, status=200)
         result.cost = cost  # type: ignore[attr-defined]
         return result
 
@@ -144,13 +167,12 @@ class WorkerCore:
 
     # ---- one skill -------------------------------------------------------------
 
-    async def handle(self, client: ChatClient, task: dict[str, Any]) -> None:
+    async def handle(self, client: ChatClient, task: SkillTask) -> None:
         cfg = self.cfg
-        s = task["skill"]
-        skill = Skill(s["skill_id"], s["label"], tuple(s.get("alt_labels") or ()), s.get("description") or "")
-        key = task["request_key"]
-        missing = list(task["missing"])
-        avoid = list(task.get("avoid") or [])
+        skill = task.skill
+        key = task.request_key
+        missing = list(task.missing)
+        avoid = list(task.avoid)
         full = len(missing) == cfg.n_sentences
         cost_acc = 0.0
         responses = 0
@@ -172,7 +194,7 @@ class WorkerCore:
             async def once() -> CallResult:
                 nonlocal calls
                 calls += 1
-                return await self.attempt(client, messages, prompt_est, max_tokens, header_key, n)
+                return await self.attempt(client, messages, prompt_est, max_tokens, header_key, n, calls)
 
             try:
                 result = await call_with_retry(once, cfg.max_attempts, cfg.backoff_base_s, cfg.backoff_max_s, self._on_retry)
@@ -204,12 +226,14 @@ class WorkerCore:
                 now = utcnow()
                 for sentence in v.sentences:
                     idx = missing.pop(0)
-                    self.out_rows.append({
+                    row = {
                         "skill_id": skill.skill_id, "label": skill.label, "sentence": sentence, "sample_idx": idx,
                         "request_key": key, "model": cfg.model, "prompt_version": cfg.prompt_version,
                         "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                         "cost_usd": share, "created_at": now,
-                    })
+                    }
+                    self.out_rows.append(row)
+                    self.kept_rows.append(row)
                     avoid.append(sentence)
                 self.stats["sentences"] += len(v.sentences)
             if missing:
@@ -221,20 +245,29 @@ class WorkerCore:
         else:
             self.out_done.append(key)
 
-    def _failure(self, task, error_class, message, attempts, n_missing, cost) -> dict[str, Any]:
+    def _failure(self, task: SkillTask, error_class, message, attempts, n_missing, cost) -> dict[str, Any]:
         return {
-            "skill_id": task["skill"]["skill_id"], "request_key": task["request_key"], "error_class": error_class,
+            "skill_id": task.skill.skill_id, "request_key": task.request_key, "error_class": error_class,
             "message": message[:1000], "attempts": int(attempts), "created_at": utcnow(),
-            "label": task["skill"]["label"], "n_missing": int(n_missing), "cost_usd": float(cost),
+            "label": task.skill.label, "n_missing": int(n_missing), "cost_usd": float(cost),
         }
 
     # ---- main loop -------------------------------------------------------------
 
-    def _take_report(self) -> dict[str, Any]:
-        rep = {"rows": self.out_rows, "failures": self.out_failures, "done": self.out_done,
-               "released": self.out_released, "stats": dict(self.stats)}
+    def _take_report(self) -> WorkerReport:
+        rep = WorkerReport(self.out_rows, self.out_failures, self.out_done, self.out_released, dict(self.stats))
         self.out_rows, self.out_failures, self.out_done, self.out_released = [], [], [], []
         return rep
+
+    async def _to_scheduler(self, method: str, *args: Any, **kw: Any) -> Any:
+        """Call the scheduler; if it is gone, stop taking work (rows stay in ``kept_rows`` for the driver)."""
+        try:
+            return await getattr(self.scheduler, method).remote(*args, **kw)
+        except Exception as exc:  # noqa: BLE001 - ActorDiedError and friends
+            if not self.stop_reason:
+                log.error("worker %s: scheduler unavailable (%s); stopping", self.id, type(exc).__name__)
+            self._stop_waiters(f"scheduler unavailable: {type(exc).__name__}")
+            return None
 
     async def run(self, secret: Any = None) -> dict[str, Any]:
         cfg = self.cfg
@@ -243,6 +276,7 @@ class WorkerCore:
             connect_timeout_s=cfg.connect_timeout_s, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
             response_format=cfg.request_response_format(), key_fallback=secret,
         )
+        self.stop_reason = None
         exchanger = asyncio.create_task(self.exchange_loop())
         active: set[asyncio.Task] = set()
         exhausted = False
@@ -253,13 +287,15 @@ class WorkerCore:
                              and len(self.pending) < 2 * cfg.chunk_size)
                 if want_more:
                     k = min(cfg.chunk_size, cfg.max_active_per_worker - len(active))
-                    res = await self.scheduler.next_chunk.remote(self.id, k, self._take_report())
+                    res = await self._to_scheduler("next_chunk", self.id, k, self._take_report())
                     last_report = time.monotonic()
-                    if res["stop"]:
-                        self.stop_reason = self.stop_reason or res["stop"]
-                    for task in res["tasks"]:
+                    if res is None:
+                        continue
+                    if res.stop:
+                        self.stop_reason = self.stop_reason or res.stop
+                    for task in res.tasks:
                         active.add(asyncio.create_task(self.handle(client, task)))
-                    if not res["tasks"]:
+                    if not res.tasks:
                         exhausted = True
                     continue
                 if not active:
@@ -270,31 +306,50 @@ class WorkerCore:
                     if t.exception() is not None:  # a bug: keep the skill for a rerun, do not hide it
                         log.error("worker %s: skill task crashed: %r", self.id, t.exception())
                 if time.monotonic() - last_report > 0.25 or len(self.out_rows) > 500:
-                    await self.scheduler.report.remote(self.id, **self._take_report())
+                    await self._to_scheduler("report", self.id, self._take_report())
                     last_report = time.monotonic()
                 if exhausted and not self.stop_reason and len(active) < cfg.chunk_size:
                     exhausted = False  # work may have been released by a dead worker: ask again
         finally:
             for t in active:
                 t.cancel()
-            # flush settlements and reports so the budget and scheduler are exact
-            while self.settles:
-                settles, self.settles = self.settles, []
-                await self.budget.exchange.remote(self.id, settles, [])
+            await asyncio.gather(*active, return_exceptions=True)  # each settles what it sent
             exchanger.cancel()
-            await self.scheduler.report.remote(self.id, **self._take_report())
+            await asyncio.gather(exchanger, return_exceptions=True)
+            await self._final_settle()
+            await self._to_scheduler("report", self.id, self._take_report())
             await client.close()
         return dict(self.stats)
+
+    async def _final_settle(self) -> None:
+        """Flush settlements so the budget and ledger are exact; grants we never saw are cancelled."""
+        try:
+            settles, self.settles = self.settles, []
+            if settles:
+                await self.budget.exchange.remote(self.id, settles, [])
+            await self.budget.end_worker.remote(self.id)
+        except Exception as exc:  # noqa: BLE001 - budget gone: the ledger counts these as unknown (worst case)
+            log.error("worker %s: could not settle with the budget (%s)", self.id, type(exc).__name__)
 
 
 class WorkerActor:
     """Ray actor wrapper (async: its methods run on one event loop)."""
 
-    def __init__(self, worker_id: str, config: dict[str, Any], scheduler: Any, budget: Any, price_in: float, price_out: float):
+    def __init__(self, worker_id: str, config: dict[str, Any], scheduler_name: str, budget_name: str,
+                 price_in: float, price_out: float):
+        # The control actors come by name, not as handles: Ray keeps handle arguments of a restartable
+        # actor in the object store (and warns on every start); a name also finds them after a restart.
+        import ray
+
+        scheduler, budget = ray.get_actor(scheduler_name), ray.get_actor(budget_name)
         self.core = WorkerCore(worker_id, config, scheduler, budget, price_in, price_out)
 
     async def run(self, secret: Any = None) -> dict[str, Any]:
         return await self.core.run(secret)
+
+    async def rows_kept(self) -> list[dict[str, Any]]:
+        """Every row this worker produced in this run (the driver's fallback when the scheduler died)."""
+        return list(self.core.kept_rows)
 
     async def has_env(self, name: str) -> bool:
         """Whether this worker's own environment holds ``name`` (then the driver sends no key)."""
@@ -302,3 +357,6 @@ class WorkerActor:
 
     async def ping(self) -> str:
         return self.core.id
+
+    async def pid(self) -> int:
+        return os.getpid()

@@ -46,6 +46,10 @@ def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, ca
     assert abs(summary.estimated_prompt_tokens - stats["prompt_tokens_billed"]) <= 0.01 * stats["prompt_tokens_billed"]
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["fingerprint"] == cfg.fingerprint() and meta["config"]["model"] == "simulator"
+    # the request ledger: one 200 per request, its tokens the simulator's billed tokens
+    assert summary.ledger["by_outcome"] == {"200": 30}
+    assert summary.ledger["prompt_tokens"] == stats["prompt_tokens_billed"]
+    assert summary.ledger["completion_tokens"] == stats["completion_tokens_billed"]
 
     sim.reset_stats()
     again = run_generation(cfg, progress=False)
@@ -57,6 +61,9 @@ def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, ca
 
     info = status(tmp_path / "run")
     assert info["skills_complete"] == 30 and info["sentences"] == 150 and info["skills_failed"] == 0
+    rec = info["reconciliation"]
+    assert rec["ledger"]["attempts"] == 30 and rec["invocations"] == 2
+    assert rec["rows_and_failures_usd"] == pytest.approx(rec["ledger"]["known_usd"])  # nothing paid is missing from rows
 
     # the API key never reaches output, logs or metadata
     out = capsys.readouterr()

@@ -61,6 +61,9 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--input-tpm", type=int, default=S, help="separate input-token-per-minute limit, if the provider has one")
     b.add_argument("--output-tpm", type=int, default=S, help="separate output-token-per-minute limit, if the provider has one")
     b.add_argument("--spend-cap-usd", type=float, default=S, help="stop cleanly before the run dir's total spend would exceed this")
+    b.add_argument("--unknown-outcome", choices=["worst_case", "prompt_only", "free"], default=S,
+                   help="how spend counts a request whose outcome is unknown (timeout, lost connection, dead worker)"
+                        + _d("unknown_outcome"))
     b.add_argument("--prices", dest="prices_file", metavar="JSON", default=S,
                    help="price table overriding the shipped one: {model: {input, output}} in USD per 1M tokens")
     b.add_argument("--price-input", dest="price_input_per_1m", type=float, default=S, help="USD per 1M input tokens for --model")

@@ -33,6 +33,7 @@ def status(run_dir: str | Path, show: int = 5) -> dict:
     complete = int((per_key["len"] >= n).sum()) if per_key.height else 0
     last = (meta.get("history") or [{}])[-1].get("summary", {})
     batches = batch_status(run_dir)
+    policy = meta["config"].get("unknown_outcome", "worst_case")
     return {
         "run_dir": str(run_dir),
         "model": meta["config"]["model"],
@@ -48,6 +49,7 @@ def status(run_dir: str | Path, show: int = 5) -> dict:
         "prompt_tokens": int(raw.unique("request_key", keep="first")["prompt_tokens"].sum() or 0) if raw.height else 0,
         "cost_usd": float((raw["cost_usd"].sum() or 0) + (fails["cost_usd"].fill_null(0).sum() if fails.height else 0)
                           + (batches["unattributed_usd"] if batches else 0.0)),
+        "reconciliation": reconcile(run_dir, meta, policy),
         "failures_by_class": dict(fails.group_by("error_class").len().iter_rows()) if fails.height else {},
         "failure_examples": fails.head(show).select("label", "error_class", "message").to_dicts() if fails.height else [],
         "last_run": last,
@@ -75,6 +77,41 @@ def batch_status(run_dir: str | Path) -> dict | None:
     }
 
 
+def reconcile(run_dir: str | Path, meta: dict, policy: str) -> dict:
+    """Spend three ways: the ledger (what was sent), the rows + failure records (what arrived and was
+    kept), and the estimates made before each invocation (upper bounds for what was then left)."""
+    from skillgen.ledger import ledger_totals
+    from skillgen.common.storage import resolve
+    from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, read_parts
+
+    ledger = ledger_totals(run_dir, policy)
+    rows = read_parts(resolve(run_dir) / ROWS_DIR, ROW_SCHEMA)
+    fails = read_parts(resolve(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)
+    by_rows = float((rows["cost_usd"].sum() or 0.0) + (fails["cost_usd"].fill_null(0).sum() or 0.0))
+    estimates = [h.get("summary", {}).get("estimated_cost_usd") or 0.0 for h in meta.get("history") or []]
+    return {
+        "ledger": ledger.to_dict(),
+        "rows_and_failures_usd": by_rows,
+        # paid for but not (or no longer) in any row: retries, released skills, lost or duplicate answers
+        "not_in_rows_usd": ledger.known_usd - by_rows,
+        "estimates_usd": sum(estimates),
+        "invocations": len(estimates),
+    }
+
+
+def format_reconciliation(rec: dict) -> list[str]:
+    led = rec["ledger"]
+    outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(led["by_outcome"].items())) or "none"
+    return [
+        f"ledger       ${led['spent_usd']:.4f} = known ${led['known_usd']:.4f} + {led['unknown_attempts']} unknown "
+        f"outcomes ${led['unknown_usd']:.4f} ({led['policy']}) | {led['attempts']} attempts ({outcomes}) | "
+        f"tokens {led['prompt_tokens']} prompt + {led['completion_tokens']} completion",
+        f"reconcile    rows + failure records account for ${rec['rows_and_failures_usd']:.4f}; "
+        f"known spend not in rows ${rec['not_in_rows_usd']:.4f}; estimates of {rec['invocations']} invocations "
+        f"up to ${rec['estimates_usd']:.4f}",
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     info = status(args.run_dir, args.failures)
     if args.json:
@@ -85,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"skills       {info['skills_complete']} complete, {info['skills_partial']} partial, {info['skills_failed']} failed"
           + (f" of {sel} selected in the last run" if sel is not None else ""))
     print(f"sentences    {info['sentences']} ({info['sentences_per_skill']} per skill)")
-    print(f"cost         ${info['cost_usd']:.4f}")
+    print(f"cost         ${info['reconciliation']['ledger']['spent_usd']:.4f} (by the ledger)")
+    for line in format_reconciliation(info["reconciliation"]):
+        print(line)
     last = info["last_run"]
     if last:
         print(f"last run     {last.get('status')}: {last.get('requests')} requests, {last.get('retries')} retries, "

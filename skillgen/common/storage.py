@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
+from skillgen.common.atomic import fsync_dir, temp_path, write_atomic
 from skillgen.common.errors import UserError
 
 S3_SCHEMES = ("s3", "s3a")
@@ -389,7 +390,7 @@ def _precondition_failed(exc: Any) -> bool:
 
 def _write_temp(target: Path, data: bytes) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    tmp = temp_path(target)
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -397,27 +398,8 @@ def _write_temp(target: Path, data: bytes) -> Path:
     return tmp
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _replace_local(target: Path, data: bytes) -> None:
-    tmp = _write_temp(target, data)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
+    write_atomic(target, data)
 
 
 def _create_local(target: Path, data: bytes) -> bool:
@@ -429,7 +411,7 @@ def _create_local(target: Path, data: bytes) -> bool:
         return False
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return True
 
 

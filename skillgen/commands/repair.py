@@ -1,0 +1,73 @@
+"""``skillgen repair RUN_DIR``: move damaged shards aside so a rerun regenerates exactly their slots.
+
+A partial copy of a run dir (or a full disk) can leave a truncated Parquet
+file; every reader then stops with one line naming it. Repair moves each
+unreadable row or failure shard to ``<run_dir>/damaged/`` (never deletes:
+it may be recoverable), so the next ``skillgen run`` sees those slots as
+missing and pays only for them. The ledger is never touched: what the lost
+shards cost stays counted. A damaged ledger part or run.json is reported,
+not moved, because the ledger is the run dir's record of spend.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "move damaged shards aside (a rerun then regenerates exactly their slots)"
+DAMAGED_DIR = "damaged"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="the --run-dir of a generation run")
+
+
+def repair(run_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """Damaged shards moved (their new paths) and problems that need a person (one line each)."""
+    from skillgen.common.errors import UserError
+    from skillgen.lease import RunDirLease
+    from skillgen.ledger import LEDGER_DIR
+    from skillgen.runstate import read_run_json
+    from skillgen.sinks import FAILURES_DIR, ROWS_DIR, part_files, read_part
+
+    from skillgen.common.storage import resolve
+
+    run_dir = resolve(run_dir)
+    if not (run_dir / "run.json").exists():
+        raise UserError(f"{run_dir}: no such run dir (no run.json)")
+    moved: list = []
+    problems: list[str] = []
+    with RunDirLease.acquire(run_dir, purpose="skillgen repair"):
+        for sub in (ROWS_DIR, FAILURES_DIR):
+            for path in part_files(run_dir / sub):
+                try:
+                    read_part(path)
+                except UserError:
+                    target = run_dir / DAMAGED_DIR / sub / path.name
+                    target.parent.mkdir()
+                    target.write_bytes(path.read_bytes())  # a move that also works on object storage
+                    path.delete()
+                    moved.append(target)
+        for path in part_files(run_dir / LEDGER_DIR):
+            try:
+                read_part(path)
+            except UserError as exc:
+                problems.append(str(exc))
+        try:
+            read_run_json(run_dir)
+        except UserError as exc:
+            problems.append(str(exc))
+    return moved, problems
+
+
+def run(args: argparse.Namespace) -> int:
+    moved, problems = repair(args.run_dir)
+    for path in moved:
+        print(f"moved damaged shard to {path}")
+    for line in problems:
+        print(f"needs attention: {line}")
+    if not moved and not problems:
+        print(f"{args.run_dir}: no damaged files")
+    elif moved:
+        print("rerun the same `skillgen run` command to regenerate the moved shards' slots")
+    return 2 if problems else 0

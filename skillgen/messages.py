@@ -1,0 +1,95 @@
+"""Messages between the driver, the scheduler, the budget and the workers, as typed dataclasses.
+
+Why not dicts: every message crosses a Ray actor boundary (pickled), and a
+dict mutated in place on one side and read by key on the other hides typos
+and stale fields until a run is half paid for. These are plain frozen-or-
+small dataclasses; rows and failure records stay dicts because they are
+Parquet rows (see :data:`skillgen.sinks.ROW_SCHEMA`).
+
+Flow, per worker tick::
+
+    worker  --ReserveItem[] + Settlement[]-->  budget   --ExchangeReply-->   worker
+    worker  --WorkerReport (+ chunk size)-->   scheduler --Chunk(SkillTask[])--> worker
+    driver  --drain()-->                       scheduler --Drained-->          driver
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from skillgen.common.taxonomy import Skill
+
+
+@dataclass(frozen=True)
+class SkillTask:
+    """One skill's outstanding work: the sample indices still missing and the sentences to avoid repeating."""
+
+    request_key: str
+    skill: Skill
+    missing: tuple[int, ...]
+    avoid: tuple[str, ...] = ()
+
+
+@dataclass
+class WorkerReport:
+    """What a worker produced since its last report (worker -> scheduler)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)  # request keys given back unfinished (run stopping)
+    stats: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Scheduler -> worker: up to k tasks; ``stop`` says the run is stopping."""
+
+    tasks: list[SkillTask]
+    stop: str | None
+    queued: int
+
+
+@dataclass(frozen=True)
+class Drained:
+    """Scheduler -> driver: accepted rows and failure records to write, and the scheduler's state."""
+
+    rows: list[dict[str, Any]]
+    failures: list[dict[str, Any]]
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReserveItem:
+    """One attempt asking to be sent: its estimated prompt, its ``max_tokens``, and what it is (for the ledger)."""
+
+    prompt_tokens: int
+    max_tokens: int
+    request_key: str = ""
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What happened to a granted attempt (worker -> budget)."""
+
+    rid: int
+    status: int | None = None  # HTTP status; None: no response (see error_class)
+    error_class: str | None = None  # client error class ("timeout", "connection", ...) or ledger.CANCELLED
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    sentences_requested: int = 0
+    headers: dict[str, str] | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class ExchangeReply:
+    """Budget -> worker, once per tick: reservations granted (a prefix of the items), wait or stop."""
+
+    granted: list[int]
+    wait: float
+    stop: str | None
+    per_sentence: float | None
+    costs: list[float] = field(default_factory=list)
