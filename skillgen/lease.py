@@ -196,13 +196,14 @@ class StorageLeaseBackend:
         return current[1] if current else None
 
 
-def backend_for(run_dir: str | Path) -> LeaseBackend:
+def backend_for(run_dir: Any) -> LeaseBackend:
     """The lease store of a run dir: a local file, or an object on the run dir's object store."""
-    from skillgen.common.storage import is_uri, resolve
+    from skillgen.common.storage import resolve
 
-    if is_uri(str(run_dir)):
-        return StorageLeaseBackend(resolve(run_dir) / LEASE_FILE)
-    return LocalLeaseBackend(Path(run_dir) / LEASE_FILE)
+    location = resolve(run_dir)
+    if location.is_local:
+        return LocalLeaseBackend(location.local_path / LEASE_FILE)
+    return StorageLeaseBackend(location / LEASE_FILE)
 
 
 class RunDirLease:

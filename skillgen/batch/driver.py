@@ -42,6 +42,7 @@ from skillgen.batch.state import (
 from skillgen.common.errors import UserError
 from skillgen.config import GenerationConfig
 from skillgen.pricing import config_batch_price
+from skillgen.messages import SkillTask
 from skillgen.run import RunSummary, build_tasks
 from skillgen.runstate import _write_json_atomic, load_progress, open_run_dir, record_invocation
 from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ShardWriter, utcnow
@@ -208,7 +209,7 @@ class BatchRun:
         m, cfg = self.manifest, self.config
         self.queue = []
         for task in tasks:
-            key = task["request_key"]
+            key = task.request_key
             if key in busy:
                 continue
             answers, rounds = m.attempts.get(key, 0), m.rounds.get(key, 0)
@@ -219,11 +220,11 @@ class BatchRun:
             self.queue.append(build_line(cfg, task, answers, self.price))
         self.failures.flush()
 
-    def fail(self, task: dict[str, Any], error_class: str, message: str, attempts: int) -> None:
+    def fail(self, task: SkillTask, error_class: str, message: str, attempts: int) -> None:
         self.failures.add([{
-            "skill_id": task["skill"]["skill_id"], "request_key": task["request_key"], "error_class": error_class,
+            "skill_id": task.skill.skill_id, "request_key": task.request_key, "error_class": error_class,
             "message": message[:1000], "attempts": int(attempts), "created_at": utcnow(),
-            "label": task["skill"]["label"], "n_missing": len(task["missing"]), "cost_usd": 0.0,
+            "label": task.skill.label, "n_missing": len(task.missing), "cost_usd": 0.0,
         }])
 
     # ---- 3. submission -------------------------------------------------------------------
@@ -323,7 +324,7 @@ def run_batch(config: GenerationConfig, progress: bool = True) -> RunSummary:
 def _summary(config, run: BatchRun, status, skills, tasks, already, prompt_est, price, spent_before, t0,
              started_at) -> RunSummary:
     state = load_progress(config.run_dir)
-    keys = {t["request_key"] for t in tasks}
+    keys = {t.request_key for t in tasks}
     completed = sum(1 for k in keys if len(state.have.get(k, {})) >= config.n_sentences)
     failed = len(keys & state.failed)
     remaining = len(keys) - completed - failed

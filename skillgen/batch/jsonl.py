@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from skillgen.client import chat_params, max_tokens_param
-from skillgen.common.taxonomy import Skill
+from skillgen.messages import SkillTask
 from skillgen.config import GenerationConfig
 from skillgen.pricing import Price
 from skillgen.prompts import build_messages
@@ -55,19 +55,18 @@ def custom_id_for(key: str, missing: list[int], n_sentences: int, attempt: int) 
     return f"{key}:{attempt}:{sig}"
 
 
-def build_line(config: GenerationConfig, task: dict[str, Any], attempt: int, price: Price) -> BatchLine:
+def build_line(config: GenerationConfig, task: SkillTask, attempt: int, price: Price) -> BatchLine:
     """One JSONL line for a task of :func:`skillgen.run.build_tasks` (``attempt``: answers so far)."""
-    s = task["skill"]
-    skill = Skill(s["skill_id"], s["label"], tuple(s.get("alt_labels") or ()), s.get("description") or "")
-    missing = list(task["missing"])
-    avoid = list(task.get("avoid") or [])  # all kept sentences: validation drops repeats of any of them
+    skill = task.skill
+    missing = list(task.missing)
+    avoid = list(task.avoid)  # all kept sentences: validation drops repeats of any of them
     messages = build_messages(skill, len(missing), config.prompt_spec, avoid=avoid[-AVOID_MAX:])
     body = {"model": config.model, "messages": messages, max_tokens_param(config.model): config.max_tokens,
             **chat_params(config.model, config.temperature, config.top_p, config.seed, config.request_response_format())}
-    custom_id = custom_id_for(task["request_key"], missing, config.n_sentences, attempt)
+    custom_id = custom_id_for(task.request_key, missing, config.n_sentences, attempt)
     text = json.dumps({"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}, ensure_ascii=False) + "\n"
     prompt = count_tokens(config.model, messages)
-    return BatchLine(custom_id, task["request_key"], skill.skill_id, skill.label, tuple(missing), tuple(avoid), text,
+    return BatchLine(custom_id, task.request_key, skill.skill_id, skill.label, tuple(missing), tuple(avoid), text,
                      prompt + config.max_tokens, price.cost(prompt, config.max_tokens))
 
 
