@@ -275,31 +275,42 @@ def export_skills(args: argparse.Namespace) -> dict:
     return {"mode": "export-skills", "taxonomy": str(path), "skills": skills.height, "out": str(args.out)}
 
 
-def bench_ray(args: argparse.Namespace) -> list[dict]:
+def _write_ads(ads: list[str], directory: Path, files: int = 8) -> Path:
     import polars as pl
-    import pyarrow.parquet as pq
+
+    directory.mkdir()
+    per_file = max(1, len(ads) // files)
+    for i in range(0, len(ads), per_file):
+        pl.DataFrame({"id": list(range(i, i + len(ads[i:i + per_file]))), "text": ads[i:i + per_file]}).write_parquet(directory / f"part-{i:06d}.parquet")
+    return directory
+
+
+def bench_ray(args: argparse.Namespace) -> list[dict]:
+    """Per actor count: a probe run on ``--probe-sentences`` (~all fixed cost: Ray start-up, model
+    load, index shipping, write) and the full run; the steady rate is the difference quotient."""
+    import polars as pl
 
     from skilltrain.extraction.extract_batch import run_batch
 
-    ads = synthetic_ads(args.sentences)
     out = []
     with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:
-        src = Path(tmp) / "ads"
-        src.mkdir()
-        per_file = max(1, len(ads) // 8)
-        for i in range(0, len(ads), per_file):
-            pl.DataFrame({"id": list(range(i, i + len(ads[i:i + per_file]))), "text": ads[i:i + per_file]}).write_parquet(src / f"part-{i:06d}.parquet")
+        sources = {"probe": _write_ads(synthetic_ads(args.probe_sentences), Path(tmp) / "probe"),
+                   "full": _write_ads(synthetic_ads(args.sentences), Path(tmp) / "full")}
         for actors in args.actors:
-            dest = Path(tmp) / f"out_{actors}"
-            result = run_batch([src], dest, model_dir=args.model, taxonomy=args.esco, top_k=args.top_k, actors=actors,
-                               cpus_per_actor=args.cpus_per_actor, backend=args.backend, bf16=args.bf16, progress=False)
-            unique = pl.read_parquet(dest / "*.parquet", columns=["sentence"])["sentence"].n_unique()
+            runs = {}
+            for name, src in sources.items():
+                dest = Path(tmp) / f"out_{name}_{actors}"
+                runs[name] = run_batch([src], dest, model_dir=args.model, taxonomy=args.esco, top_k=args.top_k, actors=actors,
+                                       cpus_per_actor=args.cpus_per_actor, backend=args.backend, bf16=args.bf16, progress=False)
+            probe, full = runs["probe"], runs["full"]
+            unique = pl.read_parquet(full.out_dir / "*.parquet", columns=["sentence"])["sentence"].n_unique()
             out.append({
                 "mode": "ray", "actors": actors, "cpus_per_actor": args.cpus_per_actor, "backend": args.backend or ("torch-bf16" if args.bf16 else "default"),
-                "documents": result.documents, "sentences": result.rows, "unique_sentences": unique,
-                "seconds": round(result.seconds, 1), "sentences_per_s": round(result.rows / result.seconds),
+                "documents": full.documents, "sentences": full.rows, "unique_sentences": unique, "seconds": round(full.seconds, 1),
+                "end_to_end_sentences_per_s": round(full.rows / full.seconds),
+                "probe_sentences": probe.rows, "fixed_s": round(probe.seconds, 1),
+                "steady_sentences_per_s": round((full.rows - probe.rows) / max(full.seconds - probe.seconds, 1e-9)),
                 "driver_peak_rss_mib": round(peak_rss_mib()), "load_avg": load_avg(),
-                "output_files": len(list(dest.glob("*.parquet"))), "output_mib": round(sum(pq.ParquetFile(p).metadata.serialized_size + p.stat().st_size for p in dest.glob("*.parquet")) / 2**20, 1),
             })
             print(json.dumps(out[-1]), flush=True)
     return out
@@ -325,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="single: torch threads (default: cores)")
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cpus-per-actor", type=float, default=1.0)
+    parser.add_argument("--probe-sentences", type=int, default=300, help="ray: small run that measures the fixed cost")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if args.sentences is None:

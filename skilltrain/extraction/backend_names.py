@@ -6,7 +6,7 @@ stays within 0.3 points of ``torch-fp32`` (tests/test_extract_backends.py).
 """
 
 BACKENDS = ("torch-fp32", "torch-bf16", "torch-fp16", "onnx-fp32", "onnx-int8")
-DEFAULT_CPU_BACKEND = "onnx-int8"
+DEFAULT_CPU_BACKEND = "onnx-fp32"
 DEFAULT_GPU_BACKEND = "torch-fp16"
 DEFAULT_CPU_BATCH = 32
 DEFAULT_GPU_BATCH = 512

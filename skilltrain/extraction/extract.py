@@ -109,9 +109,11 @@ def index_cache_dir(model_dir: str | Path) -> Path:
 
 def taxonomy_cache_key(model_dir: Path, taxonomy_path: Path | None, skills: "pl.DataFrame") -> str:
     """Model weights + taxonomy file content (+ skill ids, when the skills came as a frame)."""
+    if taxonomy_path is None:
+        return f"{model_fingerprint(model_dir)}:frame-{texts_fingerprint(column_values(skills, 'skill_id'))}"
     from skillgen.common.taxonomy import file_sha256
 
-    content = file_sha256(taxonomy_path)[:16] if taxonomy_path is not None else "frame-" + texts_fingerprint(column_values(skills, "skill_id"))
+    content = file_sha256(taxonomy_path)[:16]
     return f"{model_fingerprint(model_dir)}:{content}"
 
 
