@@ -1,7 +1,7 @@
 """Every extraction backend ranks like the fp32 reference; chunked top-k equals the evaluation's top-k.
 
 The fast checks run the real bundled MiniLM (a random tiny encoder would say
-nothing about how quantisation treats trained weights) on a handful of
+nothing about how reduced precision treats trained weights) on a handful of
 sentences against 40 hand-written skills; the RP@5 guard on the real
 TECH/HOUSE validation sets is marked slow.
 """
@@ -21,7 +21,7 @@ from skilltrain.extraction.backends import check_backend
 from skilltrain.extraction.extract import SkillExtractor
 from skilltrain.ranking import top_k_chunked
 
-CPU_BACKENDS = ("torch-bf16", "onnx-fp32", "onnx-int8")
+CPU_BACKENDS = ("torch-bf16", "onnx-fp32")
 SKILLS = [
     ("Python (computer programming)", "write Python code for data pipelines"),
     ("SQL", "query relational databases with SQL"),
@@ -84,9 +84,7 @@ def test_backend_ranks_like_fp32(real_extractors: dict[str, SkillExtractor], bac
     reference, fast = real_extractors["torch-fp32"], real_extractors[backend]
     assert fast.backend == backend
     cosine = (reference.encode(sentences) * fast.encode(sentences)).sum(axis=1)
-    # int8 moves single embeddings most (measured min ~0.98 on job-ad sentences); the rest stay ~1
-    assert cosine.mean() > (0.99 if backend == "onnx-int8" else 0.999), cosine.mean()
-    assert cosine.min() > (0.95 if backend == "onnx-int8" else 0.99), cosine.min()
+    assert cosine.min() > 0.99, cosine.min()
     ref_top, _ = reference.rank(sentences, top_k=5)
     fast_top, _ = fast.rank(sentences, top_k=5)
     assert (ref_top[:, 0] == np.arange(len(SKILLS))).mean() >= 0.9  # the sample is easy, so agreement means something
@@ -95,7 +93,7 @@ def test_backend_ranks_like_fp32(real_extractors: dict[str, SkillExtractor], bac
 
 def test_onnx_without_onnxruntime_falls_back_with_a_note(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the 'fast' extra were not installed
-    assert check_backend("onnx-int8", torch.device("cpu")) == "torch-fp32"
+    assert check_backend("onnx-fp32", torch.device("cpu")) == "torch-fp32"
     assert "onnxruntime" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown backend"):
         check_backend("onnx-int4", torch.device("cpu"))

@@ -9,9 +9,11 @@ embeddings of the same bi-encoder (mean pooling + L2 norm) as a torch tensor:
   casting the weights themselves to bf16 cost 0.4 RP@5 on HOUSE test, autocast does not).
 - ``torch-fp16``: weights in float16, for GPUs.
 - ``onnx-fp32``: ONNX Runtime with full graph optimisation (attention/GELU/LayerNorm fusion).
-- ``onnx-int8``: the same graph with int8 dynamic quantisation of the linear layers.
 
-The ONNX graphs are exported from the torch weights on first use and cached
+int8 dynamic quantisation is not offered: it was faster but lost 0.8-1.1 RP@5
+on HOUSE (BENCHMARKS.md), over the 0.3 every backend must keep.
+
+The ONNX graph is exported from the torch weights on first use and cached
 next to the skill index (one file per model fingerprint), so a user never
 runs an export step by hand. ``onnxruntime`` is an optional extra
 (``pip install esco-skillgen[fast]``); without it an ONNX backend falls back
@@ -85,7 +87,7 @@ def default_batch_size(device: torch.device) -> int:
 
 
 def onnxruntime_available() -> bool:
-    """onnxruntime runs the graphs; onnx is what exporting and quantising them need."""
+    """onnxruntime runs the graph; onnx is what exporting it needs."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -221,29 +223,13 @@ def export_onnx(model: BiEncoder, path: Path) -> Path:
     return path
 
 
-def quantize_int8(fp32_graph: Path, path: Path) -> Path:
-    """Dynamic int8 quantisation of the MatMul weights, per output channel (activations stay fp32)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    quantize_dynamic(str(fp32_graph), str(tmp), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
-    os.replace(tmp, path)
-    return path
-
-
-def onnx_graph(model: BiEncoder, backend: str, cache_dir: Path, fingerprint: str) -> Path:
-    """The cached ONNX graph for ``backend``, exported (and quantised) on first use."""
-    directory = cache_dir / ONNX_DIR_NAME
-    fp32 = directory / f"{fingerprint}-fp32.onnx"
-    if not fp32.exists():
-        log.info("exporting the encoder to ONNX: %s", fp32)
-        export_onnx(model, fp32)
-    if backend == "onnx-fp32":
-        return fp32
-    int8 = directory / f"{fingerprint}-int8.onnx"
-    if not int8.exists():
-        quantize_int8(fp32, int8)
-    return int8
+def onnx_graph(model: BiEncoder, cache_dir: Path, fingerprint: str) -> Path:
+    """The cached ONNX graph of ``model``, exported on first use."""
+    graph = cache_dir / ONNX_DIR_NAME / f"{fingerprint}-fp32.onnx"
+    if not graph.exists():
+        log.info("exporting the encoder to ONNX: %s", graph)
+        export_onnx(model, graph)
+    return graph
 
 
 def load_sentence_encoder(
@@ -256,5 +242,5 @@ def load_sentence_encoder(
 ) -> SentenceEncoder:
     """Wrap ``model`` (already loaded, fp32) as ``backend``; ``model`` is moved/cast in place for torch backends."""
     if backend.startswith("onnx"):
-        return OnnxEncoder.create(model, backend, onnx_graph(model, backend, cache_dir, fingerprint), batch_size)
+        return OnnxEncoder.create(model, backend, onnx_graph(model, cache_dir, fingerprint), batch_size)
     return TorchEncoder.create(model, backend, device, batch_size)
