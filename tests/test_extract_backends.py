@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from conftest import write_esco_csv
+from skillgen.common.paths import default_benchmark_dir, default_esco_csv
 from skilltrain.evaluation.metrics import top_k_indices
 from skilltrain.extraction.backends import check_backend
 from skilltrain.extraction.extract import SkillExtractor
@@ -121,11 +122,8 @@ def test_chunked_top_k_equals_evaluation_top_k():
         assert np.allclose(scores.numpy(), np.take_along_axis(queries @ matrix.T, expected, axis=1), atol=1e-5)
 
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not (REAL_DATA / "esco" / "skills_en.csv").exists(), reason="shared ESCO data not available")
+@pytest.mark.skipif(not default_esco_csv().exists(), reason="ESCO data not available (set SKILLS_DATA_DIR)")
 def test_every_backend_keeps_rp_at_5_on_validation():
     """The quality guard behind the default: RP@5 on TECH/HOUSE validation within 0.3 of torch-fp32.
 
@@ -134,7 +132,7 @@ def test_every_backend_keeps_rp_at_5_on_validation():
     """
     from skilltrain.extraction.quality import MAX_RP5_LOSS, rp_at_5
 
-    esco, bench = REAL_DATA / "esco" / "skills_en.csv", REAL_DATA / "benchmarks"
+    esco, bench = default_esco_csv(), default_benchmark_dir()
     scores = {
         backend: rp_at_5(SkillExtractor.from_pretrained(None, esco, backend=backend, device="cpu"), "validation", directory=bench)
         for backend in ("torch-fp32",) + CPU_BACKENDS

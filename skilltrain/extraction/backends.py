@@ -174,6 +174,9 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # idle intra-op threads sleep instead of spinning: on shared cores (Ray actors, a busy box)
+        # spinning threads take CPU from the work itself; the wake-up costs microseconds per op
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         return cls(session, model.tokenizer, model.max_seq_length, backend, model.dim, batch_size)
 
