@@ -35,10 +35,10 @@ from skilltrain.extraction.backends import (
 )
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
 from skilltrain.ranking import INDEX_DIR_NAME, SkillIndex, column_values, model_fingerprint, texts_fingerprint, top_k_chunked
+from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, split_sentences
 
 if TYPE_CHECKING:  # polars is imported where a taxonomy is loaded, so extraction runs without it given an index
     import polars as pl
-from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, split_sentences
 
 log = logging.getLogger(__name__)
 
