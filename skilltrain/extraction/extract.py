@@ -141,7 +141,7 @@ class SkillExtractor:
         self._skill_ids = column_values(index.skills, "skill_id")
         self._labels = column_values(index.skills, "label")
         # Scores in float32 on CPU: bf16 keeps 8 mantissa bits, which would tie skills 0.004 apart in
-        # the top 5; the fp32 top-k took 2.4% of the default path's time (BENCHMARKS.md "Extraction").
+        # the top 5; the fp32 top-k took 2-3% of the default path's time (BENCHMARKS.md "Extraction").
         # On a GPU fp16 (10 bits) halves the memory traffic the top-k is bound by.
         device = encoder.device
         self.rank_dtype = torch.float16 if device.type == "cuda" else torch.float32
