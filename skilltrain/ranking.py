@@ -14,17 +14,22 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import polars as pl
+import torch
 
-from skilltrain.evaluation.metrics import top_k_indices
 from skilltrain.model import BiEncoder
+
+if TYPE_CHECKING:  # polars stays optional at run time for callers that pass an Arrow table (GPU benchmark hosts)
+    import polars as pl
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
 INDEX_DIR_NAME = "skill_index"
+#: sentences scored per matmul: bounds the score block to RANK_CHUNK x n_skills (~57 MB fp32 for ESCO)
+RANK_CHUNK = 1024
 
 
 def model_fingerprint(model_dir: Path) -> str:
@@ -46,24 +51,30 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
     return h.hexdigest()[:16]
 
 
+def column_values(table: "pl.DataFrame | pa.Table", name: str) -> list:
+    """One column as a Python list, from a polars frame or a pyarrow table."""
+    column = table[name]
+    return column.to_list() if hasattr(column, "to_list") else column.to_pylist()
+
+
 @dataclass
 class SkillIndex:
-    """Unit-norm skill embeddings aligned with ``skills`` rows."""
+    """Unit-norm skill embeddings aligned with ``skills`` rows (columns ``skill_id``, ``label``)."""
 
-    skills: pl.DataFrame
+    skills: "pl.DataFrame | pa.Table"
     embeddings: np.ndarray
 
     @classmethod
     def build(
         cls,
         encoder: BiEncoder,
-        skills: pl.DataFrame,
+        skills: "pl.DataFrame | pa.Table",
         cache_dir: str | Path | None = None,
         cache_key: str = "",
         batch_size: int = 256,
         progress: bool = False,
     ) -> "SkillIndex":
-        labels = skills["label"].to_list()
+        labels = column_values(skills, "label")
         key = hashlib.sha256(f"{cache_key}:{texts_fingerprint(labels)}:{encoder.max_seq_length}".encode()).hexdigest()[:20]
         cached = Path(cache_dir) / INDEX_DIR_NAME / f"{key}.npy" if cache_dir is not None else None
         if cached is not None and cached.exists():
@@ -88,6 +99,32 @@ class SkillIndex:
 
     def top_k(self, sentence_embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices, scores) of the k best skills per sentence, best first."""
-        scores = self.scores(sentence_embeddings)
-        idx = top_k_indices(scores, k)
-        return idx, np.take_along_axis(scores, idx, axis=-1)
+        idx, scores = top_k_chunked(torch.from_numpy(sentence_embeddings), torch.from_numpy(self.embeddings), k)
+        return idx.numpy(), scores.numpy()
+
+
+def top_k_chunked(queries: torch.Tensor, matrix: torch.Tensor, k: int, chunk: int = RANK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, scores) of the ``k`` largest ``queries @ matrix.T`` per row, best first.
+
+    Only a ``chunk x n_skills`` score block exists at a time, in the inputs'
+    dtype and on their device. Ties rank the lower skill index first, as
+    :func:`skilltrain.evaluation.metrics.top_k_indices` does, so the result
+    does not depend on ``torch.topk``'s choice among equal scores.
+    """
+    k = min(k, matrix.shape[0])
+    probe = min(k + 1, matrix.shape[0])  # one more, to see a tie across the k-th place
+    idx_out = torch.empty((queries.shape[0], k), dtype=torch.int64, device=queries.device)
+    score_out = torch.empty((queries.shape[0], k), dtype=matrix.dtype, device=queries.device)
+    for start in range(0, queries.shape[0], chunk):
+        scores = queries[start : start + chunk] @ matrix.T
+        values, idx = torch.topk(scores, probe, dim=1)
+        idx, order = torch.sort(idx, dim=1)  # then a stable sort by score: equal scores keep index order
+        values = torch.gather(values, 1, order)
+        values, order = torch.sort(values, dim=1, descending=True, stable=True)
+        idx = torch.gather(idx, 1, order)
+        if probe > k:
+            for row in torch.nonzero(values[:, k - 1] == values[:, k]).flatten().tolist():  # rare: full stable sort
+                full_values, full_idx = torch.sort(scores[row], descending=True, stable=True)
+                values[row], idx[row] = full_values[:probe], full_idx[:probe]
+        idx_out[start : start + chunk], score_out[start : start + chunk] = idx[:, :k], values[:, :k]
+    return idx_out, score_out

@@ -105,7 +105,7 @@ def _write_benchmark(path: Path, sentences: list[tuple[str, list[str]]]) -> None
 
 
 def test_extract_rp_at_5_equals_skilltrain_eval(tiny_encoder_dir: Path, esco_csv: Path, tmp_path: Path):
-    """Acceptance: the API with split=False scores exactly what ``skilltrain eval`` reports."""
+    """Acceptance: the API with split=False on torch-fp32 scores exactly what ``skilltrain eval`` reports."""
     from skilltrain.cli import main
 
     labels = [row[1] for row in synthetic_skill_rows(40)]
@@ -123,7 +123,7 @@ def test_extract_rp_at_5_equals_skilltrain_eval(tiny_encoder_dir: Path, esco_csv
     assert main(["eval", "--model", str(tiny_encoder_dir), "--esco", str(esco_csv), "--benchmark-dir", str(tmp_path / "bench"), "--out", str(results)]) == 0
     evaluated = json.loads(results.read_text())
 
-    extractor = SkillExtractor.from_pretrained(tiny_encoder_dir, taxonomy=esco_csv, cache_dir=tmp_path / "cache")
+    extractor = SkillExtractor.from_pretrained(tiny_encoder_dir, taxonomy=esco_csv, cache_dir=tmp_path / "cache", backend="torch-fp32")
     for name, sentences in sets.items():
         out = extractor.extract([s for s, _ in sentences], top_k=5, split=False)
         rp5 = [
@@ -150,7 +150,7 @@ def test_real_minilm_extract_equals_eval():
     skills = load_skills(esco)
     benchmarks = load_benchmarks(skills, directory=REAL_DATA / "benchmarks")
     reports = evaluate(BiEncoder.from_pretrained(), skills, benchmarks, ci=False)
-    extractor = SkillExtractor.from_pretrained(None, taxonomy=esco)
+    extractor = SkillExtractor.from_pretrained(None, taxonomy=esco, backend="torch-fp32")
     published = {"tech": 45.57, "house": 34.0}
     for bench in benchmarks:
         out = extractor.extract([s.sentence for s in bench.sentences], top_k=5, split=False)

@@ -153,3 +153,14 @@ def test_console_script_exit_codes(tmp_path):
     proc = subprocess.run([str(exe), "extract", "--model", str(tmp_path / "empty_model"), "hello"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"skilltrain: error: {tmp_path / 'empty_model'}: not an encoder directory (no config.json)"]
+
+
+def test_backend_and_device_flags(base, capsys):
+    import torch
+
+    assert main(base + ["--backend", "torch-bf16", "--encode-batch-size", "2", "sales", "audit work"]) == 0
+    assert [r["sentence"] for r in _jsonl(capsys.readouterr().out)] == ["sales", "audit work"]
+    if not torch.cuda.is_available():
+        assert main(base + ["--device", "cuda", "sales"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no CUDA GPU is visible" in err[0]

@@ -7,36 +7,42 @@ scores, so a benchmark number is what a user gets (``split=False`` reproduces
 the benchmark protocol exactly: one input text = one sentence).
 
 The skill embeddings (13,896 labels, ~15 s of CPU) are computed once per
-(model weights, taxonomy file content) and cached next to the model, or under
-``~/.cache/skillgen/index/<model fingerprint>`` when the model directory is not
-writable (e.g. the bundled MiniLM inside site-packages).
+(model weights, taxonomy file content) with the fp32 reference encoder and
+cached next to the model, or under ``~/.cache/skillgen/index/<model
+fingerprint>`` when the model directory is not writable (e.g. the bundled
+MiniLM inside site-packages). The label side is paid once, so it gets full
+precision; only the sentence side runs on the fast ``backend`` (see
+:mod:`skilltrain.extraction.backends`), which is why one cached index serves
+every backend. ``backend="torch-fp32"`` reproduces ``skilltrain eval``
+exactly; the default backend stays within 0.3 RP@5 of it (guarded by tests).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
-import polars as pl
 import torch
 
 from skillgen.common.errors import UserError
-from skillgen.common.taxonomy import file_sha256, load_skills, resolve_esco_path
+from skilltrain.extraction.backends import (
+    SentenceEncoder, check_backend, default_backend, default_batch_size, load_sentence_encoder, resolve_device,
+)
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
-from skilltrain.ranking import INDEX_DIR_NAME, SkillIndex, model_fingerprint, texts_fingerprint
+from skilltrain.ranking import INDEX_DIR_NAME, SkillIndex, column_values, model_fingerprint, texts_fingerprint, top_k_chunked
 from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, split_sentences
+
+if TYPE_CHECKING:  # polars is imported where a taxonomy is loaded, so extraction runs without it given an index
+    import polars as pl
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR_ENV = "SKILLGEN_CACHE_DIR"
-#: sentences ranked per score matrix; bounds memory to RANK_CHUNK x n_skills float32 (~110 MB for ESCO)
-RANK_CHUNK = 2048
 
 
 @dataclass(frozen=True)
@@ -101,9 +107,13 @@ def index_cache_dir(model_dir: str | Path) -> Path:
     return user_cache_dir() / "index" / model_fingerprint(model_dir)
 
 
-def taxonomy_cache_key(model_dir: Path, taxonomy_path: Path | None, skills: pl.DataFrame) -> str:
+def taxonomy_cache_key(model_dir: Path, taxonomy_path: Path | None, skills: "pl.DataFrame") -> str:
     """Model weights + taxonomy file content (+ skill ids, when the skills came as a frame)."""
-    content = file_sha256(taxonomy_path)[:16] if taxonomy_path is not None else "frame-" + texts_fingerprint(skills["skill_id"].to_list())
+    if taxonomy_path is None:
+        return f"{model_fingerprint(model_dir)}:frame-{texts_fingerprint(column_values(skills, 'skill_id'))}"
+    from skillgen.common.taxonomy import file_sha256
+
+    content = file_sha256(taxonomy_path)[:16]
     return f"{model_fingerprint(model_dir)}:{content}"
 
 
@@ -118,78 +128,119 @@ class SkillExtractor:
 
     def __init__(
         self,
-        encoder: BiEncoder,
+        encoder: SentenceEncoder,
         index: SkillIndex,
         *,
-        batch_size: int = 128,
         max_words: int = DEFAULT_MAX_WORDS,
         overlap: int = DEFAULT_OVERLAP,
-        bf16: bool = False,
     ):
         self.encoder = encoder
         self.index = index
-        self.batch_size = batch_size
         self.max_words = max_words
         self.overlap = overlap
-        self.bf16 = bf16
-        self._skill_ids = index.skills["skill_id"].to_list()
-        self._labels = index.skills["label"].to_list()
+        self._skill_ids = column_values(index.skills, "skill_id")
+        self._labels = column_values(index.skills, "label")
+        # Scores in float32 on CPU: bf16 keeps 8 mantissa bits, which would tie skills 0.004 apart in
+        # the top 5; the fp32 top-k took 2-3% of the default path's time (BENCHMARKS.md "Extraction").
+        # On a GPU fp16 (10 bits) halves the memory traffic the top-k is bound by.
+        device = encoder.device
+        self.rank_dtype = torch.float16 if device.type == "cuda" else torch.float32
+        self._matrix = torch.from_numpy(np.ascontiguousarray(index.embeddings)).to(device=device, dtype=self.rank_dtype)
 
     @classmethod
     def from_pretrained(
         cls,
         model_dir: str | Path | None = None,
-        taxonomy: str | Path | pl.DataFrame | None = None,
+        taxonomy: "str | Path | pl.DataFrame | None" = None,
         *,
         max_seq_length: int | None = None,
         cache_dir: str | Path | None = None,
-        batch_size: int = 128,
+        backend: str | None = None,
+        device: str | None = None,
+        batch_size: int | None = None,
         max_words: int = DEFAULT_MAX_WORDS,
         overlap: int = DEFAULT_OVERLAP,
         bf16: bool = False,
         progress: bool = False,
     ) -> "SkillExtractor":
-        """Load the encoder and the (cached) skill index.
+        """Load the encoder on ``backend`` and the (cached) skill index.
 
         ``model_dir``: encoder directory (default: bundled all-MiniLM-L6-v2).
         ``taxonomy``: ESCO skills CSV path, an already loaded skills frame, or
         None for the default CSV (``$ESCO_SKILLS_CSV`` / shared data dir).
-        ``cache_dir``: where to cache the index (default: :func:`index_cache_dir`).
-        ``bf16``: encode sentences under bfloat16 autocast; ~1.7x faster on
-        CPUs with AMX/AVX512-BF16, scores move by ~1e-3 (off by default so
-        results equal ``skilltrain eval``).
+        ``cache_dir``: where to cache the index and ONNX graphs (default: :func:`index_cache_dir`).
+        ``backend``: one of :data:`~skilltrain.extraction.backends.BACKENDS`
+        (default: the fastest within 0.3 RP@5 of fp32 for the device).
+        ``device``: ``"cpu"``, ``"cuda"``, ... (default: cuda when available).
+        ``batch_size``: sentences per forward pass (default: 32 on CPU, 512 on GPU).
+        ``bf16``: shorthand for ``backend="torch-bf16"`` (kept for older callers).
         """
         model_dir = check_encoder_dir(model_dir if model_dir is not None else default_model_dir())
+        import polars as pl
+
+        from skillgen.common.taxonomy import load_skills, resolve_esco_path
+
         if isinstance(taxonomy, pl.DataFrame):
             skills, taxonomy_path = taxonomy, None
         else:
             taxonomy_path = resolve_esco_path(taxonomy)
             skills = load_skills(taxonomy_path)
-        encoder = BiEncoder.from_pretrained(model_dir, max_seq_length)
+        model = BiEncoder.from_pretrained(model_dir, max_seq_length)
         cache = Path(cache_dir) if cache_dir is not None else index_cache_dir(model_dir)
-        index = SkillIndex.build(
-            encoder, skills, cache_dir=cache, cache_key=taxonomy_cache_key(model_dir, taxonomy_path, skills), progress=progress
+        index = SkillIndex.build(  # before the encoder is cast for its backend: labels in fp32
+            model, skills, cache_dir=cache, cache_key=taxonomy_cache_key(model_dir, taxonomy_path, skills), progress=progress
         )
-        return cls(encoder, index, batch_size=batch_size, max_words=max_words, overlap=overlap, bf16=bf16)
+        return cls.with_index(model, model_dir, index, backend=backend or ("torch-bf16" if bf16 else None), device=device,
+                              batch_size=batch_size, cache_dir=cache, max_words=max_words, overlap=overlap)
+
+    @classmethod
+    def with_index(
+        cls,
+        model: BiEncoder,
+        model_dir: Path,
+        index: SkillIndex,
+        *,
+        backend: str | None = None,
+        device: str | None = None,
+        batch_size: int | None = None,
+        cache_dir: Path | None = None,
+        max_words: int = DEFAULT_MAX_WORDS,
+        overlap: int = DEFAULT_OVERLAP,
+    ) -> "SkillExtractor":
+        """An extractor around an fp32 ``model`` loaded from ``model_dir`` and a built ``index`` (Ray actors)."""
+        torch_device = resolve_device(device)
+        backend = check_backend(backend or default_backend(torch_device), torch_device)
+        cache = cache_dir if cache_dir is not None else index_cache_dir(model_dir)
+        encoder = load_sentence_encoder(model, backend, torch_device, batch_size or default_batch_size(torch_device),
+                                        cache, model_fingerprint(model_dir))
+        return cls(encoder, index, max_words=max_words, overlap=overlap)
 
     @property
     def n_skills(self) -> int:
         return len(self._labels)
 
+    @property
+    def labels(self) -> list[str]:
+        """Skill labels in index row order."""
+        return self._labels
+
+    @property
+    def backend(self) -> str:
+        return self.encoder.backend
+
     def split(self, text: str) -> list[str]:
         return split_sentences(text, self.max_words, self.overlap)
 
     def encode(self, sentences: Sequence[str]) -> np.ndarray:
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
-        with ctx:
-            return self.encoder.encode(sentences, batch_size=self.batch_size)
+        """Unit-norm float32 embeddings of ``sentences`` (on the extractor's backend)."""
+        return self.encoder.encode(sentences).float().cpu().numpy()
 
     def rank(self, sentences: Sequence[str], top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """(skill row indices, scores), each ``len(sentences) x top_k``, best first.
 
         Identical sentences are encoded once (job-ad corpora repeat a lot);
-        ranking goes through :meth:`SkillIndex.top_k` in chunks of
-        :data:`RANK_CHUNK` so memory stays flat for any input size.
+        ranking goes through :func:`~skilltrain.ranking.top_k_chunked`, so
+        memory stays flat for any input size.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1 (got {top_k})")
@@ -197,17 +248,17 @@ class SkillExtractor:
         if not sentences:
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
         unique = list(dict.fromkeys(sentences))
-        embeddings = self.encode(unique)
-        idx = np.empty((len(unique), k), dtype=np.int64)
-        scores = np.empty((len(unique), k), dtype=np.float32)
-        for start in range(0, len(unique), RANK_CHUNK):
-            i, s = self.index.top_k(embeddings[start : start + RANK_CHUNK], k)
-            idx[start : start + RANK_CHUNK], scores[start : start + RANK_CHUNK] = i, s
+        idx, scores = self.rank_embeddings(self.encoder.encode(unique), k)
         if len(unique) != len(sentences):
             row = {s: n for n, s in enumerate(unique)}
             take = np.fromiter((row[s] for s in sentences), dtype=np.int64, count=len(sentences))
             idx, scores = idx[take], scores[take]
         return idx, scores
+
+    def rank_embeddings(self, embeddings: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` skills for unit-norm sentence embeddings, in chunks, in :attr:`rank_dtype` on the encoder's device."""
+        idx, scores = top_k_chunked(embeddings.to(self.rank_dtype), self._matrix, k)
+        return idx.cpu().numpy(), scores.float().cpu().numpy()
 
     def _matches(self, idx: np.ndarray, scores: np.ndarray, min_score: float | None) -> tuple[SkillMatch, ...]:
         return tuple(

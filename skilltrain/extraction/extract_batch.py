@@ -67,11 +67,12 @@ class ExtractActor:
         if isinstance(payload, ray.ObjectRef):
             payload = ray.get(payload)
         torch.set_num_threads(max(1, int(options.get("threads", 1))))
-        encoder = BiEncoder.from_pretrained(model_dir, options.get("max_seq_length"))
+        model = BiEncoder.from_pretrained(model_dir, options.get("max_seq_length"))
         skills = pl.DataFrame({"skill_id": payload["skill_ids"], "label": payload["labels"]})
         index = SkillIndex(skills, np.asarray(payload["embeddings"], dtype=np.float32))
-        self.extractor = SkillExtractor(
-            encoder, index, batch_size=options["batch_size"], max_words=options["max_words"], overlap=options["overlap"], bf16=options["bf16"]
+        self.extractor = SkillExtractor.with_index(
+            model, Path(model_dir), index, backend=options["backend"], device="cpu", batch_size=options["batch_size"],
+            max_words=options["max_words"], overlap=options["overlap"],
         )
         self.options = options
 
@@ -152,9 +153,10 @@ def run_batch(
     rows_per_batch: int = DEFAULT_ROWS_PER_BATCH,
     address: str | None = None,
     max_seq_length: int | None = None,
-    encode_batch_size: int = 128,
+    encode_batch_size: int | None = None,
     max_words: int | None = None,
     overlap: int | None = None,
+    backend: str | None = None,
     bf16: bool = False,
     progress: bool = True,
 ) -> BatchResult:
@@ -172,7 +174,9 @@ def run_batch(
     documents, skipped = _count_documents(files, text_field)
 
     started = time.perf_counter()
-    extractor = SkillExtractor.from_pretrained(model_dir, taxonomy, max_seq_length=max_seq_length, progress=progress)
+    # the driver builds the index and checks (or falls back from) the backend once; actors run on CPU
+    extractor = SkillExtractor.from_pretrained(model_dir, taxonomy, max_seq_length=max_seq_length, device="cpu",
+                                               backend=backend or ("torch-bf16" if bf16 else None), progress=progress)
     import ray
 
     started_ray = not ray.is_initialized()
@@ -200,7 +204,7 @@ def run_batch(
             "batch_size": encode_batch_size,
             "max_words": max_words or DEFAULT_MAX_WORDS,
             "overlap": DEFAULT_OVERLAP if overlap is None else overlap,
-            "bf16": bf16,
+            "backend": extractor.backend,
         }
         model_path = str(extractor_model_dir(model_dir))
         del extractor

@@ -25,6 +25,7 @@ from pathlib import Path
 from skillgen.common.errors import UserError
 from skillgen.common.paths import ESCO_HELP
 from skillgen.common.storage import path_or_uri
+from skilltrain.extraction.backend_names import BACKENDS, DEFAULT_CPU_BACKEND, DEFAULT_GPU_BACKEND
 from skilltrain.extraction.extract_io import INPUT_FORMATS, JsonlSink, documents_table, iter_documents, open_sink, print_table
 from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
 
@@ -66,8 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-words", type=_positive_int, default=DEFAULT_MAX_WORDS, help="longer sentences are cut into overlapping word windows")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="words shared by consecutive windows")
     parser.add_argument("--max-seq-length", type=_positive_int, default=None, help="token limit per sentence (default: the model's)")
-    parser.add_argument("--encode-batch-size", type=_positive_int, default=128, help="sentences per forward pass")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for sentences (~1.7x faster on AMX/AVX512-BF16 CPUs; scores move ~1e-3)")
+    parser.add_argument("--encode-batch-size", type=_positive_int, default=None, help="sentences per forward pass (default: 32 on CPU, 512 on GPU)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help=f"how sentences are encoded (default: {DEFAULT_CPU_BACKEND} on CPU, {DEFAULT_GPU_BACKEND} on GPU; "
+                             "torch-fp32 = exactly what `skilltrain eval` scores; onnx-* need the 'fast' extra)")
+    parser.add_argument("--device", default=None, help="single-process mode: cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--bf16", action="store_true", help="same as --backend torch-bf16")
     parser.add_argument("--threads", type=_positive_int, default=None, help="torch threads in single-process mode (default: torch's, = cores)")
     batch = parser.add_argument_group("batch mode (Ray Data)")
     batch.add_argument("--batch", action="store_true", help="run on Ray Data: Parquet in, Parquet part files out")
@@ -137,7 +142,8 @@ def _run_single(args: argparse.Namespace) -> int:
 
     extractor = SkillExtractor.from_pretrained(
         args.model, args.esco, max_seq_length=args.max_seq_length, batch_size=args.encode_batch_size,
-        max_words=args.max_words, overlap=args.overlap, bf16=args.bf16, progress=sys.stderr.isatty(),
+        max_words=args.max_words, overlap=args.overlap, backend=args.backend, bf16=args.bf16, device=args.device,
+        progress=sys.stderr.isatty(),
     )
     table_mode = args.out is None and (args.stdout_format == "table" or (args.stdout_format == "auto" and sys.stdout.isatty()))
     sink = None if table_mode else (open_sink(args.out) if args.out is not None else JsonlSink(stream=sys.stdout))
@@ -191,7 +197,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         top_k=args.top_k, min_score=args.min_score, split=args.split, actors=args.actors or 1,
         cpus_per_actor=args.cpus_per_actor, rows_per_batch=args.rows_per_batch, address=args.address,
         max_seq_length=args.max_seq_length, encode_batch_size=args.encode_batch_size, max_words=args.max_words,
-        overlap=args.overlap, bf16=args.bf16, progress=sys.stderr.isatty(),
+        overlap=args.overlap, backend=args.backend, bf16=args.bf16, progress=sys.stderr.isatty(),
     )
     print(f"skilltrain: {result.rows} sentence(s) from {result.documents - result.skipped} document(s) in "
           f"{result.seconds:.1f} s ({result.rows / max(result.seconds, 1e-9):.0f} sentences/s) -> {result.out_dir}", file=sys.stderr)
