@@ -8,6 +8,6 @@ stays within 0.3 points of ``torch-fp32`` (tests/test_extract_backends.py).
 #: int8 dynamic quantisation (ONNX Runtime) was measured and left out: it lost 0.8-1.1 RP@5 on HOUSE
 BACKENDS = ("torch-fp32", "torch-bf16", "torch-fp16", "onnx-fp32")
 DEFAULT_CPU_BACKEND = "onnx-fp32"
-DEFAULT_GPU_BACKEND = "torch-fp16"
+DEFAULT_GPU_BACKEND = "torch-fp32"  # fastest on an H200 (BENCHMARKS.md "Extraction"): half precision bought nothing
 DEFAULT_CPU_BATCH = 32
 DEFAULT_GPU_BATCH = 512

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 import torch
 
-from skillgen.common.errors import UserError
 from skilltrain.extraction.backends import (
     SentenceEncoder, check_backend, default_backend, default_batch_size, load_sentence_encoder, resolve_device,
 )
