@@ -209,9 +209,9 @@ def evaluate(config: PipelineConfig) -> dict[str, Any]:
     else:
         results = results_json(run_eval(load_model(model_dir), skills, benchmarks, progress=True))
     (run_dir / f"results_{ev.split}.json").write_text(json.dumps(results, indent=2))
-    if baseline:
+    if baseline:  # without a baseline the trained model's table is the one fit() already printed
         print(format_table(baseline, title=f"zero-shot start model ({ev.split})"))
-    print(format_table(results, title=f"trained model ({ev.split}); in brackets: change vs zero-shot", baseline=baseline))
+        print(format_table(results, title=f"trained model ({ev.split}); in brackets: change vs zero-shot", baseline=baseline))
     return {"results": results, "baseline": baseline}
 
 

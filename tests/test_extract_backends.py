@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import write_esco_csv
-from skillgen.common.paths import default_benchmark_dir, default_esco_csv
+from skillgen.common.paths import default_benchmark_dir, default_esco_path
 from skilltrain.evaluation.metrics import top_k_indices
 from skilltrain.extraction.backends import check_backend
 from skilltrain.extraction.extract import SkillExtractor
@@ -123,7 +123,7 @@ def test_chunked_top_k_equals_evaluation_top_k():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not default_esco_csv().exists(), reason="ESCO data not available (set SKILLS_DATA_DIR)")
+@pytest.mark.skipif(not default_esco_path().exists(), reason="ESCO data not available")
 def test_every_backend_keeps_rp_at_5_on_validation():
     """The quality guard behind the default: RP@5 on TECH/HOUSE validation within 0.3 of torch-fp32.
 
@@ -132,7 +132,7 @@ def test_every_backend_keeps_rp_at_5_on_validation():
     """
     from skilltrain.extraction.quality import MAX_RP5_LOSS, rp_at_5
 
-    esco, bench = default_esco_csv(), default_benchmark_dir()
+    esco, bench = default_esco_path(), default_benchmark_dir()
     scores = {
         backend: rp_at_5(SkillExtractor.from_pretrained(None, esco, backend=backend, device="cpu"), "validation", directory=bench)
         for backend in ("torch-fp32",) + CPU_BACKENDS
