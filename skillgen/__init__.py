@@ -10,8 +10,7 @@ which ``skilltrain`` uses) does not pull in Ray or the OpenAI client.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from skillgen.common.lazy import lazy_exports
 
 _EXPORTS = {
     "GenerationConfig": "skillgen.config",
@@ -26,15 +25,4 @@ _EXPORTS = {
     "UserError": "skillgen.common.errors",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'skillgen' has no attribute '{name}'")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports("skillgen", _EXPORTS)

@@ -11,8 +11,7 @@ lazily so that importing the package does not import torch or Ray.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from skillgen.common.lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "skilltrain.config",
@@ -27,15 +26,4 @@ _EXPORTS = {
     "BiEncoder": "skilltrain.model",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'skilltrain' has no attribute '{name}'")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports("skilltrain", _EXPORTS)
