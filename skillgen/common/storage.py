@@ -336,10 +336,11 @@ class Location:
         if self.is_local:
             return _create_local(self.local_path, data)
         bucket, key = self._s3_bucket_key("create_if_absent")
+        client = S3Settings.from_env().boto3_client()  # a one-line UserError when boto3 is not installed
         from botocore.exceptions import ClientError
 
         try:
-            S3Settings.from_env().boto3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
         except ClientError as exc:
             if _precondition_failed(exc):
                 return False
@@ -360,10 +361,11 @@ class Location:
         if self.is_local:
             return _replace_local_if(self.local_path, data, version)
         bucket, key = self._s3_bucket_key("replace_if_unchanged")
+        client = S3Settings.from_env().boto3_client()
         from botocore.exceptions import ClientError
 
         try:
-            S3Settings.from_env().boto3_client().put_object(Bucket=bucket, Key=key, Body=data, IfMatch=version)
+            client.put_object(Bucket=bucket, Key=key, Body=data, IfMatch=version)
         except ClientError as exc:
             if _precondition_failed(exc) or exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return False
