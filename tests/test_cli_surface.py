@@ -87,11 +87,11 @@ def test_public_api_is_exported_lazily():
         skilltrain.no_such_thing  # noqa: B018
 
 
-def test_api_misuse_raises_value_error_not_the_cli_error(tiny_encoder_dir, esco_csv):
+def test_api_misuse_raises_value_error_not_the_cli_error(tiny_encoder_dir, esco_csv, tmp_path):
     from skillgen.common.errors import UserError
     from skilltrain import SkillExtractor
 
-    extractor = SkillExtractor.from_pretrained(tiny_encoder_dir, taxonomy=esco_csv)
+    extractor = SkillExtractor.from_pretrained(tiny_encoder_dir, taxonomy=esco_csv, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="top_k") as info:
         extractor.extract(["We need a welder."], top_k=0)
     assert not isinstance(info.value, UserError)

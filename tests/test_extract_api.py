@@ -77,7 +77,7 @@ def test_index_cached_next_to_model_and_reused(tiny_encoder_dir: Path, esco_csv:
 def test_unwritable_model_dir_falls_back_to_user_cache(tiny_encoder_dir: Path, esco_csv: Path, tmp_path: Path, monkeypatch):
     import skilltrain.extraction.extract as extract
 
-    model = shutil.copytree(tiny_encoder_dir, tmp_path / "ro_model")
+    model = shutil.copytree(tiny_encoder_dir, tmp_path / "ro_model", ignore=shutil.ignore_patterns(INDEX_DIR_NAME))
     monkeypatch.setenv("SKILLGEN_CACHE_DIR", str(tmp_path / "user_cache"))
     # chmod does not stop root (CI containers), so simulate site-packages being read-only
     monkeypatch.setattr(extract, "_writable", lambda d: Path(d) != model and _real_writable(d))
