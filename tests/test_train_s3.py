@@ -1,6 +1,6 @@
 """Ray Train with everything on S3 (SeaweedFS): training data, checkpoints, the exported model.
 
-A worker fails after step 6; the worker group restarts from the step-4 checkpoint read back
+A worker fails once just before reporting step 8 (injected from the test side); the worker group restarts from the step-4 checkpoint read back
 from S3, and the exported model lands on S3. Ray starts after the AWS variables are set, so
 its workers inherit them (as on a cluster whose nodes all get the same Secret).
 """
@@ -8,10 +8,12 @@ its workers inherit them (as on a cluster whose nodes all get the same Secret).
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
-from test_train_fit import inputs, make_config  # noqa: F401  (module fixture reused)
+import test_train_fit
+from test_train_fit import fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture reused)
 
 from skillgen.common.storage import resolve
 
@@ -29,8 +31,11 @@ def ray_with_s3_env(s3_bucket):
 
 @pytest.mark.slow  # ~105 s on the loaded 2-core box (Ray start, 2 workers, a restart, SeaweedFS)
 def test_worker_failure_resumes_from_checkpoints_on_s3(ray_with_s3_env, inputs, tiny_encoder_dir, tmp_path):  # noqa: F811
+    import ray.cloudpickle
+
     from skilltrain.model import BiEncoder
     from skilltrain.training.fit import fit
+    from skilltrain.training.train import train_loop_per_worker
 
     bucket = ray_with_s3_env
     resolve(f"{bucket}/gen").upload_dir(inputs["run"])
@@ -38,13 +43,16 @@ def test_worker_failure_resumes_from_checkpoints_on_s3(ray_with_s3_env, inputs, 
     local.mkdir()
     cfg = make_config(
         inputs, tiny_encoder_dir, local, data=f"{bucket}/gen", out=f"{bucket}/model",
-        storage_path=f"{bucket}/train", fail_at_step=6, max_failures=1,
+        storage_path=f"{bucket}/train", max_failures=1,
     )
-    result = fit(cfg)
+    ray.cloudpickle.register_pickle_by_value(test_train_fit)  # the workers cannot import the test modules
+    marker = tmp_path / "injected_failure"
+    loop = partial(train_loop_per_worker, report=partial(fail_once_before_report, marker=str(marker), at_step=8))
+    result = fit(cfg, train_loop=loop)
 
+    assert marker.exists()
     assert result.extra["resumed_at_steps"] == [4]  # restarted from the step-4 checkpoint on S3
     run = resolve(f"{bucket}/train/{cfg.run_name}")
-    assert (run / "injected_failure_at_step_6").exists()
     assert any(name.startswith("checkpoint_") for name in _names(run))
     model = resolve(f"{bucket}/model")
     assert json.loads((model / "eval_results.json").read_text())["best_step"] == result.best_step
