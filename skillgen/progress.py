@@ -41,6 +41,7 @@ class ProgressReporter:
         self.start = time.monotonic()
         self.interval = interval_s
         self.last_log = 0.0
+        self.last_publish = 0.0
         self.live = None
         self.task = None
         if enabled and sys.stdout.isatty():
@@ -61,8 +62,10 @@ class ProgressReporter:
             "tokens_per_s": tokens / elapsed, "spent": spent,
             "eta": (self.total - done) / rate if rate > 0 else None, "retries": retries, "rate_limited": rate_limited,
         }
-        publish({"skillgen_skills_done": done, "skillgen_tokens_per_s": p["tokens_per_s"], "skillgen_spend_usd": spent,
-                 "skillgen_rate_limited": rate_limited, "skillgen_retries": retries, "skillgen_failures": failed}, self.run)
+        if final or time.monotonic() - self.last_publish >= 1.0:  # the driver ticks every 0.25 s; Ray exports every few s
+            self.last_publish = time.monotonic()
+            publish({"skillgen_skills_done": done, "skillgen_tokens_per_s": p["tokens_per_s"], "skillgen_spend_usd": spent,
+                     "skillgen_rate_limited": rate_limited, "skillgen_retries": retries, "skillgen_failures": failed}, self.run)
         if self.live is not None and self.task is not None:
             self.live.update(self.task, completed=done, info=format_line(p).split(" | ", 1)[1])
         elif self.enabled and (final or time.monotonic() - self.last_log >= self.interval):
