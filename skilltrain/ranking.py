@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
+from skillgen.common.atomic import write_atomic
 from skilltrain.model import BiEncoder
 
 if TYPE_CHECKING:  # polars stays optional at run time for callers that pass an Arrow table (GPU benchmark hosts)
@@ -84,10 +85,7 @@ class SkillIndex:
         emb = encoder.encode(labels, batch_size=batch_size, progress=progress, desc="encoding skills")
         if cached is not None:
             try:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
-                np.save(tmp, emb)
-                os.replace(tmp, cached)
+                write_atomic(cached, lambda tmp: _save_npy(tmp, emb))
                 (cached.parent / f"{key}.json").write_text(json.dumps({"cache_key": cache_key, "n_skills": len(labels)}))
             except OSError as exc:  # a read-only model dir (site-packages) only loses the cache
                 log.debug("skill index not cached in %s: %s", cached.parent, exc)
@@ -128,3 +126,9 @@ def top_k_chunked(queries: torch.Tensor, matrix: torch.Tensor, k: int, chunk: in
                 values[row], idx[row] = full_values[:probe], full_idx[:probe]
         idx_out[start : start + chunk], score_out[start : start + chunk] = idx[:, :k], values[:, :k]
     return idx_out, score_out
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to exactly ``path`` (given a name, it would append ``.npy`` to a temporary name)."""
+    with open(path, "wb") as fh:
+        np.save(fh, array)

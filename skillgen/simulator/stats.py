@@ -43,11 +43,12 @@ models), ``batch_line_errors`` {reason: n} (not billed), ``files_uploaded``
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from skillgen.common.atomic import write_atomic
 
 RATE_LIMITED = "rate_limited"
 
@@ -179,7 +180,4 @@ class SimulatorStats:
 
     def write(self, path: Path, config_summary: dict[str, Any] | None = None) -> None:
         """Write the snapshot atomically (a reader never sees half a file)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.snapshot(config_summary), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(self.snapshot(config_summary), indent=2, sort_keys=True) + "\n")

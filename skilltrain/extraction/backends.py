@@ -26,7 +26,6 @@ longest sentence, not the corpus's.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skillgen.common.atomic import write_atomic
 from skillgen.common.errors import UserError
 from skilltrain.extraction.backend_names import (
     BACKENDS, DEFAULT_CPU_BACKEND, DEFAULT_CPU_BATCH, DEFAULT_GPU_BACKEND, DEFAULT_GPU_BATCH,
@@ -214,16 +214,17 @@ def export_onnx(model: BiEncoder, path: Path) -> Path:
     names = ["input_ids", "attention_mask", "token_type_ids"]
     if "token_type_ids" not in features:
         features["token_type_ids"] = torch.zeros_like(features["input_ids"])
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     wrapper = _LastHiddenState(model.transformer.float().cpu()).eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes on shape checks that are constant for an encoder
-        torch.onnx.export(
-            wrapper, tuple(features[n] for n in names), str(tmp), input_names=names, output_names=["last_hidden_state"],
-            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names + ["last_hidden_state"]}, opset_version=17, dynamo=False,
-        )
-    os.replace(tmp, path)
-    return path
+
+    def export(tmp: Path) -> None:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes on shape checks that are constant for an encoder
+            torch.onnx.export(
+                wrapper, tuple(features[n] for n in names), str(tmp), input_names=names, output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names + ["last_hidden_state"]}, opset_version=17, dynamo=False,
+            )
+
+    return write_atomic(path, export)
 
 
 def onnx_graph(model: BiEncoder, cache_dir: Path, fingerprint: str) -> Path:
