@@ -82,9 +82,9 @@ def test_partial_rows_resume_only_missing(ray_local, sim, tmp_path: Path):
     csv = esco(tmp_path, 4)
     cfg = gen_config(sim.base_url, csv, tmp_path / "run", n_sentences=5)
     from skillgen.estimate import selected_skills
-    from skillgen.rundir.runstate import open_run_dir
+    from skillgen.rundir.rundir import RunDir
 
-    open_run_dir(cfg)
+    RunDir.open(cfg).close()
     skill = selected_skills(cfg)[0]
     key = request_key(cfg, skill.skill_id)
     w = ShardWriter(tmp_path / "run" / ROWS_DIR, ROW_SCHEMA)

@@ -43,8 +43,7 @@ from typing import Any, Callable, Mapping
 
 from skillgen.llm.tokens import size_max_tokens
 from skillgen.online.messages import ExchangeReply, ReserveItem, Settlement  # noqa: F401 (re-exported)
-from skillgen.rundir.ledger import (CANCELLED, CLIENT_ERROR, OK, RATE_LIMITED, UNKNOWN_OUTCOMES, WORKER_LOST, LedgerWriter,
-                             OutcomeEvent, SentEvent, outcome_class, unknown_cost)
+from skillgen.rundir.ledger import UNKNOWN_OUTCOMES, LedgerWriter, Outcome, OutcomeEvent, SentEvent, outcome_class, unknown_cost
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -318,7 +317,7 @@ class Budget:
             status, error_class = None, "bad_response"  # a 200 without usage: we cannot know what it cost
         outcome = outcome_class(status, error_class)
         cost = 0.0
-        if outcome == OK:
+        if outcome == Outcome.OK:
             completion_tokens = completion_tokens or 0
             cost = prompt_tokens * self.price_in + completion_tokens * self.price_out
             self.stats.prompt_tokens += prompt_tokens
@@ -330,14 +329,14 @@ class Budget:
                 self.tokens.credit(res.prompt - prompt_tokens + unused_out)
                 self.input.credit(res.prompt - prompt_tokens)
                 self.output.credit(unused_out)
-        elif outcome == RATE_LIMITED and res is not None:
+        elif outcome == Outcome.RATE_LIMITED and res is not None:
             # The server rejected it before debiting: give the tokens back, but pause everyone.
             self.stats.rate_limited += 1
             self._move(1, res.prompt, res.completion)
             pause = retry_after if retry_after is not None else 1.0
             self.cooldown_until = max(self.cooldown_until, now + pause)
             self.stats.cooldown_s += pause
-        elif outcome in (CLIENT_ERROR, CANCELLED) and res is not None:
+        elif outcome in (Outcome.CLIENT_ERROR, Outcome.CANCELLED) and res is not None:
             self._move(1, res.prompt, res.completion)
         elif outcome in UNKNOWN_OUTCOMES and res is not None:
             # Timeouts, drops, dead workers: the server may have generated (and billed) it. The limiter
@@ -345,7 +344,7 @@ class Budget:
             cost = unknown_cost(self.unknown_outcome, res.cost, res.prompt * self.price_in)
         self.stats.spent_usd += cost
         if self.ledger is not None and res is not None:
-            if outcome == OK:  # "received" once its rows are on disk: held until the driver says so
+            if outcome == Outcome.OK:  # "received" once its rows are on disk: held until the driver says so
                 self.settle_seq += 1
                 # until then the ledger counts it as unknown: the cap must too
                 margin = max(0.0, unknown_cost(self.unknown_outcome, res.cost, res.prompt * self.price_in) - cost)
@@ -434,8 +433,8 @@ class BudgetActor:
     any moment leaves the ledger knowing every request that may have been sent.
     """
 
-    def __init__(self, run_dir: str | None = None, **kwargs: Any):
-        self.ledger = LedgerWriter(run_dir) if run_dir is not None else None
+    def __init__(self, ledger: LedgerWriter | None = None, **kwargs: Any):
+        self.ledger = ledger  # from RunDir.ledger_writer(): the driver holds the run dir's lease
         self.budget = Budget(ledger=self.ledger, **kwargs)
 
     def _flush(self, must: bool) -> bool:
@@ -457,7 +456,7 @@ class BudgetActor:
         out = b.reserve(worker, items) if items else {"granted": [], "wait": 0.0}
         if not self._flush(must=bool(out["granted"])):
             for rid in out["granted"]:  # never handed out: undo them (their sent events stay buffered)
-                b.settle(rid, status=None, error_class=CANCELLED)
+                b.settle(rid, status=None, error_class=Outcome.CANCELLED)
             out["granted"] = []
         return ExchangeReply(out["granted"], out["wait"], b.stopped, b.lengths.per_sentence(), costs)
 
@@ -474,7 +473,7 @@ class BudgetActor:
         """Settle the reservations of a dead worker: sent or not, we cannot know, so ``worker_lost``."""
         dead = [rid for rid, r in self.budget.inflight.items() if r.worker == worker]
         for rid in dead:
-            self.budget.settle(rid, status=None, error_class=WORKER_LOST)
+            self.budget.settle(rid, status=None, error_class=Outcome.WORKER_LOST)
         self._flush(must=True)
         return len(dead)
 
@@ -483,7 +482,7 @@ class BudgetActor:
         reached it (its exchange call was cut short): cancelled before send."""
         left = [rid for rid, r in self.budget.inflight.items() if r.worker == worker]
         for rid in left:
-            self.budget.settle(rid, status=None, error_class=CANCELLED)
+            self.budget.settle(rid, status=None, error_class=Outcome.CANCELLED)
         self._flush(must=True)
         return len(left)
 

@@ -26,16 +26,13 @@ from typing import Any
 
 from skillgen.common.errors import UserError
 from skillgen.common.raycluster import init_ray
-from skillgen.common.storage import resolve
 from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import config_price
 from skillgen.online.messages import Drained
 from skillgen.online.progress import ProgressReporter
 from skillgen.plan import RunPlan, RunSummary, plan_run, preflight
-from skillgen.rundir.lease import RunDirLease
-from skillgen.rundir.ledger import ledger_totals
-from skillgen.rundir.runstate import check_writable, open_run_dir, record_invocation
-from skillgen.rundir.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
+from skillgen.rundir.rundir import RunDir
+from skillgen.rundir.sinks import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +55,22 @@ def _actor_gone() -> tuple[type[BaseException], ...]:
     return (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError)
 
 
-def run_online(config: GenerationConfig, progress: bool = True, on_update: Any = None) -> RunSummary:
-    """Online mode: check, take the lease, plan, preflight, then run the Ray actors (see the module docstring).
+def run_online(config: GenerationConfig, run_dir: RunDir, progress: bool = True, on_update: Any = None) -> RunSummary:
+    """Online mode on an open run dir (its lease held): plan, preflight, then run the Ray actors.
 
     ``on_update(scheduler_state, budget_snapshot)`` is called on every driver tick (benchmarks, UIs).
     """
+    from skillgen.batch.state import load_manifest
+
     price = config_price(config)  # unknown model: UserError before anything else
-    check_writable(resolve(config.run_dir))
-    with RunDirLease.acquire(config.run_dir) as lease:
-        open_run_dir(config)  # same fingerprint
-        plan = plan_run(config, price)
-        if config.spend_cap_usd is not None and plan.spent_before >= config.spend_cap_usd and plan.tasks:
-            raise UserError(f"spend cap ${config.spend_cap_usd:.4f} already reached by this run dir "
-                            f"(${plan.spent_before:.4f} spent, by the ledger); rerun with a higher --spend-cap-usd to continue")
-        if plan.tasks and config.preflight:
-            preflight(config)
-        return GenerationDriver(config, price, plan, lease, progress, on_update).run()
+    manifest = load_manifest(run_dir)
+    if manifest is not None and manifest.open_entries():
+        raise UserError(f"{run_dir} has {len(manifest.open_entries())} batches still open at the provider; "
+                        "rerun with --mode batch to collect them (or `skillgen batch cancel`), then continue online")
+    plan = plan_run(config, price, run_dir)
+    if plan.tasks and config.preflight:
+        preflight(config)
+    return GenerationDriver(config, price, plan, run_dir, progress, on_update).run()
 
 
 class GenerationDriver:
@@ -81,17 +78,16 @@ class GenerationDriver:
     signal, shut down, summarise. The driver is the only writer of shards; the budget actor writes the ledger.
     """
 
-    def __init__(self, config: GenerationConfig, price, plan: RunPlan, lease: RunDirLease, progress: bool = True,
+    def __init__(self, config: GenerationConfig, price, plan: RunPlan, run_dir: RunDir, progress: bool = True,
                  on_update: Any = None):
-        self.config, self.price, self.plan, self.lease = config, price, plan, lease
+        self.config, self.price, self.plan, self.run_dir = config, price, plan, run_dir
         self.on_update = on_update
         self.t0 = time.monotonic()
         self.started_at = utcnow().isoformat()
-        run_dir = resolve(config.run_dir)
-        self.rows_w = ShardWriter(run_dir / ROWS_DIR, ROW_SCHEMA, config.flush_rows, config.flush_seconds)
-        self.fail_w = ShardWriter(run_dir / FAILURES_DIR, FAILURE_SCHEMA, config.flush_rows, config.flush_seconds)
+        self.rows_w = run_dir.row_writer(config.flush_rows, config.flush_seconds)
+        self.fail_w = run_dir.failure_writer(config.flush_rows, config.flush_seconds)
         self.reporter = ProgressReporter(len(plan.tasks), enabled=progress, interval_s=config.progress_interval_s,
-                                         run=resolve(config.run_dir).name)
+                                         run=run_dir.root.name)
         self.written = set(plan.written)
         self.status = "complete"
         self.sched_state: dict[str, Any] = {"finished": 0, "failed": 0, "workers": {}}
@@ -145,7 +141,7 @@ class GenerationDriver:
         run_tag = uuid.uuid4().hex[:8]
         self.budget = ray.remote(BudgetActor).options(num_cpus=0, max_concurrency=1, scheduling_strategy=here,
                                                       name=f"{BUDGET_NAME_PREFIX}{run_tag}").remote(
-            run_dir=str(resolve(cfg.run_dir)),
+            ledger=self.run_dir.ledger_writer(),
             rpm=cfg.rpm, tpm=cfg.tpm, input_tpm=cfg.input_tpm, output_tpm=cfg.output_tpm,
             spend_cap_usd=cfg.spend_cap_usd, spent_before_usd=self.plan.spent_before,
             price_in=self.price.input_per_1m, price_out=self.price.output_per_1m, quantile=cfg.max_tokens_quantile,
@@ -184,7 +180,7 @@ class GenerationDriver:
                              ws.get("prompt_tokens", 0) + ws.get("completion_tokens", 0),
                              self.budget_snap.get("spent_total_usd", 0.0), int(ws.get("retries", 0)),
                              int(ws.get("rate_limited", 0)))
-        if self.lease.lost.is_set() and not self.stop_deadline:
+        if self.run_dir.lost and not self.stop_deadline:
             self._begin_stop("stopped: run dir lease lost", grace_s=5.0)
         if self.terminate.is_set() and not self.interrupted.is_set():
             raise KeyboardInterrupt  # handled in run(), at a point where no drained row is in hand
@@ -267,7 +263,7 @@ class GenerationDriver:
         stop_reason = self.budget_snap.get("stop_reason") or self.sched_state.get("stopped")
         if status == "complete" and stop_reason:
             status = f"stopped: {stop_reason}"
-        summary = _summarise(self.config, status, self.plan, self.rows_w, self.fail_w, self.sched_state, self.budget_snap,
+        summary = _summarise(self.config, self.run_dir, status, self.plan, self.rows_w, self.fail_w, self.sched_state, self.budget_snap,
                              self.t0, len(self.workers), self.started_at)
         if stop_reason == "spend cap":
             log.warning("spend cap $%.4f reached ($%.4f spent in total); %d skills remain: rerun with a higher "
@@ -374,15 +370,15 @@ def _kill(actor: Any) -> None:
         pass
 
 
-def _summarise(config, status, plan: RunPlan, rows_w, fail_w, sched_state, budget_snap, t0, n_workers,
+def _summarise(config, run_dir: RunDir, status, plan: RunPlan, rows_w, fail_w, sched_state, budget_snap, t0, n_workers,
                started_at) -> RunSummary:
     ws = sched_state.get("workers", {}) if sched_state else {}
     completed = sched_state.get("finished", 0) - sched_state.get("failed", 0)
     remaining = len(plan.tasks) - sched_state.get("finished", 0)
     if status == "complete" and remaining > 0:
         status = "incomplete"
-    ledger = ledger_totals(config.run_dir, config.unknown_outcome)
-    total = ledger.spent_usd if ledger.attempts else plan.spent_before
+    spend = run_dir.spend(config.unknown_outcome)
+    ledger, total = spend.ledger, spend.total_usd
     summary = RunSummary(
         run_dir=str(config.run_dir), status=status, skills_selected=len(plan.skills), skills_already_done=plan.already,
         skills_attempted=len(plan.tasks), skills_completed=completed, skills_failed=sched_state.get("failed", 0),
@@ -394,7 +390,7 @@ def _summarise(config, status, plan: RunPlan, rows_w, fail_w, sched_state, budge
         estimated_prompt_tokens=plan.prompt_est, elapsed_s=time.monotonic() - t0, workers=n_workers,
         budget=budget_snap, ledger=ledger.to_dict(),
     )
-    record_invocation(config.run_dir, {"started_at": started_at, "finished_at": utcnow().isoformat(),
+    run_dir.record_invocation({"started_at": started_at, "finished_at": utcnow().isoformat(),
                                        "summary": {k: v for k, v in summary.to_dict().items() if k != "budget"}})
     log.info("%s", summary.format())
     return summary

@@ -27,7 +27,7 @@ from skillgen.llm.client import CallResult, ChatClient, RequestError, call_with_
 from skillgen.config import GenerationConfig
 from skillgen.llm.prompts import build_messages
 from skillgen.rundir.sinks import utcnow
-from skillgen.rundir.ledger import CANCELLED
+from skillgen.rundir.ledger import Outcome
 from skillgen.online.messages import ReserveItem, Settlement, SkillTask, WorkerReport
 from skillgen.llm.tokens import count_tokens
 from skillgen.llm.validate import validate_response
@@ -113,7 +113,7 @@ class WorkerCore:
             self.per_sentence = res.per_sentence
             for (fut, _), rid in zip(batch, res.granted):
                 if fut.done():  # its attempt was cancelled while waiting: the grant was never used
-                    self.settle(Settlement(rid, error_class=CANCELLED))
+                    self.settle(Settlement(rid, error_class=Outcome.CANCELLED))
                 else:
                     fut.set_result(rid)
             del self.pending[: len(res.granted)]
