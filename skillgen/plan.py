@@ -10,6 +10,7 @@ online runtime and vice versa.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from skillgen.common.errors import UserError
@@ -22,6 +23,18 @@ from skillgen.rundir.runstate import request_key
 if TYPE_CHECKING:
     from skillgen.llm.pricing import Price
     from skillgen.rundir.rundir import RunDir
+
+
+class StopReason(StrEnum):
+    """Why a run stopped before finishing (``RunSummary.status`` is ``"stopped: <reason>"`` or ``"interrupted"``)."""
+
+    SPEND_CAP = "spend cap"
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM
+    LEASE_LOST = "run dir lease lost"
+    BUDGET_LOST = "budget actor lost"
+    SCHEDULER_LOST = "scheduler actor lost"
+    LEDGER_WRITE_FAILED = "ledger write failed"
+    CANCELLED = "cancelled"  # skillgen batch cancel
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,14 @@ from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import Price
 from skillgen.llm.validate import validate_response
 from skillgen.rundir.ledger import Outcome, outcome_class
-from skillgen.rundir.sinks import utcnow
+from skillgen.rundir.sinks import Row, utcnow
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Collected:
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     cost_usd: float = 0.0
     unattributed_usd: float = 0.0
     answered: set[str] = field(default_factory=set)  # request keys with a response or a per-request error
@@ -128,11 +128,8 @@ def _accept(config: GenerationConfig, price: Price, info: dict[str, Any], body: 
         return billed
     share = cost / len(v.sentences)
     for sentence, idx in zip(v.sentences, missing):
-        res.rows.append({
-            "skill_id": info["skill_id"], "label": info["label"], "sentence": sentence, "sample_idx": idx,
-            "request_key": info["request_key"], "model": config.model, "prompt_version": config.prompt_version,
-            "prompt_tokens": pt, "completion_tokens": ct, "cost_usd": share, "created_at": now,
-        })
+        res.rows.append(Row(info["skill_id"], info["label"], sentence, idx, info["request_key"], config.model,
+                            config.prompt_version, pt, ct, share, now))
     return billed
 
 

@@ -42,10 +42,10 @@ from skillgen.batch.state import BatchEntry, Manifest, load_manifest, save_manif
 from skillgen.common.errors import UserError
 from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import config_batch_price
-from skillgen.plan import RunSummary, SkillTask
+from skillgen.plan import RunSummary, SkillTask, StopReason
 from skillgen.rundir.ledger import BATCH_WORKER, Outcome, OutcomeEvent, SentEvent, read_ledger
 from skillgen.rundir.rundir import RunDir
-from skillgen.rundir.sinks import utcnow
+from skillgen.rundir.sinks import FailureRecord, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class BatchRun:
         self.queue: list[BatchLine] = []
         self.dirty = True  # rows changed: recompute what is missing
         self.spent = 0.0  # by the ledger (open lines at worst case), as of the last recompute or submission
-        self.stop_reason: str | None = None
+        self.stop_reason: StopReason | None = None
         self.totals: Counter = Counter()  # this invocation: rows, requests, tokens, cost
 
     # ---- the loop ------------------------------------------------------------------
@@ -85,7 +85,7 @@ class BatchRun:
                 raise UserError(f"{self.run_dir}: another process took the run dir lease over; stopped writing")
             changed = self.advance_open()
             if self.run_dir.cancel_requested() and self.stop_reason is None:
-                self.stop_reason = "cancelled"
+                self.stop_reason = StopReason.CANCELLED
                 changed = self.advance_open() or changed  # cancel what this driver started meanwhile
             if self.dirty:
                 self.refresh_queue()
@@ -108,7 +108,7 @@ class BatchRun:
                 changed = True
             elif not entry.terminal:
                 changed = self.poll(entry) or changed
-            if self.stop_reason == "cancelled" and entry.status in ("validating", "in_progress", "finalizing"):
+            if self.stop_reason == StopReason.CANCELLED and entry.status in ("validating", "in_progress", "finalizing"):
                 self.update(entry, self.api.cancel(entry.batch_id))
             if entry.terminal:
                 self.collect(entry)
@@ -238,11 +238,7 @@ class BatchRun:
         self.failures.flush()
 
     def fail(self, task: SkillTask, error_class: str, message: str, attempts: int) -> None:
-        self.failures.add([{
-            "skill_id": task.skill.skill_id, "request_key": task.request_key, "error_class": error_class,
-            "message": message[:1000], "attempts": int(attempts), "created_at": utcnow(),
-            "label": task.skill.label, "n_missing": len(task.missing), "cost_usd": 0.0,
-        }])
+        self.failures.add([FailureRecord.of(task, error_class, message, attempts, len(task.missing), 0.0)])
 
     # ---- 3. submission -------------------------------------------------------------------
 
@@ -264,7 +260,7 @@ class BatchRun:
                 first = self.queue[0]
                 if first.worst_case_usd > spend_room:
                     if not self.manifest.open_entries():
-                        self.stop_reason = "spend cap"
+                        self.stop_reason = StopReason.SPEND_CAP
                 elif not self.manifest.open_entries():
                     raise UserError(f"one request needs {first.tokens} enqueued tokens, more than the enqueued-token cap; "
                                     "raise --batch-max-enqueued-tokens or lower --max-tokens")

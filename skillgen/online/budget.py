@@ -34,6 +34,7 @@ tokens approach the limit.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import re
 import time
@@ -42,10 +43,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from skillgen.llm.tokens import size_max_tokens
+from skillgen.plan import StopReason
 from skillgen.online.messages import ExchangeReply, ReserveItem, Settlement  # noqa: F401 (re-exported)
 from skillgen.rundir.ledger import UNKNOWN_OUTCOMES, LedgerWriter, Outcome, OutcomeEvent, SentEvent, outcome_class, unknown_cost
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+log = logging.getLogger(__name__)
 
 
 def parse_reset(value: str | None) -> float | None:
@@ -161,6 +165,30 @@ class BudgetStats:
     wait_by_limit: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BudgetSnapshot:
+    """The budget's state (budget actor -> driver, every tick). ``settle_seq``: the mark the driver passes to
+    :meth:`BudgetActor.persisted` once the rows drained after this snapshot are on disk."""
+
+    granted: int = 0
+    settled: int = 0
+    inflight: int = 0
+    rate_limited: int = 0
+    header_tightenings: int = 0
+    cooldown_s: float = 0.0
+    reserved_tokens: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spent_usd: float = 0.0  # this invocation
+    spent_total_usd: float = 0.0  # the run dir's, with in-flight worst cases
+    cap_hit: bool = False
+    stop_reason: str | None = None
+    per_sentence: float | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
+    wait_by_limit: dict[str, float] = field(default_factory=dict)
+    settle_seq: int | None = None
+
+
 class Budget:
     """Request/token buckets, reservations, header & 429 tightening, spend cap, length model."""
 
@@ -261,7 +289,7 @@ class Budget:
             committed = self.spent() + self.inflight_cost + self.held_margin
             if self.spend_cap is not None and committed + cost > self.spend_cap + 1e-12:
                 if not self.inflight and not granted and not self.held_ok:
-                    self.stop("spend cap")
+                    self.stop(StopReason.SPEND_CAP)
                 else:
                     self.stats.cap_hit = True
                     wait = 0.25  # in-flight requests may settle cheaper than their worst case
@@ -398,32 +426,22 @@ class Budget:
         if not self.stopped:
             self.stopped = reason
             self.stats.stop_reason = reason
-            if reason == "spend cap":
+            if reason == StopReason.SPEND_CAP:
                 self.stats.cap_hit = True
 
     def max_tokens_for(self, sentences: int, ceiling: int, margin: float = 1.15) -> int:
         return size_max_tokens(self.lengths.per_sentence(), sentences, ceiling, margin)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> BudgetSnapshot:
         s = self.stats
-        return {
-            "granted": s.granted,
-            "settled": s.settled,
-            "inflight": len(self.inflight),
-            "rate_limited": s.rate_limited,
-            "header_tightenings": s.header_tightenings,
-            "cooldown_s": round(s.cooldown_s, 3),
-            "reserved_tokens": s.reserved_tokens,
-            "prompt_tokens": s.prompt_tokens,
-            "completion_tokens": s.completion_tokens,
-            "spent_usd": s.spent_usd,
-            "spent_total_usd": self.spent(),
-            "cap_hit": s.cap_hit,
-            "stop_reason": self.stopped,
-            "per_sentence": self.lengths.per_sentence(),
-            "limits": {"rpm": self.requests.limit, "tpm": self.tokens.limit},
-            "wait_by_limit": dict(s.wait_by_limit),
-        }
+        return BudgetSnapshot(
+            granted=s.granted, settled=s.settled, inflight=len(self.inflight), rate_limited=s.rate_limited,
+            header_tightenings=s.header_tightenings, cooldown_s=round(s.cooldown_s, 3), reserved_tokens=s.reserved_tokens,
+            prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, spent_usd=s.spent_usd,
+            spent_total_usd=self.spent(), cap_hit=s.cap_hit, stop_reason=self.stopped,
+            per_sentence=self.lengths.per_sentence(), limits={"rpm": self.requests.limit, "tpm": self.tokens.limit},
+            wait_by_limit=dict(s.wait_by_limit), settle_seq=self.settle_seq,
+        )
 
 
 class BudgetActor:
@@ -444,7 +462,8 @@ class BudgetActor:
             self.ledger.flush()
             return True
         except OSError as exc:  # nothing may be sent that the ledger does not know about
-            self.budget.stop(f"ledger write failed: {exc.strerror or exc}")
+            log.error("ledger write failed (%s): no request is sent that the ledger does not know", exc.strerror or exc)
+            self.budget.stop(StopReason.LEDGER_WRITE_FAILED)
             return False
 
     def exchange(self, worker: str, settles: list[Settlement], items: list[ReserveItem]) -> ExchangeReply:
@@ -486,16 +505,16 @@ class BudgetActor:
         self._flush(must=True)
         return len(left)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> BudgetSnapshot:
         """The budget's state; ``settle_seq`` is the mark the driver passes to :meth:`persisted`."""
         self._flush(must=False)
-        return {**self.budget.snapshot(), "settle_seq": self.budget.settle_seq}
+        return self.budget.snapshot()
 
     def persisted(self, upto_seq: int) -> int:
         released = self.budget.persisted(upto_seq)
         self._flush(must=bool(released))
         return released
 
-    def close(self) -> dict[str, Any]:
+    def close(self) -> BudgetSnapshot:
         self._flush(must=True)
         return self.budget.snapshot()

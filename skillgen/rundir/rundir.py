@@ -32,8 +32,8 @@ from skillgen.rundir.lease import RunDirLease
 from skillgen.rundir.ledger import LEDGER_DIR, LedgerTotals, LedgerWriter, ledger_totals
 from skillgen.rundir.runstate import (Progress, check_writable, load_progress, open_run_json, read_run_json,
                                       record_invocation)
-from skillgen.rundir.sinks import (FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, ShardWriter, part_files,
-                                   read_failures, read_parts, read_rows, write_parquet_atomic)
+from skillgen.rundir.sinks import (FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, Row, ShardWriter, part_files,
+                                   read_failures, read_parts, read_rows, to_frame, write_parquet_atomic)
 
 if TYPE_CHECKING:
     from skillgen.config import GenerationConfig
@@ -136,14 +136,14 @@ class RunDir:
         self._writable()
         return ShardWriter(self.root / FAILURES_DIR, FAILURE_SCHEMA, flush_rows, flush_seconds)
 
-    def write_rows_once(self, tag: str, rows: list[dict[str, Any]]) -> bool:
+    def write_rows_once(self, tag: str, rows: list[Row]) -> bool:
         """Rows as one shard named by ``tag`` unless a shard with that tag exists; True if written now.
         (Batch collection: replaying it after a crash writes no row twice.)"""
         self._writable()
         folder = self.root / ROWS_DIR
         if not rows or folder.list(f"part-*-{tag}.parquet"):
             return False
-        write_parquet_atomic(pl.DataFrame(rows, schema=ROW_SCHEMA), folder / f"part-{time.time_ns():020d}-{tag}.parquet")
+        write_parquet_atomic(to_frame(rows, ROW_SCHEMA), folder / f"part-{time.time_ns():020d}-{tag}.parquet")
         return True
 
     def ledger_writer(self) -> LedgerWriter:
