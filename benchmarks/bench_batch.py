@@ -77,7 +77,8 @@ def bench(args: argparse.Namespace, run_dir: str | None) -> dict:
     from skillgen.run import run_generation
     from skillgen.simulator.process import SimulatorProcess
 
-    with SimulatorProcess(latency="fixed:0.05", batch_seconds_per_line=0.001) as sim, tempfile.TemporaryDirectory() as tmp:
+    with SimulatorProcess(latency="fixed:0.05", batch_seconds_per_line=0.001, startup_timeout=300) as sim, \
+            tempfile.TemporaryDirectory() as tmp:
         config = GenerationConfig(base_url=sim.base_url, model="gpt-4o-mini", n_sentences=args.sentences,
                                   sample=args.sample, sample_seed=1, run_dir=run_dir or str(Path(tmp) / "run"), mode="batch",
                                   batch_max_requests=args.batch_max_requests, batch_poll_min_s=0.5)
