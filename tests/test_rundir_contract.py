@@ -47,7 +47,10 @@ def _cmd(mode: str, sim_url: str, csv: Path, run_dir: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    # the first run is frozen while the second ones start: on a loaded box that may outlast the default
+    # 60 s TTL, after which a frozen holder is rightly taken over as stale
+    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+            "SKILLGEN_LEASE_TTL_S": "900"}
 
 
 def _wait_for_lease(proc: subprocess.Popen, run_dir: str, log: Path, timeout: float = 120.0) -> None:

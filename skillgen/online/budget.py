@@ -39,7 +39,7 @@ import math
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
 from skillgen.llm.tokens import size_max_tokens
@@ -165,27 +165,16 @@ class BudgetStats:
     wait_by_limit: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class BudgetSnapshot:
-    """The budget's state (budget actor -> driver, every tick). ``settle_seq``: the mark the driver passes to
-    :meth:`BudgetActor.persisted` once the rows drained after this snapshot are on disk."""
+@dataclass
+class BudgetSnapshot(BudgetStats):
+    """The budget's state (budget actor -> driver, every tick): its counters and what it holds now.
+    ``settle_seq``: the mark the driver passes to :meth:`BudgetActor.persisted` once the rows drained after
+    this snapshot are on disk."""
 
-    granted: int = 0
-    settled: int = 0
     inflight: int = 0
-    rate_limited: int = 0
-    header_tightenings: int = 0
-    cooldown_s: float = 0.0
-    reserved_tokens: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    spent_usd: float = 0.0  # this invocation
     spent_total_usd: float = 0.0  # the run dir's, with in-flight worst cases
-    cap_hit: bool = False
-    stop_reason: str | None = None
     per_sentence: float | None = None
     limits: dict[str, Any] = field(default_factory=dict)
-    wait_by_limit: dict[str, float] = field(default_factory=dict)
     settle_seq: int | None = None
 
 
@@ -435,12 +424,9 @@ class Budget:
     def snapshot(self) -> BudgetSnapshot:
         s = self.stats
         return BudgetSnapshot(
-            granted=s.granted, settled=s.settled, inflight=len(self.inflight), rate_limited=s.rate_limited,
-            header_tightenings=s.header_tightenings, cooldown_s=round(s.cooldown_s, 3), reserved_tokens=s.reserved_tokens,
-            prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, spent_usd=s.spent_usd,
-            spent_total_usd=self.spent(), cap_hit=s.cap_hit, stop_reason=self.stopped,
-            per_sentence=self.lengths.per_sentence(), limits={"rpm": self.requests.limit, "tpm": self.tokens.limit},
-            wait_by_limit=dict(s.wait_by_limit), settle_seq=self.settle_seq,
+            **{**asdict(s), "cooldown_s": round(s.cooldown_s, 3), "wait_by_limit": dict(s.wait_by_limit)},
+            inflight=len(self.inflight), spent_total_usd=self.spent(), per_sentence=self.lengths.per_sentence(),
+            limits={"rpm": self.requests.limit, "tpm": self.tokens.limit}, settle_seq=self.settle_seq,
         )
 
 
