@@ -26,7 +26,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from skillgen.common.errors import UserError
-from skillgen.prompts import PROMPT_VERSION, PromptSpec, response_format
+from skillgen.llm.prompts import PROMPT_VERSION, PromptSpec, response_format
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -103,6 +103,7 @@ class GenerationConfig(BaseModel):
     batch_poll_min_s: float = Field(default=10.0, gt=0.0)  # first poll interval; backs off to batch_poll_max_s
     batch_poll_max_s: float = Field(default=300.0, gt=0.0)
     batch_max_rounds: int = Field(default=6, ge=1)  # batches one request key may go into before a failure record
+    batch_shortfall: Literal["batch", "online"] = "batch"  # what a finished batch left missing: follow-up batches, or online
 
     # data
     run_dir: str = "runs/skillgen"

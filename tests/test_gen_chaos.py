@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from skillgen.ledger import UNKNOWN_OUTCOMES, ledger_totals, read_ledger
-from skillgen.run import BUDGET_NAME_PREFIX, SCHEDULER_NAME_PREFIX, WORKER_NAME_PREFIX, run_generation
+from skillgen.rundir.ledger import UNKNOWN_OUTCOMES, ledger_totals, read_ledger
+from skillgen.online.driver import BUDGET_NAME_PREFIX, SCHEDULER_NAME_PREFIX, WORKER_NAME_PREFIX
+from skillgen.run import run_generation
 from test_gen_helpers import assert_complete, esco, gen_config, ray_local  # noqa: F401
 
 SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess
@@ -48,7 +49,7 @@ def _kill_actor_when(kind: str, target: int, killed: threading.Event):
     import ray
 
     def on_update(state, _budget) -> None:
-        if killed.is_set() or state.get("sentences", 0) < target:
+        if killed.is_set() or state.sentences < target:
             return
         names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                        if a["name"].startswith(KINDS[kind]))

@@ -6,7 +6,7 @@ lost may still have happened, so before trying again the provider is asked
 whether it did (the upload by its unique file name, the batch by the
 ``skillgen_run``/``skillgen_seq`` metadata). The same look-up resumes an entry
 a killed driver left between recording an intent and recording the id.
-Errors become one secret-free line (:func:`skillgen.client.classify`).
+Errors become one secret-free line (:func:`skillgen.llm.client.classify`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import openai
 
-from skillgen.client import classify, resolve_api_key
+from skillgen.llm.client import classify, resolve_api_key
 from skillgen.common.errors import UserError
 from skillgen.config import GenerationConfig
 
@@ -60,14 +59,13 @@ class BatchApi:
                 return f.id
         return None
 
-    def upload(self, path: Path, filename: str, reconcile: bool) -> str:
-        """The file id of ``path`` uploaded as ``filename``; ``reconcile``: look for an earlier upload first."""
+    def upload(self, data: bytes, filename: str, reconcile: bool) -> str:
+        """The file id of ``data`` uploaded as ``filename``; ``reconcile``: look for an earlier upload first."""
         if reconcile:
             found = self._call("file look-up", lambda: self.find_file(filename))
             if found is not None:
                 log.info("batch input %s was uploaded before the driver stopped: %s", filename, found)
                 return found
-        data = path.read_bytes()
         return self._call(f"upload of {filename}",
                           lambda: self.client.files.create(file=(filename, data), purpose="batch").id,
                           lambda: self.find_file(filename))

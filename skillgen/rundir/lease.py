@@ -47,6 +47,18 @@ log = logging.getLogger(__name__)
 
 LEASE_FILE = ".skillgen.lease"
 DEFAULT_TTL_S = 60.0
+TTL_ENV = "SKILLGEN_LEASE_TTL_S"  # a longer TTL where renewals may stall (a slow store, a paused process)
+
+
+def default_ttl_s() -> float:
+    try:
+        return max(1.0, float(os.environ.get(TTL_ENV, DEFAULT_TTL_S)))
+    except ValueError:
+        raise UserError(f"${TTL_ENV}: not a number of seconds") from None
+
+
+class RunDirInUse(UserError):
+    """Another live process holds the run dir's lease (exit 2, naming it)."""
 
 
 @dataclass(frozen=True)
@@ -219,9 +231,11 @@ class RunDirLease:
         self._thread.start()
 
     @classmethod
-    def acquire(cls, run_dir: str | Path, ttl_s: float = DEFAULT_TTL_S, purpose: str = "skillgen run",
+    def acquire(cls, run_dir: str | Path, ttl_s: float | None = None, purpose: str = "skillgen run",
                 backend: LeaseBackend | None = None) -> "RunDirLease":
-        """Take the run dir's lease, or raise a one-line :class:`UserError` naming the live holder."""
+        """Take the run dir's lease, or raise a one-line :class:`UserError` naming the live holder.
+        ``ttl_s``: default ``$SKILLGEN_LEASE_TTL_S`` or 60 s."""
+        ttl_s = default_ttl_s() if ttl_s is None else ttl_s
         backend = backend or backend_for(run_dir)
         for _ in range(5):  # the file may vanish or change between our read and our write: retry
             mine = Lease.new(ttl_s, purpose)
@@ -233,7 +247,7 @@ class RunDirLease:
                 continue
             held, held_version = current
             if not held.stale():
-                raise UserError(
+                raise RunDirInUse(
                     f"{run_dir} is in use by {held.describe()} (lease {LEASE_FILE}, renewed "
                     f"{max(0.0, time.time() - held.renewed_at):.0f} s ago); wait for it to finish or stop it"
                 )
