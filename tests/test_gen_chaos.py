@@ -27,9 +27,9 @@ import pytest
 from skillgen.rundir.ledger import UNKNOWN_OUTCOMES, ledger_totals, read_ledger
 from skillgen.online.driver import BUDGET_NAME_PREFIX, SCHEDULER_NAME_PREFIX, WORKER_NAME_PREFIX
 from skillgen.run import run_generation
-from test_gen_helpers import assert_complete, esco, gen_config, ray_local  # noqa: F401
+from skillgen.simulator.process import SimulatorProcess
+from gen_helpers import assert_complete, esco, gen_config, ray_local  # noqa: F401
 
-SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess
 REPO = Path(__file__).resolve().parent.parent
 FAULTS = "500=0.05,drop=0.02,hang=0.01"
 N_SKILLS, N = 30, 5

@@ -12,9 +12,9 @@ import pytest
 
 from skillgen.run import run_generation
 from skillgen.rundir.sinks import read_failures, read_rows
-from test_gen_helpers import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
+from skillgen.simulator.process import SimulatorProcess
+from gen_helpers import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
 
-SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess
 
 SECRET = "sk-test-DO-NOT-LEAK-8f3a9c2e71b44d0f"
 
