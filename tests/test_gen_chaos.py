@@ -136,7 +136,9 @@ def run_trial(seed: int, kind: str, tmp_path: Path) -> dict:
     return result
 
 
-@pytest.mark.parametrize("seed,kind", [(1, "worker"), (2, "scheduler"), (3, "budget")])
+# A killed worker is also covered by the default suite in test_gen_run.py (test_killed_worker_actor_work_is_reassigned);
+# its chaos trial runs with the slow ones. Scheduler and budget deaths are covered only here.
+@pytest.mark.parametrize("seed,kind", [pytest.param(1, "worker", marks=pytest.mark.slow), (2, "scheduler"), (3, "budget")])
 def test_chaos_trial(ray_local, tmp_path: Path, seed: int, kind: str):
     run_trial(seed, kind, tmp_path)
 
