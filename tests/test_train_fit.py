@@ -11,6 +11,9 @@ import pytest
 import train_helpers
 from train_helpers import N_SKILLS, fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture)
 
+from ports import free_ports
+from promscrape import METRICS_SYSTEM_CONFIG, Scraper, exported, finite, metrics_url
+
 from skillgen.common.errors import UserError
 
 
@@ -18,7 +21,9 @@ from skillgen.common.errors import UserError
 def ray_local():
     import ray
 
-    ray.init(address="local", num_cpus=2, log_to_driver=False)  # own instance; dashboard on: Ray Train's PG cleaner needs the State API
+    # own instance; dashboard on: Ray Train's PG cleaner needs the State API; a known Prometheus port for the scrape
+    ray.init(address="local", num_cpus=2, log_to_driver=False, _metrics_export_port=free_ports(1)[0],
+             _system_config=METRICS_SYSTEM_CONFIG)
     yield
     ray.shutdown()
 
@@ -29,9 +34,26 @@ def baseline(ray_local, inputs, tiny_encoder_dir, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("baseline")
     cfg = make_config(inputs, tiny_encoder_dir, tmp)
-    result = fit(cfg)
+    with Scraper(metrics_url(), (exported("skilltrain_"),)) as scraper:  # what Prometheus would see during the fit
+        result = fit(cfg)
     result.extra["config"] = cfg
+    result.extra["scraper"] = scraper
     return result
+
+
+def test_prometheus_scrape_during_the_fit_shows_the_skilltrain_gauges(baseline):
+    scraper = baseline.extra["scraper"]
+    run = {"run": baseline.extra["config"].run_name}
+    steps = scraper.series(exported("skilltrain_step"), **run)
+    assert steps, f"no skilltrain_step in {scraper.scrapes} scrapes during the fit ({scraper.errors[:2]})"
+    total = baseline.history[-1]["step"]
+    assert all(1 <= s.value <= total for s in steps)
+    for name in ("skilltrain_loss", "skilltrain_samples_per_s"):
+        values = [s.value for s in scraper.series(exported(name), **run)]
+        assert values and all(finite(v) and v > 0 for v in values), (name, values)
+    logged_losses = {h["step"]: h["loss"] for h in baseline.history if "loss" in h}
+    seen = {s.value for s in steps}
+    assert seen <= set(logged_losses), (seen, sorted(logged_losses))  # published at logged steps only
 
 
 def _weights(model_dir: Path) -> dict:

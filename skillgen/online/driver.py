@@ -179,15 +179,19 @@ class GenerationDriver:
             self._confirm_persisted()
         if self.on_update is not None:
             self.on_update(self.sched_state, self.budget_snap)
-        ws = self.sched_state.get("workers", {})
-        self.reporter.update(self.sched_state["finished"], self.sched_state["failed"], self.sched_state.get("sentences", 0),
-                             ws.get("prompt_tokens", 0) + ws.get("completion_tokens", 0),
-                             self.budget_snap.get("spent_total_usd", 0.0), int(ws.get("retries", 0)),
-                             int(ws.get("rate_limited", 0)))
+        self._report_progress()
         if self.lease.lost.is_set() and not self.stop_deadline:
             self._begin_stop("stopped: run dir lease lost", grace_s=5.0)
         if self.terminate.is_set() and not self.interrupted.is_set():
             raise KeyboardInterrupt  # handled in run(), at a point where no drained row is in hand
+
+    def _report_progress(self, final: bool = False) -> None:
+        """The progress line and the ``skillgen_*`` gauges; ``final`` publishes even within a second of the last."""
+        ws = self.sched_state.get("workers", {})
+        self.reporter.update(self.sched_state["finished"], self.sched_state["failed"], self.sched_state.get("sentences", 0),
+                             ws.get("prompt_tokens", 0) + ws.get("completion_tokens", 0),
+                             self.budget_snap.get("spent_total_usd", 0.0), int(ws.get("retries", 0)),
+                             int(ws.get("rate_limited", 0)), final=final, requests=int(ws.get("requests", 0)))
 
     def worker_returned(self, ref: Any) -> None:
         wid = self.refs.pop(ref)
@@ -261,6 +265,7 @@ class GenerationDriver:
                 self.lost.add("budget")
         for actor in (self.scheduler, self.budget):
             _kill(actor)
+        self._report_progress(final=True)  # the gauges end on the run's totals, not on the last tick's
 
     def finish(self) -> RunSummary:
         status = self.status
