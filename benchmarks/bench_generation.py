@@ -64,9 +64,9 @@ def main() -> int:
         sim_opts.update(fault_rates="500=0.05,hang=0.01,drop=0.01", hang_seconds=args.hang_seconds)
     samples: list[tuple[float, float, float]] = []
 
-    def on_update(state, budget):
-        samples.append((time.monotonic(), budget.get("reserved_tokens", 0.0),
-                        budget.get("prompt_tokens", 0) + budget.get("completion_tokens", 0)))
+    def on_update(state, budget):  # SchedulerState, BudgetSnapshot (None before the first tick)
+        if budget is not None:
+            samples.append((time.monotonic(), budget.reserved_tokens, budget.prompt_tokens + budget.completion_tokens))
 
     ray.init(address="local", num_cpus=max(2, args.workers), include_dashboard=False, log_to_driver=False)
     with SimulatorProcess(**sim_opts) as sim:

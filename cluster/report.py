@@ -159,15 +159,16 @@ def write_report(config, outcome: dict[str, Any]):
 
 
 def _render(config, outcome: dict[str, Any], run_dir, folder: Path) -> None:
-    from skillgen.rundir.sinks import read_failures, read_rows
+    from skillgen.rundir.rundir import RunDir
 
     est, summ = generation_totals(run_dir / "generation_runs.jsonl")
     training = outcome.get("training", {})
     ev = outcome.get("evaluation", {})
     results, baseline = ev.get("results", {}), ev.get("baseline")
 
-    rows = read_rows(config.generation_dir)
-    failures = read_failures(config.generation_dir)
+    generation = RunDir.read_only(config.generation_dir)
+    rows = generation.rows()
+    failures = generation.failures()
     images = {
         "scores": plot_scores(results, baseline, folder / "report_scores.png") if results else None,
         "training": plot_training(training.get("history", []), folder / "report_training.png"),

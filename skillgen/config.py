@@ -103,6 +103,7 @@ class GenerationConfig(BaseModel):
     batch_poll_min_s: float = Field(default=10.0, gt=0.0)  # first poll interval; backs off to batch_poll_max_s
     batch_poll_max_s: float = Field(default=300.0, gt=0.0)
     batch_max_rounds: int = Field(default=6, ge=1)  # batches one request key may go into before a failure record
+    batch_shortfall: Literal["batch", "online"] = "batch"  # what a finished batch left missing: follow-up batches, or online
 
     # data
     run_dir: str = "runs/skillgen"

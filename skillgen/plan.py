@@ -10,15 +10,31 @@ online runtime and vice versa.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from skillgen.common.errors import UserError
 from skillgen.common.taxonomy import Skill
 from skillgen.config import GenerationConfig
 from skillgen.llm.prompts import build_messages
 from skillgen.llm.tokens import count_tokens
-from skillgen.rundir.ledger import ledger_totals
-from skillgen.rundir.runstate import load_progress, request_key
+from skillgen.rundir.runstate import request_key
+
+if TYPE_CHECKING:
+    from skillgen.llm.pricing import Price
+    from skillgen.rundir.rundir import RunDir
+
+
+class StopReason(StrEnum):
+    """Why a run stopped before finishing (``RunSummary.status`` is ``"stopped: <reason>"`` or ``"interrupted"``)."""
+
+    SPEND_CAP = "spend cap"
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM
+    LEASE_LOST = "run dir lease lost"
+    BUDGET_LOST = "budget actor lost"
+    SCHEDULER_LOST = "scheduler actor lost"
+    LEDGER_WRITE_FAILED = "ledger write failed"
+    CANCELLED = "cancelled"  # skillgen batch cancel
 
 
 @dataclass(frozen=True)
@@ -123,14 +139,16 @@ class RunPlan:
     written: set[tuple[str, int]]  # (request_key, sample_idx) already on disk
 
 
-def plan_run(config: GenerationConfig, price) -> RunPlan:
+def plan_run(config: GenerationConfig, price: "Price", run_dir: "RunDir") -> RunPlan:
+    """Selected skills minus what ``run_dir`` holds; refuses (UserError) a run dir already at the spend cap."""
     from skillgen.estimate import selected_skills
 
     skills = selected_skills(config)
-    state = load_progress(config.run_dir)
-    tasks, already, prompt_est = build_tasks(config, skills, state)
-    ledger = ledger_totals(config.run_dir, config.unknown_outcome)
-    # run dirs from before the ledger: what their rows and failure records say they cost
-    spent = ledger.spent_usd if ledger.attempts else state.spent_usd
+    state = run_dir.progress()
+    tasks, already, prompt_est = run_dir.missing(config, skills, state)
+    spent = run_dir.spend(config.unknown_outcome).total_usd
+    if config.spend_cap_usd is not None and spent >= config.spend_cap_usd and tasks:
+        raise UserError(f"spend cap ${config.spend_cap_usd:.4f} already reached by this run dir "
+                        f"(${spent:.4f} spent, by the ledger); rerun with a higher --spend-cap-usd to continue")
     written = {(k, i) for k, have in state.have.items() for i in have}
     return RunPlan(skills, tasks, already, prompt_est, price.cost(prompt_est, config.max_tokens * len(tasks)), spent, written)

@@ -1,9 +1,11 @@
-"""The public entry point of a generation run: one function, two drivers.
+"""The public entry point of a generation run: one function, one run dir, two drivers.
 
-``config.mode`` picks the driver: online mode on Ray actors
-(:mod:`skillgen.online.driver`) or the provider's Batch API
-(:mod:`skillgen.batch.driver`). Both plan with :mod:`skillgen.plan` and
-return the same :class:`~skillgen.plan.RunSummary`.
+:func:`run_generation` opens the run dir (:class:`~skillgen.rundir.rundir.RunDir`:
+the lease, the fingerprint) and hands it to the driver ``config.mode``
+picks: online mode on Ray actors (:mod:`skillgen.online.driver`) or the
+provider's Batch API (:mod:`skillgen.batch.driver`). Neither driver can
+reach the run dir any other way, so both keep the same contract. Both plan
+with :mod:`skillgen.plan` and return the same :class:`~skillgen.plan.RunSummary`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from skillgen.config import GenerationConfig
+from skillgen.llm.pricing import config_batch_price, config_price
 from skillgen.plan import RunSummary
+from skillgen.rundir.rundir import RunDir
 
 __all__ = ["RunSummary", "run_generation"]
 
@@ -20,13 +24,18 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
     """Generate sentences for the selected skills into ``config.run_dir``; resumable, budget-aware.
 
     ``on_update(scheduler_state, budget_snapshot)`` is called on every driver tick of online mode (benchmarks, UIs).
-    A second run on the same run dir is refused (UserError naming the holder of the run dir lease).
-    ``config.mode == "batch"`` sends the same requests through the Batch API instead (:mod:`skillgen.batch`).
+    A second run on the same run dir, in either mode, is refused (UserError naming the holder of the lease).
+    ``config.mode == "batch"`` sends the same requests through the Batch API (:mod:`skillgen.batch`); with
+    ``batch_shortfall = "online"`` what a finished batch left missing is then generated online, under the same lease.
     """
-    if config.mode == "batch":
-        from skillgen.batch.driver import run_batch
+    (config_batch_price if config.mode == "batch" else config_price)(config)  # unknown model: before the lease
+    with RunDir.open(config) as run_dir:
+        if config.mode == "batch":
+            from skillgen.batch.driver import run_batch
 
-        return run_batch(config, progress=progress)
-    from skillgen.online.driver import run_online
+            summary = run_batch(config, run_dir, progress=progress)
+            if config.batch_shortfall != "online" or not summary.skills_remaining or summary.status != "incomplete":
+                return summary
+        from skillgen.online.driver import run_online
 
-    return run_online(config, progress=progress, on_update=on_update)
+        return run_online(config, run_dir, progress=progress, on_update=on_update)

@@ -16,6 +16,7 @@ from typing import Any
 from skillgen.common.taxonomy import Skill
 from skillgen.online.messages import ExchangeReply, ReserveItem, Settlement
 from skillgen.plan import SkillTask
+from skillgen.rundir.sinks import FailureRecord, Row, utcnow
 
 
 class _Method:
@@ -93,10 +94,13 @@ def task(i: int, n: int = 3, missing: tuple[int, ...] | None = None) -> SkillTas
     return SkillTask(f"k{i}", skill, tuple(range(n)) if missing is None else missing)
 
 
-def row(key: str, idx: int, sentence: str | None = None) -> dict[str, Any]:
-    """A generated row as a worker reports it (only the fields the scheduler reads, plus a sentence)."""
-    return {"request_key": key, "sample_idx": idx, "sentence": sentence or f"sentence {idx} for {key}"}
+def row(key: str, idx: int, sentence: str | None = None) -> Row:
+    """A generated row as a worker reports it."""
+    return Row(skill_id=f"s-{key}", label=f"label {key}", sentence=sentence or f"sentence {idx} for {key}", sample_idx=idx,
+               request_key=key, model="simulator", prompt_version="v1", prompt_tokens=50, completion_tokens=30,
+               cost_usd=0.0, created_at=utcnow())
 
 
-def failure(key: str, error_class: str = "validation") -> dict[str, Any]:
-    return {"request_key": key, "error_class": error_class, "message": "x"}
+def failure(key: str, error_class: str = "validation") -> FailureRecord:
+    return FailureRecord(skill_id=f"s-{key}", request_key=key, error_class=error_class, message="x", attempts=1,
+                         created_at=utcnow(), label=f"label {key}", n_missing=1, cost_usd=0.0)

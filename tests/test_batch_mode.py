@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from skillgen.batch.state import load_manifest
+from skillgen.rundir.rundir import RunDir
 from skillgen.run import run_generation
 from skillgen.simulator import run_in_thread
 from skillgen.rundir.sinks import read_failures, read_rows
@@ -67,7 +68,7 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen, log: Path) -> N
 
 def _entries(run_dir: Path) -> list:
     try:
-        manifest = load_manifest(run_dir)
+        manifest = load_manifest(RunDir.read_only(run_dir))
     except Exception:  # noqa: BLE001 - mid-write by the other process is impossible (atomic), absent is not
         return []
     return manifest.entries if manifest else []
@@ -105,21 +106,22 @@ def test_upload_and_batch_made_but_not_recorded_are_found_not_repeated(tmp_path:
     from skillgen.batch.api import BatchApi
     from skillgen.batch.driver import BatchRun
     from skillgen.batch.jsonl import pack
-    from skillgen.batch.state import seq_path
+    from skillgen.batch.state import seq_name
     from skillgen.estimate import selected_skills
-    from skillgen.rundir.runstate import open_run_dir
 
     with run_in_thread(batch_seconds_per_line=0.0) as sim:
         config = batch_config(sim, tmp_path, 30)
-        open_run_dir(config)
+        rd = RunDir.open(config)
         api = BatchApi(config)
-        run = BatchRun(config, api, load_manifest(config.run_dir, create=True), selected_skills(config), False)
+        run = BatchRun(config, rd, api, load_manifest(rd, create=True), selected_skills(config), False)
         run.refresh_queue()
         p = pack(run.queue, 50_000, 10**9, float("inf"), float("inf"))
         entry = run.record_intent(p.lines, p.bytes, p.tokens, p.worst_case_usd)
-        file_id = api.upload(seq_path(config.run_dir, "input", entry.seq, "jsonl"), entry.filename, reconcile=False)
+        file_id = api.upload(rd.batch_file(seq_name("input", entry.seq, "jsonl")).read_bytes(), entry.filename,
+                             reconcile=False)
         api.create(file_id, run.manifest.run_id, entry.seq, reconcile=False)  # then the driver "dies"
         api.close()
+        rd.close()
         summary = run_generation(config)
         stats = sim.stats()
     assert summary.status == "complete" and summary.skills_completed == 30
@@ -147,7 +149,7 @@ def test_enqueued_token_limit_failure_is_learned_and_resubmitted(tmp_path: Path)
         config = batch_config(sim, tmp_path, 60, batch_max_requests=20)  # ~16k tokens per 20-line file
         summary = run_generation(config)
         stats = sim.stats()
-    manifest = load_manifest(tmp_path / "run")
+    manifest = load_manifest(RunDir.read_only(tmp_path / "run"))
     failed = [e for e in manifest.entries if e.status == "failed"]
     assert failed and all(e.errors[0]["code"] == "token_limit_exceeded" for e in failed)
     assert manifest.learned_token_cap is not None and manifest.learned_token_cap < 20_000

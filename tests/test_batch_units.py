@@ -75,10 +75,10 @@ def test_results_in_any_order_are_matched_validated_and_costed():
     res = collect_lines(config, price, requests, output, errors)
     by_key = {}
     for row in res.rows:
-        by_key.setdefault(row["request_key"], []).append((row["sample_idx"], row["sentence"]))
+        by_key.setdefault(row.request_key, []).append((row.sample_idx, row.sentence))
     assert by_key == {"ka": [(0, "One a."), (1, "Two a."), (2, "Three a.")], "kb": [(1, "You inspect welds.")]}
     one = price.cost(100, 50)
     assert res.cost_usd == pytest.approx(3 * one) and res.unattributed_usd == pytest.approx(one)
-    assert sum(r["cost_usd"] for r in res.rows) + res.unattributed_usd == pytest.approx(res.cost_usd)
+    assert sum(r.cost_usd for r in res.rows) + res.unattributed_usd == pytest.approx(res.cost_usd)
     assert res.answered == {"ka", "kb", "kc", "kd"}
     assert set(res.problems) == {"kb", "kc", "kd"} and "HTTP 500" in res.problems["kd"]

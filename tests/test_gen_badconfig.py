@@ -73,14 +73,14 @@ def test_missing_openai_key(tmp_path: Path, monkeypatch):
 
 
 def test_fingerprint_mismatch(tmp_path: Path):
-    from skillgen.rundir.runstate import open_run_dir
+    from skillgen.rundir.rundir import RunDir
 
     csv = esco(tmp_path, 3)
     cfg = gen_config("http://127.0.0.1:9/v1", csv, tmp_path / "r")
-    open_run_dir(cfg)
+    RunDir.open(cfg).close()
     with pytest.raises(UserError, match="different model/prompt/sampling"):
-        open_run_dir(cfg.model_copy(update={"temperature": 0.3}))
-    open_run_dir(cfg.model_copy(update={"tpm": 1000, "spend_cap_usd": 3.0}))  # limits may change
+        RunDir.open(cfg.model_copy(update={"temperature": 0.3}))
+    RunDir.open(cfg.model_copy(update={"tpm": 1000, "spend_cap_usd": 3.0})).close()  # limits may change
 
 
 def test_help_explains_options(capsys):

@@ -49,7 +49,7 @@ def _kill_actor_when(kind: str, target: int, killed: threading.Event):
     import ray
 
     def on_update(state, _budget) -> None:
-        if killed.is_set() or state.get("sentences", 0) < target:
+        if killed.is_set() or state.sentences < target:
             return
         names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                        if a["name"].startswith(KINDS[kind]))

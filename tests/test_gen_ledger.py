@@ -13,8 +13,9 @@ import pytest
 from skillgen.online.budget import BudgetActor, ReserveItem, Settlement
 from skillgen.llm.client import RequestError, call_with_retry
 from skillgen.common.errors import UserError
-from skillgen.rundir.ledger import ledger_totals, read_ledger
-from skillgen.rundir.runstate import load_progress, open_run_dir
+from skillgen.rundir.ledger import LedgerWriter, ledger_totals, read_ledger
+from skillgen.rundir.runstate import load_progress
+from skillgen.rundir.rundir import RunDir
 from skillgen.rundir.sinks import ROW_SCHEMA, ROWS_DIR, read_rows, utcnow, write_parquet_atomic
 from gen_helpers import esco, gen_config
 
@@ -23,7 +24,7 @@ PRICE = dict(price_in=1.0, price_out=2.0)  # USD per 1M tokens
 
 
 def _actor(run_dir: Path, **kw) -> BudgetActor:
-    return BudgetActor(run_dir=str(run_dir), **PRICE, **kw)
+    return BudgetActor(ledger=LedgerWriter(run_dir), **PRICE, **kw)
 
 
 def test_every_grant_is_in_the_ledger_before_it_is_handed_out_and_outcomes_are_priced(tmp_path: Path):
@@ -109,7 +110,7 @@ def test_a_column_first_seen_in_a_later_shard_is_read(tmp_path: Path):
 
 def test_damaged_shard_is_named_and_repair_makes_a_rerun_redo_exactly_its_slots(tmp_path: Path):
     cfg = gen_config("http://127.0.0.1:9/v1", esco(tmp_path, 3), tmp_path / "run")
-    open_run_dir(cfg)
+    RunDir.open(cfg).close()
     from skillgen.plan import build_tasks
     from skillgen.estimate import selected_skills
     from skillgen.rundir.runstate import request_key
@@ -136,10 +137,10 @@ def test_damaged_shard_is_named_and_repair_makes_a_rerun_redo_exactly_its_slots(
 
 def test_damaged_run_json_is_one_line(tmp_path: Path):
     cfg = gen_config("http://127.0.0.1:9/v1", esco(tmp_path, 3), tmp_path / "run")
-    open_run_dir(cfg)
+    RunDir.open(cfg).close()
     (tmp_path / "run" / "run.json").write_text('{"config": ')
     with pytest.raises(UserError, match=r"run\.json: damaged run metadata"):
-        open_run_dir(cfg)
+        RunDir.open(cfg).close()
 
 
 def test_a_200_counts_at_its_worst_case_against_the_cap_until_its_rows_are_on_disk(tmp_path: Path):

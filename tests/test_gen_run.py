@@ -80,21 +80,20 @@ def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, ca
 def test_partial_rows_resume_only_missing(ray_local, sim, tmp_path: Path):
     """A skill with 3 of 5 rows on disk is asked for exactly the 2 missing sample_idx."""
     from skillgen.rundir.runstate import request_key
-    from skillgen.rundir.sinks import ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
+    from skillgen.rundir.sinks import Row, utcnow
 
     csv = esco(tmp_path, 4)
     cfg = gen_config(sim.base_url, csv, tmp_path / "run", n_sentences=5)
     from skillgen.estimate import selected_skills
-    from skillgen.rundir.runstate import open_run_dir
+    from skillgen.rundir.rundir import RunDir
 
-    open_run_dir(cfg)
     skill = selected_skills(cfg)[0]
     key = request_key(cfg, skill.skill_id)
-    w = ShardWriter(tmp_path / "run" / ROWS_DIR, ROW_SCHEMA)
-    w.add([{"skill_id": skill.skill_id, "label": skill.label, "sentence": f"Kept sentence {i} about the job.",
-            "sample_idx": i, "request_key": key, "model": "simulator", "prompt_version": "v1", "prompt_tokens": 1,
-            "completion_tokens": 1, "cost_usd": 0.0, "created_at": utcnow()} for i in (0, 2, 4)])
-    w.flush()
+    with RunDir.open(cfg) as run_dir:
+        w = run_dir.row_writer()
+        w.add([Row(skill.skill_id, skill.label, f"Kept sentence {i} about the job.", i, key, "simulator", "v1", 1, 1,
+                   0.0, utcnow()) for i in (0, 2, 4)])
+        w.flush()
     sim.reset_stats()
     summary = run_generation(cfg, progress=False)
     assert summary.status == "complete" and summary.rows_written == 3 * 5 + 2

@@ -9,8 +9,8 @@ from skillgen.online.scheduler import Scheduler
 
 
 def state(s: Scheduler, name: str):
-    """One field of :meth:`Scheduler.state` (one place to change if its shape changes)."""
-    return s.state()[name]
+    """One field of :meth:`Scheduler.state`."""
+    return getattr(s.state(), name)
 
 
 def keys(chunk) -> list[str]:
@@ -35,7 +35,7 @@ def test_each_sample_index_is_accepted_once_late_and_foreign_reports_are_dropped
     s.report("w1", WorkerReport(rows=[row("k0", 0, "again"), row("k0", 7), row("nope", 0)], done=["k1"]))
     s.report("w1", WorkerReport(rows=[row("k1", 0)]))
     drained = s.drain()
-    assert [(r["request_key"], r["sample_idx"]) for r in drained.rows] == [("k0", 0), ("k0", 1)]
+    assert [r.slot for r in drained.rows] == [("k0", 0), ("k0", 1)]
     assert state(s, "duplicates_dropped") == 4
     assert state(s, "sentences") == 2
     assert s.drain().rows == []  # drained once
@@ -68,7 +68,7 @@ def test_a_failure_finishes_the_skill_once_and_later_rows_are_dropped():
     s.report("w1", WorkerReport(failures=[failure("k0")]))
     s.report("w1", WorkerReport(rows=[row("k0", 0)], failures=[failure("k0", "timeout")]))
     drained = s.drain()
-    assert drained.rows == [] and [f["error_class"] for f in drained.failures] == ["validation"]
+    assert drained.rows == [] and [f.error_class for f in drained.failures] == ["validation"]
     assert state(s, "failed") == 1 and state(s, "finished") == 1
     assert s.release_worker("w1") == 1  # k1 only: the failed skill is finished
 
@@ -106,5 +106,5 @@ def test_state_sums_numeric_worker_stats_and_drain_carries_it():
     s.report("w2", WorkerReport(stats={"requests": 3, "cost_usd": 0.25}))
     s.report("w1", WorkerReport(stats={"requests": 4, "cost_usd": 0.5}))  # latest per worker, not a sum over time
     assert state(s, "workers") == {"requests": 7, "cost_usd": 0.75}
-    assert s.drain().state["workers"] == {"requests": 7, "cost_usd": 0.75}
+    assert s.drain().state.workers == {"requests": 7, "cost_usd": 0.75}
     assert state(s, "total") == 1

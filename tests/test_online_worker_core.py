@@ -77,15 +77,15 @@ def test_a_skill_becomes_its_rows_and_every_attempt_is_settled_with_its_usage(si
             await client.close()
 
     asyncio.run(go())
-    assert [r["sample_idx"] for r in worker.out_rows] == [0, 1, 2]
+    assert [r.sample_idx for r in worker.out_rows] == [0, 1, 2]
     assert worker.out_done == ["k0"] and worker.out_failures == []
-    assert len({r["sentence"] for r in worker.out_rows}) == 3
+    assert len({r.sentence for r in worker.out_rows}) == 3
     ok = [s for s in budget.settled if s.status == 200]
     assert len(ok) == 1 and budget.ended == ["w1"]
     assert ok[0].prompt_tokens == worker.stats["prompt_tokens"] > 0
     assert ok[0].completion_tokens == worker.stats["completion_tokens"] > 0
     expected_cost = (worker.stats["prompt_tokens"] * 1.0 + worker.stats["completion_tokens"] * 2.0) / 1e6
-    assert sum(r["cost_usd"] for r in worker.out_rows) == pytest.approx(expected_cost)
+    assert sum(r.cost_usd for r in worker.out_rows) == pytest.approx(expected_cost)
     assert sim.stats()["served"] >= 1
 
 
@@ -103,9 +103,9 @@ def test_empty_answers_end_in_one_failure_record_after_max_content_attempts(empt
     asyncio.run(go())
     assert worker.out_rows == [] and worker.out_done == []
     [fail] = worker.out_failures
-    assert fail["request_key"] == "k1" and fail["error_class"] == "validation"
-    assert fail["n_missing"] == 3 and fail["attempts"] == 2
-    assert fail["cost_usd"] == pytest.approx(worker.stats["cost_usd"]) and fail["cost_usd"] > 0  # paid for, kept
+    assert fail.request_key == "k1" and fail.error_class == "validation"
+    assert fail.n_missing == 3 and fail.attempts == 2
+    assert fail.cost_usd == pytest.approx(worker.stats["cost_usd"]) and fail.cost_usd > 0  # paid for, kept
     assert [s.status for s in budget.settled] == [200, 200]
     assert worker.stats["invalid"] == 2
 
@@ -181,5 +181,5 @@ def test_progress_reports_follow_the_injected_clock_and_every_row_arrives_once()
 
     stats = asyncio.run(go())
     rows = scheduler.drain().rows
-    assert sorted((r["request_key"], r["sample_idx"]) for r in rows) == [(k, i) for k in ("k0", "k1") for i in range(3)]
+    assert sorted(r.slot for r in rows) == [(k, i) for k in ("k0", "k1") for i in range(3)]
     assert scheduler.finished == {"k0", "k1"} and stats["requests"] == 2 and budget.ended == ["w1"]

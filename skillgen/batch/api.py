@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import openai
@@ -60,14 +59,13 @@ class BatchApi:
                 return f.id
         return None
 
-    def upload(self, path: Path, filename: str, reconcile: bool) -> str:
-        """The file id of ``path`` uploaded as ``filename``; ``reconcile``: look for an earlier upload first."""
+    def upload(self, data: bytes, filename: str, reconcile: bool) -> str:
+        """The file id of ``data`` uploaded as ``filename``; ``reconcile``: look for an earlier upload first."""
         if reconcile:
             found = self._call("file look-up", lambda: self.find_file(filename))
             if found is not None:
                 log.info("batch input %s was uploaded before the driver stopped: %s", filename, found)
                 return found
-        data = path.read_bytes()
         return self._call(f"upload of {filename}",
                           lambda: self.client.files.create(file=(filename, data), purpose="batch").id,
                           lambda: self.find_file(filename))

@@ -1,7 +1,9 @@
 """``skillgen batch cancel RUN_DIR``: stop paying for what is still queued.
 
-First a marker in ``<run_dir>/batch/``, so a driver still running submits
-nothing new and cancels any batch it starts after this point; then every
+If a batch run holds the run dir, first a marker in ``<run_dir>/batch/``
+(:meth:`RunDir.request_cancel`), so that driver submits nothing new and
+cancels any batch it starts after this point; otherwise cancel takes the
+lease itself, so no run starts meanwhile. Then every
 recorded batch that is not terminal is cancelled at the provider. Lines the
 provider finished before the cancel are billed and come back in the output
 file; the driver (or the next ``skillgen run``) collects them and a rerun
@@ -14,30 +16,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from skillgen.batch.api import BatchApi
-from skillgen.batch.state import CANCEL_MARKER, batch_dir, load_manifest
+from skillgen.batch.state import load_manifest
 from skillgen.common.errors import UserError
 from skillgen.config import make_config
-from skillgen.rundir.runstate import read_run_json
+from skillgen.rundir.lease import RunDirInUse
+from skillgen.rundir.rundir import RunDir
 
 CANCELLABLE = ("validating", "in_progress", "finalizing")
 
 
 def cancel_run(run_dir: str | Path) -> list[tuple[str, str]]:
     """Cancel the run dir's open batches; returns ``(batch_id, status after the call)`` for each."""
-    meta = read_run_json(run_dir)
-    manifest = load_manifest(run_dir)
-    if meta is None or manifest is None:
-        raise UserError(f"{run_dir}: no batch-mode run here (no run.json or batch/manifest.json)")
-    (batch_dir(run_dir) / CANCEL_MARKER).write_text("cancel requested\n")
-    api = BatchApi(make_config(meta["config"], source=f"{run_dir}/run.json"))
-    out = []
     try:
-        for entry in manifest.entries:
-            if entry.batch_id and not entry.collected and entry.status in CANCELLABLE:
-                batch = api.retrieve(entry.batch_id)
-                if batch.status in CANCELLABLE:
-                    batch = api.cancel(entry.batch_id)
-                out.append((entry.batch_id, batch.status))
-    finally:
-        api.close()
+        rd = RunDir.attach(run_dir, purpose="skillgen batch cancel")
+    except RunDirInUse:
+        rd = RunDir.read_only(run_dir)
+        RunDir.request_cancel(run_dir)  # the running driver cancels and collects
+    with rd:
+        meta, manifest = rd.meta(), load_manifest(rd)
+        if not meta or manifest is None:
+            raise UserError(f"{run_dir}: no batch-mode run here (no run.json or batch/manifest.json)")
+        api = BatchApi(make_config(meta["config"], source=f"{run_dir}/run.json"))
+        out = []
+        try:
+            for entry in manifest.entries:
+                if entry.batch_id and not entry.collected and entry.status in CANCELLABLE:
+                    batch = api.retrieve(entry.batch_id)
+                    if batch.status in CANCELLABLE:
+                        batch = api.cancel(entry.batch_id)
+                    out.append((entry.batch_id, batch.status))
+        finally:
+            api.close()
     return out

@@ -20,24 +20,22 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import polars as pl
 
 from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import Price
-from skillgen.rundir.sinks import ROW_SCHEMA, ROWS_DIR, utcnow, write_parquet_atomic
 from skillgen.llm.validate import validate_response
+from skillgen.rundir.ledger import Outcome, outcome_class
+from skillgen.rundir.sinks import Row, utcnow
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Collected:
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     cost_usd: float = 0.0
     unattributed_usd: float = 0.0
     answered: set[str] = field(default_factory=set)  # request keys with a response or a per-request error
@@ -45,6 +43,27 @@ class Collected:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     truncated: int = 0
+    outcomes: dict[str, LineOutcome] = field(default_factory=dict)  # custom_id -> what the ledger records
+
+
+@dataclass(frozen=True)
+class LineOutcome:
+    """One line's fate for the ledger: billed usage for a 200, else the outcome class (not billed)."""
+
+    outcome: Outcome
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+
+
+# batch-level error codes of lines the batch never processed (the provider bills processed lines only)
+_UNPROCESSED = {"batch_expired": Outcome.EXPIRED, "batch_cancelled": Outcome.BATCH_CANCELLED}
+_ENDED = {"expired": Outcome.EXPIRED, "cancelled": Outcome.BATCH_CANCELLED, "failed": Outcome.BATCH_FAILED}
+
+
+def unprocessed_outcome(batch_status: str) -> Outcome:
+    """The outcome of a line with no result at all once its batch ended with ``batch_status``."""
+    return _ENDED.get(batch_status, Outcome.BATCH_FAILED)
 
 
 def _lines(text: str) -> list[dict[str, Any]]:
@@ -67,24 +86,26 @@ def collect_lines(config: GenerationConfig, price: Price, requests: dict[str, di
         if info is None:
             log.warning("batch result for an unknown custom_id %r ignored", item.get("custom_id"))
             continue
-        key = info["request_key"]
+        key, cid = info["request_key"], str(item.get("custom_id"))
         response = item.get("response") or {}
         status = response.get("status_code")
         if status == 200 and isinstance(response.get("body"), dict):
             res.answered.add(key)
-            _accept(config, price, info, response["body"], res, now)
+            res.outcomes[cid] = _accept(config, price, info, response["body"], res, now)
         elif status is not None:
             res.answered.add(key)
             err = ((response.get("body") or {}).get("error") or {}) if isinstance(response.get("body"), dict) else {}
             res.problems[key] = f"HTTP {status}: {str(err.get('message', ''))[:300]}"
+            res.outcomes[cid] = LineOutcome(outcome_class(int(status), None))
         else:
             err = item.get("error") or {}
             res.problems[key] = f"{err.get('code', 'error')}: {str(err.get('message', ''))[:300]}"
+            res.outcomes[cid] = LineOutcome(_UNPROCESSED.get(str(err.get("code")), Outcome.BATCH_FAILED))
     return res
 
 
 def _accept(config: GenerationConfig, price: Price, info: dict[str, Any], body: dict[str, Any], res: Collected,
-            now: Any) -> None:
+            now: Any) -> LineOutcome:
     choices = body.get("choices") or [{}]
     content = (choices[0].get("message") or {}).get("content")
     finish = choices[0].get("finish_reason")
@@ -101,27 +122,17 @@ def _accept(config: GenerationConfig, price: Price, info: dict[str, Any], body: 
         v.parse_error = v.parse_error or "truncated"
     if len(v.sentences) < len(missing):
         res.problems[info["request_key"]] = f"{v.describe()} (finish_reason={finish})"
+    billed = LineOutcome(Outcome.OK, pt, ct, cost)
     if not v.sentences:
         res.unattributed_usd += cost
-        return
+        return billed
     share = cost / len(v.sentences)
     for sentence, idx in zip(v.sentences, missing):
-        res.rows.append({
-            "skill_id": info["skill_id"], "label": info["label"], "sentence": sentence, "sample_idx": idx,
-            "request_key": info["request_key"], "model": config.model, "prompt_version": config.prompt_version,
-            "prompt_tokens": pt, "completion_tokens": ct, "cost_usd": share, "created_at": now,
-        })
+        res.rows.append(Row(info["skill_id"], info["label"], sentence, idx, info["request_key"], config.model,
+                            config.prompt_version, pt, ct, share, now))
+    return billed
 
 
 def shard_tag(run_id: str, seq: int) -> str:
+    """The tag in the name of a batch's one row shard: collection replayed after a crash writes it once."""
     return f"batch-{run_id}-{seq:05d}"
-
-
-def commit_rows(run_dir: str | Path, run_id: str, seq: int, rows: list[dict[str, Any]]) -> bool:
-    """Write the batch's rows as one shard unless it is already there; True if written now."""
-    folder = Path(run_dir) / ROWS_DIR
-    tag = shard_tag(run_id, seq)
-    if not rows or any(folder.glob(f"part-*-{tag}.parquet")):
-        return False
-    write_parquet_atomic(pl.DataFrame(rows, schema=ROW_SCHEMA), folder / f"part-{time.time_ns():020d}-{tag}.parquet")
-    return True

@@ -15,9 +15,12 @@ One loop, read top to bottom in :meth:`BatchRun.loop`:
 4. sleep, backing off from ``batch_poll_min_s`` to ``batch_poll_max_s``
    while nothing changes.
 
-Money: every submitted batch holds its worst case (prompt + ``max_tokens`` at
-the batch price) against ``spend_cap_usd`` until its outputs are in; then
-its real cost (usage) replaces it. ``skillgen batch cancel`` leaves a marker
+Money: every line is an attempt in the run dir's ledger, written before its
+batch is created: it holds its worst case (prompt + ``max_tokens`` at the
+batch price) against ``spend_cap_usd`` while its batch is open; once the batch
+is collected its usage (or, for a line never processed, ``expired`` /
+``batch_cancelled`` / ``batch_failed`` at $0) replaces it. The spend cap is
+the online rule: ledger spend plus the worst case of what is to be sent. ``skillgen batch cancel`` leaves a marker
 the driver sees: it submits nothing more, cancels what it still starts, and
 returns once every batch is terminal and collected. Ctrl-C leaves the batches
 running at the provider; a rerun polls the same batches.
@@ -30,49 +33,47 @@ import logging
 import math
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from skillgen.batch.api import BatchApi
-from skillgen.batch.collect import Collected, collect_lines, commit_rows
+from skillgen.batch.collect import Collected, collect_lines, shard_tag, unprocessed_outcome
 from skillgen.batch.jsonl import BatchLine, build_line, pack
-from skillgen.batch.state import (
-    CANCEL_MARKER, BatchEntry, Manifest, batch_dir, load_manifest, save_manifest, seq_path,
-)
+from skillgen.batch.state import BatchEntry, Manifest, load_manifest, save_manifest, seq_name
 from skillgen.common.errors import UserError
 from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import config_batch_price
-from skillgen.plan import SkillTask
-from skillgen.plan import RunSummary, build_tasks
-from skillgen.rundir.runstate import _write_json_atomic, load_progress, open_run_dir, record_invocation
-from skillgen.rundir.sinks import FAILURE_SCHEMA, FAILURES_DIR, ShardWriter, utcnow
+from skillgen.plan import RunSummary, SkillTask, StopReason
+from skillgen.rundir.ledger import BATCH_WORKER, Outcome, OutcomeEvent, SentEvent, read_ledger
+from skillgen.rundir.rundir import RunDir
+from skillgen.rundir.sinks import FailureRecord, utcnow
 
 log = logging.getLogger(__name__)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def attempt_id(run_id: str, seq: int, custom_id: str) -> str:
+    """A batch line's ledger attempt id: the run, the batch and the line, so replays find the same one."""
+    return f"{run_id}-{seq:05d}-{custom_id}"
 
 
 class BatchRun:
     """State of one invocation of batch mode on one run dir."""
 
-    def __init__(self, config: GenerationConfig, api: BatchApi, manifest: Manifest, skills: list, verbose: bool):
+    def __init__(self, config: GenerationConfig, run_dir: RunDir, api: BatchApi, manifest: Manifest, skills: list,
+                 verbose: bool):
         self.config = config
-        self.run_dir = Path(config.run_dir)
+        self.run_dir = run_dir
         self.api = api
         self.manifest = manifest
         self.skills = skills
         self.price = config_batch_price(config)
         self.verbose = verbose
-        self.failures = ShardWriter(self.run_dir / FAILURES_DIR, FAILURE_SCHEMA, flush_rows=10**9, flush_seconds=1e9)
+        self.failures = run_dir.failure_writer(flush_rows=10**9, flush_seconds=1e9)
+        self.ledger = run_dir.ledger_writer()
         self.requests: dict[int, dict[str, dict[str, Any]]] = {}  # seq -> custom_id -> request info
         self.queue: list[BatchLine] = []
         self.dirty = True  # rows changed: recompute what is missing
-        self.spent = 0.0  # rows + failure records + unattributed, as of the last recompute
-        self.stop_reason: str | None = None
+        self.spent = 0.0  # by the ledger (open lines at worst case), as of the last recompute or submission
+        self.stop_reason: StopReason | None = None
         self.totals: Counter = Counter()  # this invocation: rows, requests, tokens, cost
 
     # ---- the loop ------------------------------------------------------------------
@@ -80,9 +81,11 @@ class BatchRun:
     def loop(self) -> None:
         interval = self.config.batch_poll_min_s
         while True:
+            if self.run_dir.lost:
+                raise UserError(f"{self.run_dir}: another process took the run dir lease over; stopped writing")
             changed = self.advance_open()
-            if (batch_dir(self.run_dir) / CANCEL_MARKER).exists() and self.stop_reason is None:
-                self.stop_reason = "cancelled"
+            if self.run_dir.cancel_requested() and self.stop_reason is None:
+                self.stop_reason = StopReason.CANCELLED
                 changed = self.advance_open() or changed  # cancel what this driver started meanwhile
             if self.dirty:
                 self.refresh_queue()
@@ -105,7 +108,7 @@ class BatchRun:
                 changed = True
             elif not entry.terminal:
                 changed = self.poll(entry) or changed
-            if self.stop_reason == "cancelled" and entry.status in ("validating", "in_progress", "finalizing"):
+            if self.stop_reason == StopReason.CANCELLED and entry.status in ("validating", "in_progress", "finalizing"):
                 self.update(entry, self.api.cancel(entry.batch_id))
             if entry.terminal:
                 self.collect(entry)
@@ -115,7 +118,8 @@ class BatchRun:
     def start(self, entry: BatchEntry, reconcile: bool) -> None:
         """Upload and create, recording each id as soon as it exists."""
         if entry.file_id is None:
-            entry.file_id = self.api.upload(seq_path(self.run_dir, "input", entry.seq, "jsonl"), entry.filename, reconcile)
+            data = self.run_dir.batch_file(seq_name("input", entry.seq, "jsonl")).read_bytes()
+            entry.file_id = self.api.upload(data, entry.filename, reconcile)
             entry.status = "uploaded"
             save_manifest(self.run_dir, self.manifest)
         batch = self.api.create(entry.file_id, self.manifest.run_id, entry.seq, reconcile)
@@ -142,17 +146,17 @@ class BatchRun:
 
     def request_info(self, seq: int) -> dict[str, dict[str, Any]]:
         if seq not in self.requests:
-            self.requests[seq] = json.loads(seq_path(self.run_dir, "requests", seq, "json").read_text(encoding="utf-8"))
+            self.requests[seq] = json.loads(self.run_dir.batch_file(seq_name("requests", seq, "json")).read_text())
         return self.requests[seq]
 
     def download(self, seq: int, kind: str, file_id: str | None) -> str:
         """A result file's text, cached in the run dir (collection can be replayed without the provider)."""
         if file_id is None:
             return ""
-        path = seq_path(self.run_dir, kind, seq, "jsonl")
-        if not path.exists():
-            _write_atomic(path, self.api.content(file_id))
-        return path.read_text(encoding="utf-8")
+        name = seq_name(kind, seq, "jsonl")
+        if not self.run_dir.batch_file(name).exists():
+            self.run_dir.write_batch_file(name, self.api.content(file_id))
+        return self.run_dir.batch_file(name).read_text()
 
     def collect(self, entry: BatchEntry) -> None:
         requests = self.request_info(entry.seq)
@@ -160,8 +164,9 @@ class BatchRun:
                             self.download(entry.seq, "errors", entry.error_file_id))
         if entry.status == "failed":
             self.on_failed(entry, requests)
-        if commit_rows(self.run_dir, self.manifest.run_id, entry.seq, res.rows):
+        if self.run_dir.write_rows_once(shard_tag(self.manifest.run_id, entry.seq), res.rows):
             self.totals["rows"] += len(res.rows)
+        self.settle(entry, requests, res)  # after the rows: "billed" in the ledger means kept on disk
         m = self.manifest
         for key in {info["request_key"] for info in requests.values()}:
             m.rounds[key] = m.rounds.get(key, 0) + 1
@@ -169,9 +174,20 @@ class BatchRun:
             m.attempts[key] = m.attempts.get(key, 0) + 1
         m.problems.update(res.problems)
         entry.collected, entry.cost_usd, entry.unattributed_usd = True, res.cost_usd, res.unattributed_usd
-        save_manifest(self.run_dir, m)  # after the rows: a crash in between replays this, writing no row twice
+        save_manifest(self.run_dir, m)  # after rows and ledger: a crash in between replays both, writing each once
         self.count(entry, res)
         self.dirty = True
+
+    def settle(self, entry: BatchEntry, requests: dict[str, dict[str, Any]], res: Collected) -> None:
+        """Every line of a collected batch gets its outcome in the ledger (a replay writes the same ones)."""
+        ended = unprocessed_outcome(entry.status)
+        for cid in requests:
+            line = res.outcomes.get(cid)
+            event = (OutcomeEvent(attempt_id(self.manifest.run_id, entry.seq, cid), Outcome(ended)) if line is None else
+                     OutcomeEvent(attempt_id(self.manifest.run_id, entry.seq, cid), line.outcome, line.prompt_tokens,
+                                  line.completion_tokens, line.cost_usd))
+            self.ledger.add(event)
+        self.ledger.flush()
 
     def on_failed(self, entry: BatchEntry, requests: dict[str, dict[str, Any]]) -> None:
         codes = {e.get("code") for e in entry.errors}
@@ -202,9 +218,8 @@ class BatchRun:
     def refresh_queue(self) -> None:
         """Recompute the lines to send from the rows on disk; skills out of attempts become failure records."""
         self.dirty = False
-        state = load_progress(self.run_dir)
-        self.spent = state.spent_usd + self.manifest.spent_unattributed()
-        tasks, _, _ = build_tasks(self.config, self.skills, state)
+        self.spent = self.run_dir.spend(self.config.unknown_outcome).total_usd
+        tasks, _, _ = self.run_dir.missing(self.config, self.skills)
         busy = self.open_keys()
         m, cfg = self.manifest, self.config
         self.queue = []
@@ -213,6 +228,8 @@ class BatchRun:
             if key in busy:
                 continue
             answers, rounds = m.attempts.get(key, 0), m.rounds.get(key, 0)
+            if rounds and cfg.batch_shortfall == "online":
+                continue  # left for online mode, under the same lease (skillgen.run)
             if answers >= cfg.max_content_attempts or rounds >= cfg.batch_max_rounds:
                 self.fail(task, "validation" if answers >= cfg.max_content_attempts else "batch_unanswered",
                           f"{answers} answers in {rounds} batches: {m.problems.get(key, 'no answer')}", answers)
@@ -221,21 +238,17 @@ class BatchRun:
         self.failures.flush()
 
     def fail(self, task: SkillTask, error_class: str, message: str, attempts: int) -> None:
-        self.failures.add([{
-            "skill_id": task.skill.skill_id, "request_key": task.request_key, "error_class": error_class,
-            "message": message[:1000], "attempts": int(attempts), "created_at": utcnow(),
-            "label": task.skill.label, "n_missing": len(task.missing), "cost_usd": 0.0,
-        }])
+        self.failures.add([FailureRecord.of(task, error_class, message, attempts, len(task.missing), 0.0)])
 
     # ---- 3. submission -------------------------------------------------------------------
 
     def rooms(self) -> tuple[float, float]:
-        """Headroom for a new batch: enqueued tokens and spend (worst case of open batches held)."""
+        """Headroom for a new batch: enqueued tokens, and spend (the ledger holds open lines at worst case)."""
         open_entries = self.manifest.open_entries()
         caps = [c for c in (self.config.batch_max_enqueued_tokens, self.manifest.learned_token_cap) if c]
         tokens = min(caps) - sum(e.tokens for e in open_entries) if caps else math.inf
         cap = self.config.spend_cap_usd
-        spend = cap - self.spent - sum(e.worst_case_usd for e in open_entries) if cap is not None else math.inf
+        spend = cap - self.spent if cap is not None else math.inf
         return tokens, spend
 
     def submit(self) -> bool:
@@ -247,7 +260,7 @@ class BatchRun:
                 first = self.queue[0]
                 if first.worst_case_usd > spend_room:
                     if not self.manifest.open_entries():
-                        self.stop_reason = "spend cap"
+                        self.stop_reason = StopReason.SPEND_CAP
                 elif not self.manifest.open_entries():
                     raise UserError(f"one request needs {first.tokens} enqueued tokens, more than the enqueued-token cap; "
                                     "raise --batch-max-enqueued-tokens or lower --max-tokens")
@@ -258,12 +271,21 @@ class BatchRun:
         return submitted
 
     def record_intent(self, lines: list[BatchLine], size: int, tokens: int, worst: float) -> BatchEntry:
+        """Input and request files, then every line in the ledger at worst case, then the manifest entry: a
+        batch can be created only from an entry, so the ledger knows each line before the provider can bill it."""
         m = self.manifest
         seq = max((e.seq for e in m.entries), default=0) + 1
-        _write_atomic(seq_path(self.run_dir, "input", seq, "jsonl"), "".join(line.text for line in lines))
+        self.run_dir.write_batch_file(seq_name("input", seq, "jsonl"), "".join(line.text for line in lines))
         requests = {line.custom_id: line.request_info() for line in lines}
-        _write_json_atomic(seq_path(self.run_dir, "requests", seq, "json"), requests)
+        self.run_dir.write_batch_file(seq_name("requests", seq, "json"), json.dumps(requests, indent=2, sort_keys=True))
         self.requests[seq] = requests
+        for line in lines:
+            prompt = line.tokens - self.config.max_tokens
+            self.ledger.add(SentEvent(attempt_id(m.run_id, seq, line.custom_id), line.request_key,
+                                      m.attempts.get(line.request_key, 0), BATCH_WORKER, prompt, self.config.max_tokens,
+                                      line.worst_case_usd, self.price.cost(prompt, 0)))
+        self.ledger.flush()
+        self.spent += worst
         entry = BatchEntry(seq=seq, filename=f"skillgen-{m.run_id}-{seq:05d}.jsonl", requests=len(lines), bytes=size,
                            tokens=tokens, worst_case_usd=worst)
         m.entries.append(entry)
@@ -285,30 +307,44 @@ class BatchRun:
                 dict(states) or "none", counts["completed"], counts["total"], counts["failed"], self.spent, held)
 
 
-def run_batch(config: GenerationConfig, progress: bool = True) -> RunSummary:
-    """Generate sentences through the Batch API into ``config.run_dir``; resumable; see the module doc."""
+def reconcile_ledger(run_dir: RunDir, manifest: Manifest) -> int:
+    """Lines a killed driver put in the ledger without recording their batch in the manifest were never sent
+    (a batch is created only from a manifest entry): close them as cancelled before send. Returns how many."""
+    ledger = read_ledger(run_dir.root)
+    known = {f"{manifest.run_id}-{e.seq:05d}-" for e in manifest.entries}
+    orphans = [a for a in ledger.filter((ledger["worker"] == BATCH_WORKER) & (ledger["outcome"] == Outcome.PENDING.value))
+               ["attempt_id"].to_list() if a[:len(manifest.run_id) + 7] not in known]
+    if orphans:
+        writer = run_dir.ledger_writer()
+        for aid in orphans:
+            writer.add(OutcomeEvent(aid, Outcome.CANCELLED))
+        writer.flush()
+    return len(orphans)
+
+
+def run_batch(config: GenerationConfig, run_dir: RunDir, progress: bool = True) -> RunSummary:
+    """Generate sentences through the Batch API into an open run dir (its lease held); resumable."""
     from skillgen.estimate import selected_skills
 
     t0 = time.monotonic()
     started_at = utcnow().isoformat()
     price = config_batch_price(config)  # unknown model: UserError before anything else
-    open_run_dir(config)
     skills = selected_skills(config)
-    manifest = load_manifest(config.run_dir, create=True)
-    marker = batch_dir(config.run_dir) / CANCEL_MARKER
-    marker.unlink(missing_ok=True)  # a new run resumes what a cancel stopped
-    state = load_progress(config.run_dir)
+    manifest = load_manifest(run_dir, create=True)
+    run_dir.clear_cancel()  # a new run resumes what a cancel stopped
+    reconcile_ledger(run_dir, manifest)
+    state = run_dir.progress()
     if config.retry_failures:
         for key in state.failed:
             manifest.attempts.pop(key, None)
             manifest.rounds.pop(key, None)
-    spent_before = state.spent_usd + manifest.spent_unattributed()
-    tasks, already, prompt_est = build_tasks(config, skills, state)
+    spent_before = run_dir.spend(config.unknown_outcome).total_usd
+    tasks, already, prompt_est = run_dir.missing(config, skills, state)
     if config.spend_cap_usd is not None and spent_before >= config.spend_cap_usd and tasks:
         raise UserError(f"spend cap ${config.spend_cap_usd:.4f} already reached by this run dir "
-                        f"(${spent_before:.4f} spent); rerun with a higher --spend-cap-usd to continue")
+                        f"(${spent_before:.4f} spent, by the ledger); rerun with a higher --spend-cap-usd to continue")
     api = BatchApi(config)
-    run = BatchRun(config, api, manifest, skills, progress)
+    run = BatchRun(config, run_dir, api, manifest, skills, progress)
     status = "complete"
     try:
         run.loop()
@@ -323,7 +359,7 @@ def run_batch(config: GenerationConfig, progress: bool = True) -> RunSummary:
 
 def _summary(config, run: BatchRun, status, skills, tasks, already, prompt_est, price, spent_before, t0,
              started_at) -> RunSummary:
-    state = load_progress(config.run_dir)
+    state = run.run_dir.progress()
     keys = {t.request_key for t in tasks}
     completed = sum(1 for k in keys if len(state.have.get(k, {})) >= config.n_sentences)
     failed = len(keys & state.failed)
@@ -333,19 +369,20 @@ def _summary(config, run: BatchRun, status, skills, tasks, already, prompt_est, 
     elif status == "complete" and remaining:
         status = "incomplete"
     t = run.totals
-    actual = float(t["cost_usd"])
+    spend = run.run_dir.spend(config.unknown_outcome)
     batches = Counter(e.status for e in run.manifest.entries)
     summary = RunSummary(
-        run_dir=str(config.run_dir), status=status, skills_selected=len(skills), skills_already_done=already,
+        run_dir=str(run.run_dir), status=status, skills_selected=len(skills), skills_already_done=already,
         skills_attempted=len(tasks), skills_completed=completed, skills_failed=failed, skills_remaining=remaining,
         rows_written=t["rows"], failures_written=run.failures.written, requests=t["requests"], retries=0,
         rate_limited=0, truncated=t["truncated"], prompt_tokens=t["prompt_tokens"],
         completion_tokens=t["completion_tokens"], estimated_cost_usd=price.cost(prompt_est, config.max_tokens * len(tasks)),
-        actual_cost_usd=actual, total_cost_usd=spent_before + actual, estimated_prompt_tokens=prompt_est,
-        elapsed_s=time.monotonic() - t0, workers=0,
+        actual_cost_usd=max(0.0, spend.total_usd - spent_before), total_cost_usd=spend.total_usd,
+        estimated_prompt_tokens=prompt_est, elapsed_s=time.monotonic() - t0, workers=0,
         budget={"mode": "batch", "batches": dict(batches), "stop_reason": run.stop_reason},
+        ledger=spend.ledger.to_dict(),
     )
-    record_invocation(config.run_dir, {"started_at": started_at, "finished_at": utcnow().isoformat(), "mode": "batch",
-                                       "summary": {k: v for k, v in summary.to_dict().items() if k != "budget"}})
+    run.run_dir.record_invocation({"started_at": started_at, "finished_at": utcnow().isoformat(), "mode": "batch",
+                                   "summary": {k: v for k, v in summary.to_dict().items() if k != "budget"}})
     log.info("%s", summary.format())
     return summary

@@ -19,15 +19,12 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from skillgen.common.errors import UserError
-from skillgen.rundir.runstate import _write_json_atomic
+from skillgen.rundir.rundir import RunDir
 
-BATCH_DIR = "batch"
 MANIFEST = "manifest.json"
-CANCEL_MARKER = "cancel-requested"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
@@ -78,31 +75,26 @@ class Manifest:
         return sum(e.unattributed_usd for e in self.entries)
 
 
-def batch_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / BATCH_DIR
-
-
-def load_manifest(run_dir: str | Path, create: bool = False) -> Manifest | None:
-    path = batch_dir(run_dir) / MANIFEST
+def load_manifest(run_dir: RunDir, create: bool = False) -> Manifest | None:
+    path = run_dir.batch_file(MANIFEST)
     if not path.exists():
         if not create:
             return None
-        batch_dir(run_dir).mkdir(parents=True, exist_ok=True)
         manifest = Manifest(run_id=uuid.uuid4().hex[:12])
         save_manifest(run_dir, manifest)
         return manifest
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text())
         entries = [BatchEntry(**e) for e in raw.pop("entries")]
         return Manifest(entries=entries, **raw)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise UserError(f"{path}: unreadable batch manifest ({exc})") from None
 
 
-def save_manifest(run_dir: str | Path, manifest: Manifest) -> None:
-    _write_json_atomic(batch_dir(run_dir) / MANIFEST, asdict(manifest))
+def save_manifest(run_dir: RunDir, manifest: Manifest) -> None:
+    run_dir.write_batch_file(MANIFEST, json.dumps(asdict(manifest), indent=2, sort_keys=True, default=str))
 
 
-def seq_path(run_dir: str | Path, kind: str, seq: int, ext: str) -> Path:
-    """``<run_dir>/batch/<kind>-NNNNN.<ext>``: input, requests, output and errors of one batch."""
-    return batch_dir(run_dir) / f"{kind}-{seq:05d}.{ext}"
+def seq_name(kind: str, seq: int, ext: str) -> str:
+    """``<kind>-NNNNN.<ext>`` under ``<run_dir>/batch/``: input, requests, output and errors of one batch."""
+    return f"{kind}-{seq:05d}.{ext}"

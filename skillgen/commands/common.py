@@ -90,6 +90,9 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--batch-poll-max-s", type=float, default=S, help="longest poll interval (backoff)" + _d("batch_poll_max_s"))
     a.add_argument("--batch-max-rounds", type=int, default=S,
                    help="batches one skill may go into before what is missing becomes a failure record" + _d("batch_max_rounds"))
+    a.add_argument("--batch-shortfall", choices=["batch", "online"], default=S,
+                   help="what the first batches leave missing (invalid answers, line errors) goes to follow-up batches, "
+                        "or online under the same lease" + _d("batch_shortfall"))
 
 
 def config_from_args(args: argparse.Namespace, extra_ignore: tuple[str, ...] = ()) -> GenerationConfig:

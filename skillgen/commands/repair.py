@@ -25,36 +25,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def repair(run_dir: str | Path) -> tuple[list[Path], list[str]]:
     """Damaged shards moved (their new paths) and problems that need a person (one line each)."""
     from skillgen.common.errors import UserError
-    from skillgen.rundir.lease import RunDirLease
     from skillgen.rundir.ledger import LEDGER_DIR
+    from skillgen.rundir.rundir import RunDir
     from skillgen.rundir.runstate import read_run_json
-    from skillgen.rundir.sinks import FAILURES_DIR, ROWS_DIR, part_files, read_part
+    from skillgen.rundir.sinks import FAILURES_DIR, ROWS_DIR, read_part
 
-    from skillgen.common.storage import resolve
-
-    run_dir = resolve(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise UserError(f"{run_dir}: no such run dir (no run.json)")
     moved: list = []
     problems: list[str] = []
-    with RunDirLease.acquire(run_dir, purpose="skillgen repair"):
+    with RunDir.attach(run_dir, purpose="skillgen repair") as rd:
         for sub in (ROWS_DIR, FAILURES_DIR):
-            for path in part_files(run_dir / sub):
+            for path in rd.part_files(sub):
                 try:
                     read_part(path)
                 except UserError:
-                    target = run_dir / DAMAGED_DIR / sub / path.name
-                    target.parent.mkdir()
-                    target.write_bytes(path.read_bytes())  # a move that also works on object storage
-                    path.delete()
-                    moved.append(target)
-        for path in part_files(run_dir / LEDGER_DIR):
+                    moved.append(rd.move_aside(path, DAMAGED_DIR))
+        for path in rd.part_files(LEDGER_DIR):
             try:
                 read_part(path)
             except UserError as exc:
                 problems.append(str(exc))
         try:
-            read_run_json(run_dir)
+            read_run_json(rd.root)
         except UserError as exc:
             problems.append(str(exc))
     return moved, problems

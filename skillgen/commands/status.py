@@ -18,22 +18,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def status(run_dir: str | Path, show: int = 5) -> dict:
     import polars as pl
 
-    from skillgen.common.errors import UserError
-    from skillgen.rundir.runstate import read_run_json
-    from skillgen.rundir.sinks import read_failures, read_rows
+    from skillgen.rundir.rundir import RunDir
 
-    meta = read_run_json(run_dir)
-    if meta is None:
-        raise UserError(f"{run_dir}: no run.json (not a skillgen run dir)")
+    rd = RunDir.read_only(run_dir)
+    meta = rd.meta()
     n = int(meta["config"]["n_sentences"])
-    rows = read_rows(run_dir)
-    raw = read_rows(run_dir, dedupe=False)
-    fails = read_failures(run_dir)
+    rows = rd.rows()
+    raw = rd.rows(dedupe=False)
+    fails = rd.failures()
     per_key = rows.group_by("request_key").len() if rows.height else pl.DataFrame({"request_key": [], "len": []})
     complete = int((per_key["len"] >= n).sum()) if per_key.height else 0
     last = (meta.get("history") or [{}])[-1].get("summary", {})
-    batches = batch_status(run_dir)
     policy = meta["config"].get("unknown_outcome", "worst_case")
+    rec = reconcile(rd, meta, policy)
     return {
         "run_dir": str(run_dir),
         "model": meta["config"]["model"],
@@ -47,18 +44,17 @@ def status(run_dir: str | Path, show: int = 5) -> dict:
         "sentences": rows.height,
         "duplicate_rows_on_disk": raw.height - rows.height,
         "prompt_tokens": int(raw.unique("request_key", keep="first")["prompt_tokens"].sum() or 0) if raw.height else 0,
-        "cost_usd": float((raw["cost_usd"].sum() or 0) + (fails["cost_usd"].fill_null(0).sum() if fails.height else 0)
-                          + (batches["unattributed_usd"] if batches else 0.0)),
-        "reconciliation": reconcile(run_dir, meta, policy),
+        "cost_usd": rec["spent_usd"],
+        "reconciliation": rec,
         "failures_by_class": dict(fails.group_by("error_class").len().iter_rows()) if fails.height else {},
         "failure_examples": fails.head(show).select("label", "error_class", "message").to_dicts() if fails.height else [],
         "last_run": last,
         "invocations": len(meta.get("history") or []),
-        "batches": batches,
+        "batches": batch_status(rd),
     }
 
 
-def batch_status(run_dir: str | Path) -> dict | None:
+def batch_status(run_dir) -> dict | None:
     """Batch mode: batches by status, the open ones, and money they hold (None for an online-only run dir)."""
     from collections import Counter
 
@@ -77,23 +73,18 @@ def batch_status(run_dir: str | Path) -> dict | None:
     }
 
 
-def reconcile(run_dir: str | Path, meta: dict, policy: str) -> dict:
-    """Spend three ways: the ledger (what was sent), the rows + failure records (what arrived and was
-    kept), and the estimates made before each invocation (upper bounds for what was then left)."""
-    from skillgen.rundir.ledger import ledger_totals
-    from skillgen.common.storage import resolve
-    from skillgen.rundir.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, read_parts
-
-    ledger = ledger_totals(run_dir, policy)
-    rows = read_parts(resolve(run_dir) / ROWS_DIR, ROW_SCHEMA)
-    fails = read_parts(resolve(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)
-    by_rows = float((rows["cost_usd"].sum() or 0.0) + (fails["cost_usd"].fill_null(0).sum() or 0.0))
+def reconcile(run_dir, meta: dict, policy: str) -> dict:
+    """Spend three ways, for both modes: the ledger (what was sent; open batch lines at worst case), the rows +
+    failure records (what arrived and was kept), and the estimates made before each invocation."""
+    spend = run_dir.spend(policy)
+    ledger = spend.ledger
     estimates = [h.get("summary", {}).get("estimated_cost_usd") or 0.0 for h in meta.get("history") or []]
     return {
+        "spent_usd": spend.total_usd,
         "ledger": ledger.to_dict(),
-        "rows_and_failures_usd": by_rows,
+        "rows_and_failures_usd": spend.rows_and_failures_usd,
         # paid for but not (or no longer) in any row: retries, released skills, lost or duplicate answers
-        "not_in_rows_usd": ledger.known_usd - by_rows,
+        "not_in_rows_usd": ledger.known_usd - spend.rows_and_failures_usd,
         "estimates_usd": sum(estimates),
         "invocations": len(estimates),
     }
@@ -104,7 +95,8 @@ def format_reconciliation(rec: dict) -> list[str]:
     outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(led["by_outcome"].items())) or "none"
     return [
         f"ledger       ${led['spent_usd']:.4f} = known ${led['known_usd']:.4f} + {led['unknown_attempts']} unknown "
-        f"outcomes ${led['unknown_usd']:.4f} ({led['policy']}) | {led['attempts']} attempts ({outcomes}) | "
+        f"outcomes ${led['unknown_usd']:.4f} ({led['policy']}) + {led['pending_attempts']} batch lines open "
+        f"${led['pending_usd']:.4f} (worst case) | {led['attempts']} attempts ({outcomes}) | "
         f"tokens {led['prompt_tokens']} prompt + {led['completion_tokens']} completion",
         f"reconcile    rows + failure records account for ${rec['rows_and_failures_usd']:.4f}; "
         f"known spend not in rows ${rec['not_in_rows_usd']:.4f}; estimates of {rec['invocations']} invocations "
@@ -122,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"skills       {info['skills_complete']} complete, {info['skills_partial']} partial, {info['skills_failed']} failed"
           + (f" of {sel} selected in the last run" if sel is not None else ""))
     print(f"sentences    {info['sentences']} ({info['sentences_per_skill']} per skill)")
-    print(f"cost         ${info['reconciliation']['ledger']['spent_usd']:.4f} (by the ledger)")
+    print(f"cost         ${info['cost_usd']:.4f} (by the ledger)")
     for line in format_reconciliation(info["reconciliation"]):
         print(line)
     last = info["last_run"]

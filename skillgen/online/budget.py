@@ -34,6 +34,7 @@ tokens approach the limit.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import re
 import time
@@ -42,11 +43,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from skillgen.llm.tokens import size_max_tokens
+from skillgen.plan import StopReason
 from skillgen.online.messages import ExchangeReply, ReserveItem, Settlement  # noqa: F401 (re-exported)
-from skillgen.rundir.ledger import (CANCELLED, CLIENT_ERROR, OK, RATE_LIMITED, UNKNOWN_OUTCOMES, WORKER_LOST, LedgerWriter,
-                             OutcomeEvent, SentEvent, outcome_class, unknown_cost)
+from skillgen.rundir.ledger import UNKNOWN_OUTCOMES, LedgerWriter, Outcome, OutcomeEvent, SentEvent, outcome_class, unknown_cost
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+log = logging.getLogger(__name__)
 
 
 def parse_reset(value: str | None) -> float | None:
@@ -162,6 +165,30 @@ class BudgetStats:
     wait_by_limit: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BudgetSnapshot:
+    """The budget's state (budget actor -> driver, every tick). ``settle_seq``: the mark the driver passes to
+    :meth:`BudgetActor.persisted` once the rows drained after this snapshot are on disk."""
+
+    granted: int = 0
+    settled: int = 0
+    inflight: int = 0
+    rate_limited: int = 0
+    header_tightenings: int = 0
+    cooldown_s: float = 0.0
+    reserved_tokens: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spent_usd: float = 0.0  # this invocation
+    spent_total_usd: float = 0.0  # the run dir's, with in-flight worst cases
+    cap_hit: bool = False
+    stop_reason: str | None = None
+    per_sentence: float | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
+    wait_by_limit: dict[str, float] = field(default_factory=dict)
+    settle_seq: int | None = None
+
+
 class Budget:
     """Request/token buckets, reservations, header & 429 tightening, spend cap, length model."""
 
@@ -262,7 +289,7 @@ class Budget:
             committed = self.spent() + self.inflight_cost + self.held_margin
             if self.spend_cap is not None and committed + cost > self.spend_cap + 1e-12:
                 if not self.inflight and not granted and not self.held_ok:
-                    self.stop("spend cap")
+                    self.stop(StopReason.SPEND_CAP)
                 else:
                     self.stats.cap_hit = True
                     wait = 0.25  # in-flight requests may settle cheaper than their worst case
@@ -318,7 +345,7 @@ class Budget:
             status, error_class = None, "bad_response"  # a 200 without usage: we cannot know what it cost
         outcome = outcome_class(status, error_class)
         cost = 0.0
-        if outcome == OK:
+        if outcome == Outcome.OK:
             completion_tokens = completion_tokens or 0
             cost = prompt_tokens * self.price_in + completion_tokens * self.price_out
             self.stats.prompt_tokens += prompt_tokens
@@ -330,14 +357,14 @@ class Budget:
                 self.tokens.credit(res.prompt - prompt_tokens + unused_out)
                 self.input.credit(res.prompt - prompt_tokens)
                 self.output.credit(unused_out)
-        elif outcome == RATE_LIMITED and res is not None:
+        elif outcome == Outcome.RATE_LIMITED and res is not None:
             # The server rejected it before debiting: give the tokens back, but pause everyone.
             self.stats.rate_limited += 1
             self._move(1, res.prompt, res.completion)
             pause = retry_after if retry_after is not None else 1.0
             self.cooldown_until = max(self.cooldown_until, now + pause)
             self.stats.cooldown_s += pause
-        elif outcome in (CLIENT_ERROR, CANCELLED) and res is not None:
+        elif outcome in (Outcome.CLIENT_ERROR, Outcome.CANCELLED) and res is not None:
             self._move(1, res.prompt, res.completion)
         elif outcome in UNKNOWN_OUTCOMES and res is not None:
             # Timeouts, drops, dead workers: the server may have generated (and billed) it. The limiter
@@ -345,7 +372,7 @@ class Budget:
             cost = unknown_cost(self.unknown_outcome, res.cost, res.prompt * self.price_in)
         self.stats.spent_usd += cost
         if self.ledger is not None and res is not None:
-            if outcome == OK:  # "received" once its rows are on disk: held until the driver says so
+            if outcome == Outcome.OK:  # "received" once its rows are on disk: held until the driver says so
                 self.settle_seq += 1
                 # until then the ledger counts it as unknown: the cap must too
                 margin = max(0.0, unknown_cost(self.unknown_outcome, res.cost, res.prompt * self.price_in) - cost)
@@ -399,32 +426,22 @@ class Budget:
         if not self.stopped:
             self.stopped = reason
             self.stats.stop_reason = reason
-            if reason == "spend cap":
+            if reason == StopReason.SPEND_CAP:
                 self.stats.cap_hit = True
 
     def max_tokens_for(self, sentences: int, ceiling: int, margin: float = 1.15) -> int:
         return size_max_tokens(self.lengths.per_sentence(), sentences, ceiling, margin)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> BudgetSnapshot:
         s = self.stats
-        return {
-            "granted": s.granted,
-            "settled": s.settled,
-            "inflight": len(self.inflight),
-            "rate_limited": s.rate_limited,
-            "header_tightenings": s.header_tightenings,
-            "cooldown_s": round(s.cooldown_s, 3),
-            "reserved_tokens": s.reserved_tokens,
-            "prompt_tokens": s.prompt_tokens,
-            "completion_tokens": s.completion_tokens,
-            "spent_usd": s.spent_usd,
-            "spent_total_usd": self.spent(),
-            "cap_hit": s.cap_hit,
-            "stop_reason": self.stopped,
-            "per_sentence": self.lengths.per_sentence(),
-            "limits": {"rpm": self.requests.limit, "tpm": self.tokens.limit},
-            "wait_by_limit": dict(s.wait_by_limit),
-        }
+        return BudgetSnapshot(
+            granted=s.granted, settled=s.settled, inflight=len(self.inflight), rate_limited=s.rate_limited,
+            header_tightenings=s.header_tightenings, cooldown_s=round(s.cooldown_s, 3), reserved_tokens=s.reserved_tokens,
+            prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, spent_usd=s.spent_usd,
+            spent_total_usd=self.spent(), cap_hit=s.cap_hit, stop_reason=self.stopped,
+            per_sentence=self.lengths.per_sentence(), limits={"rpm": self.requests.limit, "tpm": self.tokens.limit},
+            wait_by_limit=dict(s.wait_by_limit), settle_seq=self.settle_seq,
+        )
 
 
 class BudgetActor:
@@ -434,8 +451,8 @@ class BudgetActor:
     any moment leaves the ledger knowing every request that may have been sent.
     """
 
-    def __init__(self, run_dir: str | None = None, **kwargs: Any):
-        self.ledger = LedgerWriter(run_dir) if run_dir is not None else None
+    def __init__(self, ledger: LedgerWriter | None = None, **kwargs: Any):
+        self.ledger = ledger  # from RunDir.ledger_writer(): the driver holds the run dir's lease
         self.budget = Budget(ledger=self.ledger, **kwargs)
 
     def _flush(self, must: bool) -> bool:
@@ -445,7 +462,8 @@ class BudgetActor:
             self.ledger.flush()
             return True
         except OSError as exc:  # nothing may be sent that the ledger does not know about
-            self.budget.stop(f"ledger write failed: {exc.strerror or exc}")
+            log.error("ledger write failed (%s): no request is sent that the ledger does not know", exc.strerror or exc)
+            self.budget.stop(StopReason.LEDGER_WRITE_FAILED)
             return False
 
     def exchange(self, worker: str, settles: list[Settlement], items: list[ReserveItem]) -> ExchangeReply:
@@ -457,7 +475,7 @@ class BudgetActor:
         out = b.reserve(worker, items) if items else {"granted": [], "wait": 0.0}
         if not self._flush(must=bool(out["granted"])):
             for rid in out["granted"]:  # never handed out: undo them (their sent events stay buffered)
-                b.settle(rid, status=None, error_class=CANCELLED)
+                b.settle(rid, status=None, error_class=Outcome.CANCELLED)
             out["granted"] = []
         return ExchangeReply(out["granted"], out["wait"], b.stopped, b.lengths.per_sentence(), costs)
 
@@ -474,7 +492,7 @@ class BudgetActor:
         """Settle the reservations of a dead worker: sent or not, we cannot know, so ``worker_lost``."""
         dead = [rid for rid, r in self.budget.inflight.items() if r.worker == worker]
         for rid in dead:
-            self.budget.settle(rid, status=None, error_class=WORKER_LOST)
+            self.budget.settle(rid, status=None, error_class=Outcome.WORKER_LOST)
         self._flush(must=True)
         return len(dead)
 
@@ -483,20 +501,20 @@ class BudgetActor:
         reached it (its exchange call was cut short): cancelled before send."""
         left = [rid for rid, r in self.budget.inflight.items() if r.worker == worker]
         for rid in left:
-            self.budget.settle(rid, status=None, error_class=CANCELLED)
+            self.budget.settle(rid, status=None, error_class=Outcome.CANCELLED)
         self._flush(must=True)
         return len(left)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> BudgetSnapshot:
         """The budget's state; ``settle_seq`` is the mark the driver passes to :meth:`persisted`."""
         self._flush(must=False)
-        return {**self.budget.snapshot(), "settle_seq": self.budget.settle_seq}
+        return self.budget.snapshot()
 
     def persisted(self, upto_seq: int) -> int:
         released = self.budget.persisted(upto_seq)
         self._flush(must=bool(released))
         return released
 
-    def close(self) -> dict[str, Any]:
+    def close(self) -> BudgetSnapshot:
         self._flush(must=True)
         return self.budget.snapshot()

@@ -22,20 +22,19 @@ import signal
 import threading
 import time
 import uuid
+from dataclasses import asdict
 from typing import Any
 
 from skillgen.common.errors import UserError
 from skillgen.common.raycluster import init_ray
-from skillgen.common.storage import resolve
 from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import config_price
-from skillgen.online.messages import Drained
+from skillgen.online.budget import BudgetSnapshot
+from skillgen.online.messages import Drained, SchedulerState
 from skillgen.online.progress import ProgressReporter
-from skillgen.plan import RunPlan, RunSummary, plan_run, preflight
-from skillgen.rundir.lease import RunDirLease
-from skillgen.rundir.ledger import ledger_totals
-from skillgen.rundir.runstate import check_writable, open_run_dir, record_invocation
-from skillgen.rundir.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
+from skillgen.plan import RunPlan, RunSummary, StopReason, plan_run, preflight
+from skillgen.rundir.rundir import RunDir
+from skillgen.rundir.sinks import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +57,22 @@ def _actor_gone() -> tuple[type[BaseException], ...]:
     return (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError)
 
 
-def run_online(config: GenerationConfig, progress: bool = True, on_update: Any = None) -> RunSummary:
-    """Online mode: check, take the lease, plan, preflight, then run the Ray actors (see the module docstring).
+def run_online(config: GenerationConfig, run_dir: RunDir, progress: bool = True, on_update: Any = None) -> RunSummary:
+    """Online mode on an open run dir (its lease held): plan, preflight, then run the Ray actors.
 
     ``on_update(scheduler_state, budget_snapshot)`` is called on every driver tick (benchmarks, UIs).
     """
+    from skillgen.batch.state import load_manifest
+
     price = config_price(config)  # unknown model: UserError before anything else
-    check_writable(resolve(config.run_dir))
-    with RunDirLease.acquire(config.run_dir) as lease:
-        open_run_dir(config)  # same fingerprint
-        plan = plan_run(config, price)
-        if config.spend_cap_usd is not None and plan.spent_before >= config.spend_cap_usd and plan.tasks:
-            raise UserError(f"spend cap ${config.spend_cap_usd:.4f} already reached by this run dir "
-                            f"(${plan.spent_before:.4f} spent, by the ledger); rerun with a higher --spend-cap-usd to continue")
-        if plan.tasks and config.preflight:
-            preflight(config)
-        return GenerationDriver(config, price, plan, lease, progress, on_update).run()
+    manifest = load_manifest(run_dir)
+    if manifest is not None and manifest.open_entries():
+        raise UserError(f"{run_dir} has {len(manifest.open_entries())} batches still open at the provider; "
+                        "rerun with --mode batch to collect them (or `skillgen batch cancel`), then continue online")
+    plan = plan_run(config, price, run_dir)
+    if plan.tasks and config.preflight:
+        preflight(config)
+    return GenerationDriver(config, price, plan, run_dir, progress, on_update).run()
 
 
 class GenerationDriver:
@@ -81,21 +80,20 @@ class GenerationDriver:
     signal, shut down, summarise. The driver is the only writer of shards; the budget actor writes the ledger.
     """
 
-    def __init__(self, config: GenerationConfig, price, plan: RunPlan, lease: RunDirLease, progress: bool = True,
+    def __init__(self, config: GenerationConfig, price, plan: RunPlan, run_dir: RunDir, progress: bool = True,
                  on_update: Any = None):
-        self.config, self.price, self.plan, self.lease = config, price, plan, lease
+        self.config, self.price, self.plan, self.run_dir = config, price, plan, run_dir
         self.on_update = on_update
         self.t0 = time.monotonic()
         self.started_at = utcnow().isoformat()
-        run_dir = resolve(config.run_dir)
-        self.rows_w = ShardWriter(run_dir / ROWS_DIR, ROW_SCHEMA, config.flush_rows, config.flush_seconds)
-        self.fail_w = ShardWriter(run_dir / FAILURES_DIR, FAILURE_SCHEMA, config.flush_rows, config.flush_seconds)
+        self.rows_w = run_dir.row_writer(config.flush_rows, config.flush_seconds)
+        self.fail_w = run_dir.failure_writer(config.flush_rows, config.flush_seconds)
         self.reporter = ProgressReporter(len(plan.tasks), enabled=progress, interval_s=config.progress_interval_s,
-                                         run=resolve(config.run_dir).name)
+                                         run=run_dir.root.name)
         self.written = set(plan.written)
         self.status = "complete"
-        self.sched_state: dict[str, Any] = {"finished": 0, "failed": 0, "workers": {}}
-        self.budget_snap: dict[str, Any] = {}
+        self.sched_state = SchedulerState()
+        self.budget_snap: BudgetSnapshot | None = None
         self.lost: set[str] = set()  # control actors found dead
         self.workers: dict[str, Any] = {}
         self.refs: dict[Any, str] = {}
@@ -145,7 +143,7 @@ class GenerationDriver:
         run_tag = uuid.uuid4().hex[:8]
         self.budget = ray.remote(BudgetActor).options(num_cpus=0, max_concurrency=1, scheduling_strategy=here,
                                                       name=f"{BUDGET_NAME_PREFIX}{run_tag}").remote(
-            run_dir=str(resolve(cfg.run_dir)),
+            ledger=self.run_dir.ledger_writer(),
             rpm=cfg.rpm, tpm=cfg.tpm, input_tpm=cfg.input_tpm, output_tpm=cfg.output_tpm,
             spend_cap_usd=cfg.spend_cap_usd, spent_before_usd=self.plan.spent_before,
             price_in=self.price.input_per_1m, price_out=self.price.output_per_1m, quantile=cfg.max_tokens_quantile,
@@ -180,18 +178,17 @@ class GenerationDriver:
         if self.on_update is not None:
             self.on_update(self.sched_state, self.budget_snap)
         self._report_progress()
-        if self.lease.lost.is_set() and not self.stop_deadline:
-            self._begin_stop("stopped: run dir lease lost", grace_s=5.0)
+        if self.run_dir.lost and not self.stop_deadline:
+            self._begin_stop(f"stopped: {StopReason.LEASE_LOST}", grace_s=5.0)
         if self.terminate.is_set() and not self.interrupted.is_set():
             raise KeyboardInterrupt  # handled in run(), at a point where no drained row is in hand
 
     def _report_progress(self, final: bool = False) -> None:
         """The progress line and the ``skillgen_*`` gauges; ``final`` publishes even within a second of the last."""
-        ws = self.sched_state.get("workers", {})
-        self.reporter.update(self.sched_state["finished"], self.sched_state["failed"], self.sched_state.get("sentences", 0),
-                             ws.get("prompt_tokens", 0) + ws.get("completion_tokens", 0),
-                             self.budget_snap.get("spent_total_usd", 0.0), int(ws.get("retries", 0)),
-                             int(ws.get("rate_limited", 0)), final=final, requests=int(ws.get("requests", 0)))
+        st = self.sched_state
+        self.reporter.update(st.finished, st.failed, st.sentences, st.worker("prompt_tokens") + st.worker("completion_tokens"),
+                             self.budget_snap.spent_total_usd if self.budget_snap else 0.0, st.worker("retries"),
+                             st.worker("rate_limited"), final=final, requests=st.worker("requests"))
 
     def worker_returned(self, ref: Any) -> None:
         wid = self.refs.pop(ref)
@@ -203,7 +200,8 @@ class GenerationDriver:
             self.worker_lost(wid, exc)
         if self.stop_deadline is None and not self.lost:
             st = self._call(self.scheduler.state, "scheduler")
-            if not st["stopped"] and not self.budget_snap.get("stop_reason") and st["queued"] > 0:
+            budget_stop = self.budget_snap.stop_reason if self.budget_snap else None
+            if not st.stopped and not budget_stop and st.queued > 0:
                 self._start_worker(wid)  # a restarted actor picks up released work
 
     def worker_lost(self, wid: str, exc: BaseException) -> None:
@@ -219,7 +217,7 @@ class GenerationDriver:
             raise KeyboardInterrupt
         self.interrupted.set()
         log.warning("interrupted: no new requests; waiting for in-flight ones (Ctrl-C again to abort)")
-        self._begin_stop("interrupted", grace_s=min(60.0, self.config.request_timeout_s))
+        self._begin_stop(StopReason.INTERRUPTED, grace_s=min(60.0, self.config.request_timeout_s))
         self.rows_w.flush()  # a supervisor may follow up with SIGKILL within seconds
         self.fail_w.flush()
 
@@ -230,7 +228,8 @@ class GenerationDriver:
             return
         self.lost.add(which)
         log.error("the %s actor died; stopping the run (rerun the same command to continue)", which)
-        self._begin_stop(f"stopped: {which} actor lost", grace_s=5.0)
+        reason = {"budget": StopReason.BUDGET_LOST, "scheduler": StopReason.SCHEDULER_LOST}[which]
+        self._begin_stop(f"stopped: {reason}", grace_s=5.0)
 
     def shutdown(self) -> None:
         """Write everything accepted, settle every reservation into the ledger, stop every actor."""
@@ -269,12 +268,12 @@ class GenerationDriver:
 
     def finish(self) -> RunSummary:
         status = self.status
-        stop_reason = self.budget_snap.get("stop_reason") or self.sched_state.get("stopped")
+        stop_reason = (self.budget_snap.stop_reason if self.budget_snap else None) or self.sched_state.stopped
         if status == "complete" and stop_reason:
             status = f"stopped: {stop_reason}"
-        summary = _summarise(self.config, status, self.plan, self.rows_w, self.fail_w, self.sched_state, self.budget_snap,
+        summary = _summarise(self.config, self.run_dir, status, self.plan, self.rows_w, self.fail_w, self.sched_state, self.budget_snap,
                              self.t0, len(self.workers), self.started_at)
-        if stop_reason == "spend cap":
+        if stop_reason == StopReason.SPEND_CAP:
             log.warning("spend cap $%.4f reached ($%.4f spent in total); %d skills remain: rerun with a higher "
                         "--spend-cap-usd to continue", self.config.spend_cap_usd or 0, summary.total_cost_usd,
                         summary.skills_remaining)
@@ -292,7 +291,7 @@ class GenerationDriver:
 
     def _take(self, out: Drained) -> None:
         for row in out.rows:
-            self.written.add((row["request_key"], int(row["sample_idx"])))
+            self.written.add(row.slot)
         self.rows_w.add(out.rows)
         self.fail_w.add(out.failures)
         self.rows_w.maybe_flush()
@@ -301,9 +300,9 @@ class GenerationDriver:
 
     def _confirm_persisted(self) -> None:
         """Every row drained so far is on disk: the ledger may now record those 200s as received."""
-        if self.rows_w.buffer or "budget" in self.lost or "settle_seq" not in self.budget_snap:
+        if self.rows_w.buffer or "budget" in self.lost or self.budget_snap is None or self.budget_snap.settle_seq is None:
             return
-        self._call(self.budget.persisted, "budget", self.budget_snap["settle_seq"], timeout=10)
+        self._call(self.budget.persisted, "budget", self.budget_snap.settle_seq, timeout=10)
 
     def _rescue_worker_rows(self) -> None:
         """The scheduler died with accepted rows not yet drained: take them from the workers that made
@@ -317,7 +316,7 @@ class GenerationDriver:
             except Exception:  # noqa: BLE001 - that worker is gone too: its rows are lost, a rerun redoes them
                 continue
             for row in rows:
-                slot = (row["request_key"], int(row["sample_idx"]))
+                slot = row.slot
                 if slot not in self.written:
                     self.written.add(slot)
                     self.rows_w.add([row])
@@ -379,27 +378,27 @@ def _kill(actor: Any) -> None:
         pass
 
 
-def _summarise(config, status, plan: RunPlan, rows_w, fail_w, sched_state, budget_snap, t0, n_workers,
+def _summarise(config, run_dir: RunDir, status, plan: RunPlan, rows_w, fail_w, sched_state, budget_snap, t0, n_workers,
                started_at) -> RunSummary:
-    ws = sched_state.get("workers", {}) if sched_state else {}
-    completed = sched_state.get("finished", 0) - sched_state.get("failed", 0)
-    remaining = len(plan.tasks) - sched_state.get("finished", 0)
+    st: SchedulerState = sched_state
+    completed = st.finished - st.failed
+    remaining = len(plan.tasks) - st.finished
     if status == "complete" and remaining > 0:
         status = "incomplete"
-    ledger = ledger_totals(config.run_dir, config.unknown_outcome)
-    total = ledger.spent_usd if ledger.attempts else plan.spent_before
+    spend = run_dir.spend(config.unknown_outcome)
+    ledger, total = spend.ledger, spend.total_usd
     summary = RunSummary(
         run_dir=str(config.run_dir), status=status, skills_selected=len(plan.skills), skills_already_done=plan.already,
-        skills_attempted=len(plan.tasks), skills_completed=completed, skills_failed=sched_state.get("failed", 0),
+        skills_attempted=len(plan.tasks), skills_completed=completed, skills_failed=st.failed,
         skills_remaining=remaining, rows_written=rows_w.written, failures_written=fail_w.written,
-        requests=int(ws.get("requests", 0)), retries=int(ws.get("retries", 0)), rate_limited=int(ws.get("rate_limited", 0)),
-        truncated=int(ws.get("truncated", 0)), prompt_tokens=int(ws.get("prompt_tokens", 0)),
-        completion_tokens=int(ws.get("completion_tokens", 0)), estimated_cost_usd=plan.est_cost,
+        requests=st.worker("requests"), retries=st.worker("retries"), rate_limited=st.worker("rate_limited"),
+        truncated=st.worker("truncated"), prompt_tokens=st.worker("prompt_tokens"),
+        completion_tokens=st.worker("completion_tokens"), estimated_cost_usd=plan.est_cost,
         actual_cost_usd=max(0.0, total - plan.spent_before), total_cost_usd=total,
         estimated_prompt_tokens=plan.prompt_est, elapsed_s=time.monotonic() - t0, workers=n_workers,
-        budget=budget_snap, ledger=ledger.to_dict(),
+        budget=asdict(budget_snap) if budget_snap else {}, ledger=ledger.to_dict(),
     )
-    record_invocation(config.run_dir, {"started_at": started_at, "finished_at": utcnow().isoformat(),
+    run_dir.record_invocation({"started_at": started_at, "finished_at": utcnow().isoformat(),
                                        "summary": {k: v for k, v in summary.to_dict().items() if k != "budget"}})
     log.info("%s", summary.format())
     return summary

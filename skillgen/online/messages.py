@@ -3,8 +3,8 @@
 Why not dicts: every message crosses a Ray actor boundary (pickled), and a
 dict mutated in place on one side and read by key on the other hides typos
 and stale fields until a run is half paid for. These are plain frozen-or-
-small dataclasses; rows and failure records stay dicts because they are
-Parquet rows (see :data:`skillgen.rundir.sinks.ROW_SCHEMA`).
+small dataclasses; rows and failure records are :class:`~skillgen.rundir.sinks.Row`
+and :class:`~skillgen.rundir.sinks.FailureRecord`, next to the Parquet schemas they fill.
 
 Flow, per worker tick::
 
@@ -16,17 +16,18 @@ Flow, per worker tick::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
 
 from skillgen.plan import SkillTask
+from skillgen.rundir.sinks import FailureRecord, Row
 
 
 @dataclass
 class WorkerReport:
     """What a worker produced since its last report (worker -> scheduler)."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    failures: list[FailureRecord] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)  # request keys given back unfinished (run stopping)
     stats: dict[str, float] | None = None
@@ -42,12 +43,32 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class SchedulerState:
+    """What the scheduler knows (scheduler -> driver, every tick). ``workers``: the workers' counters summed
+    (requests, retries, rate_limited, truncated, prompt_tokens, completion_tokens, ...)."""
+
+    total: int = 0
+    finished: int = 0
+    failed: int = 0
+    queued: int = 0
+    leased: int = 0
+    stopped: str | None = None
+    duplicates_dropped: int = 0
+    reassigned: int = 0
+    sentences: int = 0
+    workers: dict[str, float] = field(default_factory=dict)
+
+    def worker(self, name: str) -> int:
+        return int(self.workers.get(name, 0))
+
+
+@dataclass(frozen=True)
 class Drained:
     """Scheduler -> driver: accepted rows and failure records to write, and the scheduler's state."""
 
-    rows: list[dict[str, Any]]
-    failures: list[dict[str, Any]]
-    state: dict[str, Any]
+    rows: list[Row]
+    failures: list[FailureRecord]
+    state: SchedulerState
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
-from skillgen.online.messages import Chunk, Drained, SkillTask, WorkerReport
+from skillgen.online.messages import Chunk, Drained, SchedulerState, SkillTask, WorkerReport
+from skillgen.rundir.sinks import FailureRecord, Row
 
 
 class Scheduler:
@@ -28,8 +29,8 @@ class Scheduler:
         self.received: dict[str, dict[int, str]] = {}
         self.finished: set[str] = set()
         self.failed: set[str] = set()
-        self.out_rows: list[dict[str, Any]] = []
-        self.out_failures: list[dict[str, Any]] = []
+        self.out_rows: list[Row] = []
+        self.out_failures: list[FailureRecord] = []
         self.worker_stats: dict[str, dict[str, Any]] = {}
         self.stopped: str | None = None
         self.duplicates_dropped = 0
@@ -66,17 +67,17 @@ class Scheduler:
     def report(self, worker: str, report: WorkerReport) -> None:
         lease = self.leases.setdefault(worker, set())
         for row in report.rows:
-            key = row["request_key"]
+            key = row.request_key
             task = self.tasks.get(key)
             got = self.received.setdefault(key, {})
-            idx = row["sample_idx"]
+            idx = row.sample_idx
             if task is None or idx in got or idx not in task.missing or key in self.finished:
                 self.duplicates_dropped += 1
                 continue
-            got[idx] = row["sentence"]
+            got[idx] = row.sentence
             self.out_rows.append(row)
         for fail in report.failures:
-            key = fail["request_key"]
+            key = fail.request_key
             if key in self.finished:
                 continue
             self.failed.add(key)
@@ -118,22 +119,15 @@ class Scheduler:
         failures, self.out_failures = self.out_failures, []
         return Drained(rows, failures, self.state())
 
-    def state(self) -> dict[str, Any]:
-        leased = sum(len(v) for v in self.leases.values())
+    def state(self) -> SchedulerState:
         totals: dict[str, float] = {}
         for stats in self.worker_stats.values():
             for k, v in stats.items():
                 if isinstance(v, (int, float)):
                     totals[k] = totals.get(k, 0) + v
-        return {
-            "total": len(self.tasks),
-            "finished": len(self.finished),
-            "failed": len(self.failed),
-            "queued": len(self.queue),
-            "leased": leased,
-            "stopped": self.stopped,
-            "duplicates_dropped": self.duplicates_dropped,
-            "reassigned": self.reassigned,
-            "sentences": sum(len(v) for v in self.received.values()),
-            "workers": totals,
-        }
+        return SchedulerState(
+            total=len(self.tasks), finished=len(self.finished), failed=len(self.failed), queued=len(self.queue),
+            leased=sum(len(v) for v in self.leases.values()), stopped=self.stopped,
+            duplicates_dropped=self.duplicates_dropped, reassigned=self.reassigned,
+            sentences=sum(len(v) for v in self.received.values()), workers=totals,
+        )

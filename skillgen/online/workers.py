@@ -26,8 +26,8 @@ from skillgen.llm.tokens import size_max_tokens
 from skillgen.llm.client import CallResult, ChatClient, RequestError, call_with_retry
 from skillgen.config import GenerationConfig
 from skillgen.llm.prompts import build_messages
-from skillgen.rundir.sinks import utcnow
-from skillgen.rundir.ledger import CANCELLED
+from skillgen.rundir.sinks import FailureRecord, Row, utcnow
+from skillgen.rundir.ledger import Outcome
 from skillgen.online.messages import ReserveItem, Settlement, SkillTask, WorkerReport
 from skillgen.llm.tokens import count_tokens
 from skillgen.llm.validate import validate_response
@@ -56,9 +56,9 @@ class WorkerCore:
         self.price_out = price_out / 1e6
         self.pending: list[tuple[asyncio.Future, ReserveItem]] = []
         self.settles: list[Settlement] = []
-        self.kept_rows: list[dict[str, Any]] = []  # every row of this run, for the driver if the scheduler dies
-        self.out_rows: list[dict[str, Any]] = []
-        self.out_failures: list[dict[str, Any]] = []
+        self.kept_rows: list[Row] = []  # every row of this run, for the driver if the scheduler dies
+        self.out_rows: list[Row] = []
+        self.out_failures: list[FailureRecord] = []
         self.out_done: list[str] = []
         self.out_released: list[str] = []
         self.stop_reason: str | None = None
@@ -119,7 +119,7 @@ class WorkerCore:
             self.per_sentence = res.per_sentence
             for (fut, _), rid in zip(batch, res.granted):
                 if fut.done():  # its attempt was cancelled while waiting: the grant was never used
-                    self.settle(Settlement(rid, error_class=CANCELLED))
+                    self.settle(Settlement(rid, error_class=Outcome.CANCELLED))
                 else:
                     fut.set_result(rid)
             del self.pending[: len(res.granted)]
@@ -232,12 +232,8 @@ class WorkerCore:
                 now = utcnow()
                 for sentence in v.sentences:
                     idx = missing.pop(0)
-                    row = {
-                        "skill_id": skill.skill_id, "label": skill.label, "sentence": sentence, "sample_idx": idx,
-                        "request_key": key, "model": cfg.model, "prompt_version": cfg.prompt_version,
-                        "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                        "cost_usd": share, "created_at": now,
-                    }
+                    row = Row(skill.skill_id, skill.label, sentence, idx, key, cfg.model, cfg.prompt_version,
+                              result.prompt_tokens, result.completion_tokens, share, now)
                     self.out_rows.append(row)
                     self.kept_rows.append(row)
                     avoid.append(sentence)
@@ -251,12 +247,8 @@ class WorkerCore:
         else:
             self.out_done.append(key)
 
-    def _failure(self, task: SkillTask, error_class, message, attempts, n_missing, cost) -> dict[str, Any]:
-        return {
-            "skill_id": task.skill.skill_id, "request_key": task.request_key, "error_class": error_class,
-            "message": message[:1000], "attempts": int(attempts), "created_at": utcnow(),
-            "label": task.skill.label, "n_missing": int(n_missing), "cost_usd": float(cost),
-        }
+    def _failure(self, task: SkillTask, error_class, message, attempts, n_missing, cost) -> FailureRecord:
+        return FailureRecord.of(task, error_class, message, attempts, n_missing, cost)
 
     # ---- main loop -------------------------------------------------------------
 

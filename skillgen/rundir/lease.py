@@ -49,6 +49,10 @@ LEASE_FILE = ".skillgen.lease"
 DEFAULT_TTL_S = 60.0
 
 
+class RunDirInUse(UserError):
+    """Another live process holds the run dir's lease (exit 2, naming it)."""
+
+
 @dataclass(frozen=True)
 class Lease:
     """Who holds a run dir. ``renewed_at`` is wall-clock epoch seconds (hosts must roughly agree on time)."""
@@ -233,7 +237,7 @@ class RunDirLease:
                 continue
             held, held_version = current
             if not held.stale():
-                raise UserError(
+                raise RunDirInUse(
                     f"{run_dir} is in use by {held.describe()} (lease {LEASE_FILE}, renewed "
                     f"{max(0.0, time.time() - held.renewed_at):.0f} s ago); wait for it to finish or stop it"
                 )

@@ -22,7 +22,15 @@ prices the run dir: known cost plus, for unknown outcomes, the policy chosen
 in ``unknown_outcome`` -- ``worst_case`` (default; with it the spend cap holds
 whatever is killed when), ``prompt_only`` or ``free``.
 
-Writers: only the budget actor of the run holding the run dir lease. Readers:
+Batch mode writes the same two events per line: ``sent`` (worker ``batch``,
+its worst case at the batch price) before the batch is created, and an
+outcome once the batch is collected: ``200`` with the line's usage, the HTTP
+class of a per-line error, or ``expired`` / ``batch_cancelled`` /
+``batch_failed`` for lines the batch ended without processing (not billed).
+Until then the line is ``pending``: held at its worst case whatever the
+policy, so the spend cap holds while batches run at the provider.
+
+Writers: only the budget actor (online) or the batch driver of the run holding the run dir lease. Readers:
 :func:`read_ledger` / :func:`ledger_totals` (the driver's spend cap, the run
 summary, ``skillgen status``). Both only list, read and create whole files,
 so the ledger moves to object storage with :mod:`skillgen.common.atomic`.
@@ -34,6 +42,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from enum import StrEnum
 from typing import Any, Literal
 
 import polars as pl
@@ -43,16 +52,29 @@ from skillgen.common.storage import resolve
 LEDGER_DIR = "ledger"
 UnknownPolicy = Literal["worst_case", "prompt_only", "free"]
 
-OK = "200"
-CLIENT_ERROR = "4xx"
-RATE_LIMITED = "429"
-SERVER_ERROR = "5xx"
-TIMEOUT = "timeout"
-CONNECTION_LOST = "connection_lost"
-WORKER_LOST = "worker_lost"
-CANCELLED = "cancelled_before_send"
-UNKNOWN = "unknown"  # a sent event without an outcome: the process that knew died
-UNKNOWN_OUTCOMES = frozenset({TIMEOUT, CONNECTION_LOST, WORKER_LOST, UNKNOWN})
+class Outcome(StrEnum):
+    """What became of one attempt. Stored as its value (a string) in the ledger's Parquet parts."""
+
+    OK = "200"
+    CLIENT_ERROR = "4xx"  # rejected: not billed
+    RATE_LIMITED = "429"
+    SERVER_ERROR = "5xx"
+    TIMEOUT = "timeout"  # unknown: the server may have generated and billed it
+    CONNECTION_LOST = "connection_lost"
+    WORKER_LOST = "worker_lost"
+    CANCELLED = "cancelled_before_send"
+    UNKNOWN = "unknown"  # a sent event without an outcome: the process that knew died
+    # batch mode: a line of a batch still open (held at worst case whatever the policy), and the lines a
+    # batch ended without processing (the provider bills only processed lines)
+    PENDING = "pending"
+    EXPIRED = "expired"
+    BATCH_CANCELLED = "batch_cancelled"
+    BATCH_FAILED = "batch_failed"
+
+
+UNKNOWN_OUTCOMES = frozenset({Outcome.TIMEOUT, Outcome.CONNECTION_LOST, Outcome.WORKER_LOST, Outcome.UNKNOWN})
+BATCH_WORKER = "batch"  # the ``worker`` of every attempt batch mode sends
+
 
 SCHEMA: dict[str, Any] = {
     "attempt_id": pl.String,
@@ -72,21 +94,21 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def outcome_class(status: int | None, error_class: str | None) -> str:
+def outcome_class(status: int | None, error_class: str | None) -> Outcome:
     """The ledger's outcome for an HTTP status / client error class (see :mod:`skillgen.llm.client`)."""
     if status == 200:
-        return OK
+        return Outcome.OK
     if status == 429:
-        return RATE_LIMITED
+        return Outcome.RATE_LIMITED
     if status is not None and 500 <= status < 600:
-        return TIMEOUT if status == 504 else SERVER_ERROR  # a gateway timeout may have been generated
+        return Outcome.TIMEOUT if status == 504 else Outcome.SERVER_ERROR  # a gateway timeout may have been generated
     if status is not None and 400 <= status < 500:
-        return CLIENT_ERROR
+        return Outcome.CLIENT_ERROR
     if error_class == "timeout":
-        return TIMEOUT
-    if error_class == CANCELLED:
-        return CANCELLED
-    return CONNECTION_LOST
+        return Outcome.TIMEOUT
+    if error_class == Outcome.CANCELLED:
+        return Outcome.CANCELLED
+    return Outcome.CONNECTION_LOST
 
 
 @dataclass(frozen=True)
@@ -108,14 +130,14 @@ class SentEvent:
 @dataclass(frozen=True)
 class OutcomeEvent:
     attempt_id: str
-    outcome: str
+    outcome: Outcome
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost_usd: float | None = None
     t: float = field(default_factory=time.time)
 
     def row(self) -> dict[str, Any]:
-        return {**asdict(self), "event": "outcome"}
+        return {**asdict(self), "outcome": Outcome(self.outcome).value, "event": "outcome"}
 
 
 class LedgerWriter:
@@ -155,8 +177,10 @@ def read_ledger(run_dir: str | Path) -> pl.DataFrame:
     outcomes = (events.filter(pl.col("event") == "outcome").sort("t")
                 .unique("attempt_id", keep="last", maintain_order=True)
                 .select("attempt_id", "outcome", "prompt_tokens", "completion_tokens", "cost_usd", pl.col("t").alias("t_done")))
+    # no outcome: its process died (unknown), or, for batch mode, its batch is still open (pending)
+    none = pl.when(pl.col("worker") == BATCH_WORKER).then(pl.lit(Outcome.PENDING.value)).otherwise(pl.lit(Outcome.UNKNOWN.value))
     return (sent.unique("attempt_id", keep="first").join(outcomes, on="attempt_id", how="left")
-            .with_columns(pl.col("outcome").fill_null(UNKNOWN)).sort("t"))
+            .with_columns(pl.col("outcome").fill_null(none)).sort("t"))
 
 
 @dataclass
@@ -172,10 +196,12 @@ class LedgerTotals:
     unknown_attempts: int = 0
     unknown_usd: float = 0.0  # priced by policy
     unknown_worst_tokens: int = 0
+    pending_attempts: int = 0  # batch lines whose batch is open: worst case, whatever the policy
+    pending_usd: float = 0.0
 
     @property
     def spent_usd(self) -> float:
-        return self.known_usd + self.unknown_usd
+        return self.known_usd + self.unknown_usd + self.pending_usd
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "spent_usd": self.spent_usd}
@@ -198,13 +224,16 @@ def ledger_totals(run_dir: str | Path, policy: str = "worst_case") -> LedgerTota
     if not frame.height:
         return totals
     totals.by_outcome = {k: int(v) for k, v in frame.group_by("outcome").len().iter_rows()}
-    ok = frame.filter(pl.col("outcome") == OK)
+    ok = frame.filter(pl.col("outcome") == Outcome.OK.value)
     totals.prompt_tokens = int(ok["prompt_tokens"].sum() or 0)
     totals.completion_tokens = int(ok["completion_tokens"].sum() or 0)
     totals.known_usd = float(ok["cost_usd"].sum() or 0.0)
-    unknown = frame.filter(pl.col("outcome").is_in(sorted(UNKNOWN_OUTCOMES)))
+    unknown = frame.filter(pl.col("outcome").is_in(sorted(o.value for o in UNKNOWN_OUTCOMES)))
     totals.unknown_attempts = unknown.height
     totals.unknown_worst_tokens = int((unknown["worst_prompt_tokens"] + unknown["worst_completion_tokens"]).sum() or 0)
     totals.unknown_usd = sum(unknown_cost(policy, w, p) for w, p in
                              unknown.select("worst_cost_usd", "prompt_only_cost_usd").iter_rows())
+    pending = frame.filter(pl.col("outcome") == Outcome.PENDING.value)
+    totals.pending_attempts = pending.height
+    totals.pending_usd = float(pending["worst_cost_usd"].sum() or 0.0)
     return totals

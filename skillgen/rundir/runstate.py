@@ -79,10 +79,9 @@ def read_run_json(run_dir: str | Path | Location) -> dict[str, Any] | None:
                         "a run dir made with the same config") from None
 
 
-def open_run_dir(config: GenerationConfig) -> dict[str, Any]:
-    """Create or reopen ``config.run_dir``; refuse a different fingerprint. Returns run.json content."""
-    run_dir = resolve(config.run_dir, "run_dir")
-    check_writable(run_dir)
+def open_run_json(run_dir: Location, config: GenerationConfig) -> dict[str, Any]:
+    """Create or update ``run.json`` for ``config``; refuse a different fingerprint. Called by
+    :meth:`skillgen.rundir.rundir.RunDir.open` under the lease. Returns run.json content."""
     meta = read_run_json(run_dir)
     fp = config.fingerprint()
     if meta is not None and meta.get("fingerprint") != fp:
@@ -98,7 +97,7 @@ def open_run_dir(config: GenerationConfig) -> dict[str, Any]:
     return meta
 
 
-def record_invocation(run_dir: str | Path, entry: dict[str, Any]) -> None:
+def record_invocation(run_dir: Location, entry: dict[str, Any]) -> None:
     path = resolve(run_dir) / RUN_JSON
     meta = read_run_json(run_dir) or {}
     meta.setdefault("history", []).append(entry)
@@ -108,15 +107,14 @@ def record_invocation(run_dir: str | Path, entry: dict[str, Any]) -> None:
 
 @dataclass
 class Progress:
-    """Per request key: sentences kept by sample_idx; keys with failure records; money spent."""
+    """Per request key: sentences kept by sample_idx; keys with failure records. (Spend: RunDir.spend.)"""
 
     have: dict[str, dict[int, str]] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
-    spent_usd: float = 0.0
     rows: int = 0
 
 
-def load_progress(run_dir: str | Path) -> Progress:
+def load_progress(run_dir: Location) -> Progress:
     rows = read_rows(run_dir, dedupe=True)
     failures = _read_folder(resolve(run_dir) / FAILURES_DIR, FAILURE_SCHEMA)
     prog = Progress()
@@ -127,6 +125,4 @@ def load_progress(run_dir: str | Path) -> Progress:
     # about the skill: once the user fixes the cause, a plain rerun must retry it, not skip it.
     skill_failures = failures.filter(~pl.col("error_class").is_in(sorted(RUN_STOPPING)))
     prog.failed = set(skill_failures["request_key"].to_list())
-    raw_rows = read_rows(run_dir, dedupe=False)
-    prog.spent_usd = float(raw_rows["cost_usd"].sum() or 0.0) + float(failures["cost_usd"].fill_null(0).sum() or 0.0)
     return prog

@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import polars as pl
 
 from skillgen.common.storage import Location, resolve
 from skillgen.common.errors import UserError
+
+if TYPE_CHECKING:
+    from skillgen.plan import SkillTask
 
 ROWS_DIR = "shards"
 FAILURES_DIR = "failures"
@@ -67,6 +71,52 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@dataclass(frozen=True)
+class Row:
+    """One kept sentence: a row of :data:`ROW_SCHEMA` (same fields, same order)."""
+
+    skill_id: str
+    label: str
+    sentence: str
+    sample_idx: int
+    request_key: str
+    model: str
+    prompt_version: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float
+    created_at: datetime
+
+    @property
+    def slot(self) -> tuple[str, int]:
+        return self.request_key, int(self.sample_idx)
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    """A skill given up on (until a rerun with ``retry_failures``): a row of :data:`FAILURE_SCHEMA`."""
+
+    skill_id: str
+    request_key: str
+    error_class: str
+    message: str
+    attempts: int
+    created_at: datetime
+    label: str
+    n_missing: int
+    cost_usd: float
+
+    @classmethod
+    def of(cls, task: "SkillTask", error_class: str, message: str, attempts: int, n_missing: int,
+           cost: float) -> "FailureRecord":
+        return cls(task.skill.skill_id, task.request_key, error_class, message[:1000], int(attempts), utcnow(),
+                   task.skill.label, int(n_missing), float(cost))
+
+
+assert [f.name for f in fields(Row)] == list(ROW_SCHEMA)  # the dataclasses are the schemas' rows
+assert [f.name for f in fields(FailureRecord)] == list(FAILURE_SCHEMA)
+
+
 def write_parquet_atomic(frame: pl.DataFrame, target: str | Path | Location) -> Location:
     """Write ``frame`` whole to ``target`` (a path or URI), once: atomic on disk and on object stores."""
     location = resolve(target)
@@ -75,19 +125,19 @@ def write_parquet_atomic(frame: pl.DataFrame, target: str | Path | Location) -> 
 
 
 class ShardWriter:
-    """Buffers dict rows and writes them as ``part-*.parquet`` shards in ``folder``."""
+    """Buffers rows (:class:`Row` / :class:`FailureRecord`) and writes them as ``part-*.parquet`` shards."""
 
     def __init__(self, folder: str | Path | Location, schema: dict[str, Any], flush_rows: int = 2000, flush_seconds: float = 5.0):
         self.folder = resolve(folder)
         self.schema = schema
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[Row | FailureRecord] = []
         self.last_flush = time.monotonic()
         self.written = 0
         self.shards: list[Location] = []
 
-    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+    def add(self, rows: Iterable[Row | FailureRecord]) -> None:
         self.buffer.extend(rows)
         self.maybe_flush()
 
@@ -101,13 +151,17 @@ class ShardWriter:
         self.last_flush = time.monotonic()
         if not self.buffer:
             return None
-        frame = pl.DataFrame(self.buffer, schema=self.schema)
+        frame = to_frame(self.buffer, self.schema)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         path = write_parquet_atomic(frame, self.folder / name)
         self.buffer = []  # only once the shard is on disk: a failed write keeps the rows for the next try
         self.written += frame.height
         self.shards.append(path)
         return path
+
+
+def to_frame(records: Iterable[Row | FailureRecord], schema: dict[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame([asdict(r) for r in records], schema=schema)
 
 
 REPAIR_ADVICE = "run `skillgen repair RUN_DIR` to move it aside (a rerun then regenerates exactly its slots)"
