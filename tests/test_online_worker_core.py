@@ -49,8 +49,17 @@ async def handle_with_exchange(worker: WorkerCore, client: ChatClient, t) -> Non
     await worker._final_settle()
 
 
-def client_for(base_url: str) -> ChatClient:
-    return ChatClient(base_url, "simulator", KEY_ENV, timeout_s=10.0)
+def handle_over_http(worker: WorkerCore, base_url: str, t) -> None:
+    """``handle`` one task against ``base_url`` with the real client."""
+
+    async def go():
+        client = ChatClient(base_url, "simulator", KEY_ENV, timeout_s=10.0)
+        try:
+            await handle_with_exchange(worker, client, t)
+        finally:
+            await client.close()
+
+    asyncio.run(go())
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +77,7 @@ def empty_sim():
 def test_a_skill_becomes_its_rows_and_every_attempt_is_settled_with_its_usage(sim, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-test-worker-core")
     worker, _, budget = core(config(sim.base_url), [])
-
-    async def go():
-        client = client_for(sim.base_url)
-        try:
-            await handle_with_exchange(worker, client, task(0))
-        finally:
-            await client.close()
-
-    asyncio.run(go())
+    handle_over_http(worker, sim.base_url, task(0))
     assert [r.sample_idx for r in worker.out_rows] == [0, 1, 2]
     assert worker.out_done == ["k0"] and worker.out_failures == []
     assert len({r.sentence for r in worker.out_rows}) == 3
@@ -92,15 +93,7 @@ def test_a_skill_becomes_its_rows_and_every_attempt_is_settled_with_its_usage(si
 def test_empty_answers_end_in_one_failure_record_after_max_content_attempts(empty_sim, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-test-worker-core")
     worker, _, budget = core(config(empty_sim.base_url, max_content_attempts=2), [])
-
-    async def go():
-        client = client_for(empty_sim.base_url)
-        try:
-            await handle_with_exchange(worker, client, task(1))
-        finally:
-            await client.close()
-
-    asyncio.run(go())
+    handle_over_http(worker, empty_sim.base_url, task(1))
     assert worker.out_rows == [] and worker.out_done == []
     [fail] = worker.out_failures
     assert fail.request_key == "k1" and fail.error_class == "validation"
@@ -114,7 +107,7 @@ def test_a_budget_stop_releases_the_skill_and_stops_the_scheduler():
     worker, scheduler, budget = core(config(), [task(0)], budget=FakeBudget(stop_after_grants=0))
 
     async def go():
-        client = client_for("http://127.0.0.1:9/v1")  # never called: no grant
+        client = ChatClient("http://127.0.0.1:9/v1", "simulator", KEY_ENV)  # never called: no grant
         try:
             return await asyncio.wait_for(worker.run(client=client), timeout=30)
         finally:
