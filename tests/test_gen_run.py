@@ -170,9 +170,10 @@ def test_prometheus_scrape_shows_the_skillgen_gauges_during_and_after_a_run(ray_
 
     from skillgen.common.raymetrics import GAUGES
 
-    n_skills = 40
+    n_skills = 24
     run_dir = tmp_path / "run_metrics"
-    cfg = gen_config(sim.base_url, esco(tmp_path, n_skills), run_dir, n_sentences=2, rpm=600)  # ~4 s of pacing
+    cfg = gen_config(sim.base_url, esco(tmp_path, n_skills), run_dir, n_sentences=2, rpm=600,  # >2 s of pacing
+                     price_input_per_1m=0.15, price_output_per_1m=0.6)  # a priced model, so spend means something
     url = metrics_url()
     tag = {"run": run_dir.name}
     with Scraper(url, (exported("skillgen_"),)) as scraper:
