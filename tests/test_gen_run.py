@@ -169,16 +169,19 @@ def test_prometheus_scrape_shows_the_skillgen_gauges_during_and_after_a_run(ray_
     from promscrape import Scraper, exported, finite, metrics_url, wait_for_value
 
     from skillgen.common.raymetrics import GAUGES
+    from skillgen.simulator import SimulatorConfig, run_in_thread
 
     n_skills = 24
     run_dir = tmp_path / "run_metrics"
-    cfg = gen_config(sim.base_url, esco(tmp_path, n_skills), run_dir, n_sentences=2, rpm=600,  # >2 s of pacing
-                     price_input_per_1m=0.15, price_output_per_1m=0.6)  # a priced model, so spend means something
     url = metrics_url()
     tag = {"run": run_dir.name}
-    with Scraper(url, (exported("skillgen_"),)) as scraper:
-        summary = run_generation(cfg, progress=False)
-        ended = time.monotonic()
+    # 12 rounds of 2 requests at 0.25 s each: the run lasts 3 s or more on any machine, so pushes land during it
+    with run_in_thread(SimulatorConfig(latency="fixed:0.25", seed=5)) as slow_sim:
+        cfg = gen_config(slow_sim.base_url, esco(tmp_path, n_skills), run_dir, n_sentences=2, workers=1,
+                         max_active_per_worker=2, price_input_per_1m=0.15, price_output_per_1m=0.6)  # priced: spend > 0
+        with Scraper(url, (exported("skillgen_"),)) as scraper:
+            summary = run_generation(cfg, progress=False)
+            ended = time.monotonic()
     assert summary.status == "complete" and summary.skills_completed == n_skills, summary
 
     during = [s for s in scraper.series(exported("skillgen_skills_done"), **tag) if s.t < ended]
