@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # s3server.py
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sample", type=int, default=500)
     ap.add_argument("-n", "--sentences", type=int, default=10)
     ap.add_argument("--pilot", type=int, default=100)

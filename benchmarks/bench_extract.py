@@ -334,7 +334,7 @@ def bench_ray(args: argparse.Namespace) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=("compare", "single", "ray", "export-skills"))
     parser.add_argument("--sentences", type=int, default=None, help="default: 4000 (compare), 20000 (single, ray)")
     parser.add_argument("--model", type=Path, default=None, help="default: bundled all-MiniLM-L6-v2")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gen-dir", type=Path, default=Path("runs/bench-esco-full"))
     parser.add_argument("--out", type=Path, default=Path("runs/bench-quality"))
     parser.add_argument("--sentences", type=int, default=10)

@@ -66,7 +66,7 @@ def one_run(run_dir: str, base_cfg: dict) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skills", type=int, default=400)
     ap.add_argument("-n", "--sentences", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)

@@ -151,7 +151,7 @@ def run(latency: str, concurrency: int, duration: float, clients: int, warmup: f
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency", default="fixed:0", help="server latency spec (see skillgen sim-server --help)")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight, over all client processes")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of measured load")

@@ -72,7 +72,7 @@ def run_one(tmp: Path, tag: str, workers: int, global_batch: int, steps: int, ch
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["scaling", "memory"])
     p.add_argument("--workers", default="1,2", help="scaling: worker counts")
     p.add_argument("--global-batch", type=int, default=32, help="scaling: global batch (same for every worker count)")

@@ -610,7 +610,7 @@ def plot_pool(results_json: Path, out_dir: Path | None = None) -> Path:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--prepare", type=Path, metavar="OUTDIR", help="write the GPU machine's inputs here (project venv)")
     mode.add_argument("--run", type=Path, metavar="INDIR", help="run the benchmark on inputs written by --prepare")

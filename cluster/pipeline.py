@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from cluster.config import PipelineConfig, load_pipeline_config
+from skillgen.common.argparsing import new_parser
 from skillgen.common.errors import UserError
 from skillgen.common.paths import BENCHMARK_DIR_HELP, ESCO_HELP
 from skillgen.common.raycluster import init_ray
@@ -331,13 +332,12 @@ def _fmt_score(score: dict[str, float]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = new_parser(
         prog="python -m cluster.pipeline",
         description=(
             "Generate synthetic job-ad sentences for ESCO skills, train the bi-encoder on them with Ray Train, "
             "evaluate on TECH/HOUSE and write a report. Rerun the same command to resume."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline TOML (see cluster/configs/)")
     parser.add_argument("--run-dir", default=None, help="override the config's run_dir (outputs, resume state): a path or s3://bucket/prefix")

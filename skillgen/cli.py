@@ -14,6 +14,7 @@ import logging
 import sys
 from typing import Sequence
 
+from skillgen.common.argparsing import PARSER_OPTIONS, new_parser
 from skillgen.common.errors import UserError
 
 PROG = "skillgen"
@@ -30,7 +31,7 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser(prog: str, description: str, commands: dict[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = new_parser(prog=prog, description=description)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in commands.items():
@@ -39,7 +40,7 @@ def build_parser(prog: str, description: str, commands: dict[str, str]) -> argpa
             name,
             help=module.HELP,
             description=getattr(module, "DESCRIPTION", module.HELP),
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            **PARSER_OPTIONS,
         )
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)

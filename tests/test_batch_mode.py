@@ -21,7 +21,7 @@ from skillgen.rundir.rundir import RunDir
 from skillgen.run import run_generation
 from skillgen.simulator import run_in_thread
 from skillgen.rundir.sinks import read_failures, read_rows
-from test_gen_helpers import assert_accounted, esco, gen_config
+from gen_helpers import assert_accounted, esco, gen_config
 
 REPO = Path(__file__).resolve().parent.parent
 FAST_POLL = dict(batch_poll_min_s=0.05, batch_poll_max_s=0.3)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import cluster.pipeline
 import skillgen
+import skillgen.simulator.__main__ as simulator_main
 import skilltrain
 from skillgen.cli import COMMANDS as SKILLGEN_COMMANDS
 from skillgen.cli import build_parser
@@ -27,10 +33,15 @@ CANONICAL = {
 }
 
 
-def all_parsers() -> dict[str, argparse.ArgumentParser]:
+def all_parsers(with_top_level: bool = False) -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser; with ``with_top_level`` also ``skillgen``/``skilltrain`` themselves and the simulator's."""
     parsers = {"pipeline": cluster.pipeline.build_parser()}
+    if with_top_level:
+        parsers["python -m skillgen.simulator"] = simulator_main.build_parser()
     for prog, commands in (("skillgen", SKILLGEN_COMMANDS), ("skilltrain", SKILLTRAIN_COMMANDS)):
         top = build_parser(prog, "", commands)
+        if with_top_level:
+            parsers[prog] = top
         sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
         parsers.update({f"{prog} {name}": p for name, p in sub.choices.items()})
     return parsers
@@ -95,3 +106,57 @@ def test_api_misuse_raises_value_error_not_the_cli_error(tiny_encoder_dir, esco_
     with pytest.raises(ValueError, match="top_k") as info:
         extractor.extract(["We need a welder."], top_k=0)
     assert not isinstance(info.value, UserError)
+
+
+def test_no_parser_guesses_an_abbreviated_option():
+    parsers = all_parsers(with_top_level=True)
+    assert {"skillgen", "skillgen estimate", "skilltrain", "skilltrain fit", "python -m skillgen.simulator"} <= set(parsers)
+    guessing = [name for name, parser in parsers.items() if parser.allow_abbrev]
+    assert not guessing, f"prefix matching on (set allow_abbrev=False): {guessing}"
+
+
+def test_abbreviated_option_is_an_error_not_a_guess():
+    result = subprocess.run([sys.executable, "-m", "skillgen.cli", "estimate", "--limi", "5"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unrecognized arguments: --limi 5" in result.stderr
+    # the exact name still works (parsing only: no estimate is run)
+    parsers = all_parsers()
+    assert parsers["skillgen estimate"].parse_args(["--limit", "5"]).limit == 5
+    with pytest.raises(SystemExit):
+        parsers["skilltrain fit"].parse_args(["--data", "d", "--out", "o", "--work", "2"])
+
+
+def test_every_help_line_names_at_most_one_default():
+    problems = []
+    for name, parser in all_parsers(with_top_level=True).items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.help or action.help == argparse.SUPPRESS:
+                continue
+            text = formatter._expand_help(action)
+            if len(re.findall(r"\bdefault\b", text, flags=re.IGNORECASE)) > 1:
+                problems.append(f"{name} {'/'.join(action.option_strings) or action.dest}: {text!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_fit_help_prints_each_default_once():
+    parsers = all_parsers()
+    text = parsers["skilltrain fit"].format_help()
+    assert "(default: None)" not in text
+    assert text.count("skilltrain-<out dir name>") == 1
+
+
+def test_every_argument_parser_in_the_repo_is_built_without_prefix_matching():
+    """Benchmarks and any future entry point too: each ``ArgumentParser(...)`` call passes ``allow_abbrev=False``."""
+    root = Path(__file__).resolve().parents[1]
+    calls = []
+    for package in ("skillgen", "skilltrain", "cluster", "benchmarks"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "ArgumentParser":
+                    ok = any(k.arg == "allow_abbrev" and isinstance(k.value, ast.Constant) and k.value.value is False
+                             for k in node.keywords) or any(k.arg is None for k in node.keywords)  # **PARSER_OPTIONS
+                    calls.append((f"{path.relative_to(root)}:{node.lineno}", ok))
+    assert len(calls) >= 8, calls  # the walk found the benchmark scripts' parsers
+    assert all(ok for _, ok in calls), [where for where, ok in calls if not ok]

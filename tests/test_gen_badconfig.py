@@ -12,7 +12,7 @@ from skillgen.cli import PROG, dispatch
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
 from skillgen.run import run_generation
-from test_gen_helpers import esco, gen_config
+from gen_helpers import esco, gen_config
 
 MY_COMMANDS = {"run": "skillgen.commands.run", "estimate": "skillgen.commands.estimate", "status": "skillgen.commands.status"}
 

@@ -27,9 +27,9 @@ import pytest
 from skillgen.rundir.ledger import UNKNOWN_OUTCOMES, ledger_totals, read_ledger
 from skillgen.online.driver import BUDGET_NAME_PREFIX, SCHEDULER_NAME_PREFIX, WORKER_NAME_PREFIX
 from skillgen.run import run_generation
-from test_gen_helpers import assert_complete, esco, gen_config, ray_local  # noqa: F401
+from skillgen.simulator.process import SimulatorProcess
+from gen_helpers import assert_complete, esco, gen_config, ray_local  # noqa: F401
 
-SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess
 REPO = Path(__file__).resolve().parent.parent
 FAULTS = "500=0.05,drop=0.02,hang=0.01"
 N_SKILLS, N = 30, 5
@@ -136,7 +136,9 @@ def run_trial(seed: int, kind: str, tmp_path: Path) -> dict:
     return result
 
 
-@pytest.mark.parametrize("seed,kind", [(1, "worker"), (2, "scheduler"), (3, "budget")])
+# A killed worker is also covered by the default suite in test_gen_run.py (test_killed_worker_actor_work_is_reassigned);
+# its chaos trial runs with the slow ones. Scheduler and budget deaths are covered only here.
+@pytest.mark.parametrize("seed,kind", [pytest.param(1, "worker", marks=pytest.mark.slow), (2, "scheduler"), (3, "budget")])
 def test_chaos_trial(ray_local, tmp_path: Path, seed: int, kind: str):
     run_trial(seed, kind, tmp_path)
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from skillgen.run import run_generation
 from skillgen.rundir.sinks import read_failures, read_rows
-from test_gen_helpers import esco, gen_config, ray_local  # noqa: F401
+from skillgen.simulator.process import SimulatorProcess
+from gen_helpers import esco, gen_config, ray_local  # noqa: F401
 
-SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess
 
 
 def test_transient_faults_and_bad_content(ray_local, tmp_path: Path):

@@ -9,12 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from skillgen.rundir.runstate import load_progress
-from test_gen_helpers import assert_complete, esco
+from skillgen.simulator.process import SimulatorProcess
+from gen_helpers import assert_complete, esco
 
-SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess
 REPO = Path(__file__).resolve().parent.parent
 
 

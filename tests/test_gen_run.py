@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -12,9 +13,9 @@ import pytest
 
 from skillgen.run import run_generation
 from skillgen.rundir.sinks import read_failures, read_rows
-from test_gen_helpers import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
+from skillgen.simulator.process import SimulatorProcess
+from gen_helpers import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
 
-SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess
 
 SECRET = "sk-test-DO-NOT-LEAK-8f3a9c2e71b44d0f"
 
@@ -26,7 +27,8 @@ def sim():
         yield s
 
 
-def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, capsys):
+def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, capsys, caplog):
+    caplog.set_level(logging.INFO)  # what the CLI logs; records go to pytest's handler, not to capsys: check them too
     csv = esco(tmp_path, 30)
     cfg = gen_config(sim.base_url, csv, tmp_path / "run", n_sentences=5)
     sim.reset_stats()
@@ -67,7 +69,8 @@ def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, ca
 
     # the API key never reaches output, logs or metadata
     out = capsys.readouterr()
-    assert SECRET not in out.out + out.err
+    assert SECRET not in out.out + out.err + caplog.text
+    assert "skillgen" in caplog.text  # the logs were really captured
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
@@ -159,3 +162,42 @@ def test_killed_worker_actor_work_is_reassigned(ray_local, tmp_path: Path):
         assert killed.is_set()
         assert summary.status == "complete", summary
         assert_complete(tmp_path / "run", 60, 5)
+
+
+def test_prometheus_scrape_shows_the_skillgen_gauges_during_and_after_a_run(ray_local, sim, tmp_path: Path):
+    """Ray's metrics endpoint, scraped like Prometheus does, carries every skillgen_* gauge with the run's numbers."""
+    from promscrape import Scraper, exported, finite, metrics_url, wait_for_value
+
+    from skillgen.common.raymetrics import GAUGES
+    from skillgen.simulator import SimulatorConfig, run_in_thread
+
+    n_skills = 24
+    run_dir = tmp_path / "run_metrics"
+    url = metrics_url()
+    tag = {"run": run_dir.name}
+    # 12 rounds of 2 requests at 0.25 s each: the run lasts 3 s or more on any machine, so pushes land during it
+    with run_in_thread(SimulatorConfig(latency="fixed:0.25", seed=5)) as slow_sim:
+        cfg = gen_config(slow_sim.base_url, esco(tmp_path, n_skills), run_dir, n_sentences=2, workers=1,
+                         max_active_per_worker=2, price_input_per_1m=0.15, price_output_per_1m=0.6)  # priced: spend > 0
+        with Scraper(url, (exported("skillgen_"),)) as scraper:
+            summary = run_generation(cfg, progress=False)
+            ended = time.monotonic()
+    assert summary.status == "complete" and summary.skills_completed == n_skills, summary
+
+    during = [s for s in scraper.series(exported("skillgen_skills_done"), **tag) if s.t < ended]
+    assert during, f"no skillgen_skills_done in {scraper.scrapes} scrapes during the run ({scraper.errors[:2]})"
+    values = [s.value for s in during]
+    assert values == sorted(values) and 0 <= values[0] and values[-1] <= n_skills  # one series, never going back
+
+    def final(name: str, check=finite) -> float:
+        return wait_for_value(url, exported(name), tag, check)
+
+    # after the run the gauges hold its totals (published once more at the end, whatever the tick)
+    assert final("skillgen_skills_done", lambda v: v == n_skills) == n_skills
+    assert final("skillgen_requests", lambda v: v == summary.requests) == summary.requests
+    assert final("skillgen_spend_usd", lambda v: abs(v - summary.total_cost_usd) <= 1e-9 + 1e-6 * v) > 0
+    values = {name: final(name) for name in GAUGES if name.startswith("skillgen_")}  # every one is exported
+    assert values["skillgen_failures"] == 0
+    assert 0 <= values["skillgen_retries"] <= summary.requests
+    assert 0 <= values["skillgen_rate_limited"] <= summary.requests
+    assert values["skillgen_tokens_per_s"] > 0

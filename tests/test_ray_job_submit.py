@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 
 from ports import free_ports
-from test_pipeline import N_SENTENCES, N_SKILLS, tiny_pipeline_config
+from pipeline_helpers import N_SENTENCES, N_SKILLS, tiny_pipeline_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).with_name("ray"))

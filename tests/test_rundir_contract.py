@@ -31,7 +31,7 @@ from skillgen.rundir.ledger import ledger_totals, read_ledger
 from skillgen.rundir.rundir import RunDir
 from skillgen.commands.status import status
 from skillgen.simulator import run_in_thread
-from test_gen_helpers import esco
+from gen_helpers import esco
 
 REPO = Path(__file__).resolve().parent.parent
 N_SKILLS, N = 12, 4

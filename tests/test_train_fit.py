@@ -3,56 +3,29 @@
 from __future__ import annotations
 
 import json
-import sys
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
-from conftest import synthetic_skill_rows, write_esco_csv, write_run_dir
+import train_helpers
+from train_helpers import N_SKILLS, fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture)
+
+from ports import free_ports
+from promscrape import METRICS_SYSTEM_CONFIG, Scraper, exported, finite, metrics_url
 
 from skillgen.common.errors import UserError
-from skilltrain.config import TrainConfig
-
-N_SKILLS = 24
 
 
 @pytest.fixture(scope="module")
 def ray_local():
     import ray
 
-    ray.init(address="local", num_cpus=2, log_to_driver=False)  # own instance; dashboard on: Ray Train's PG cleaner needs the State API
+    # own instance; dashboard on: Ray Train's PG cleaner needs the State API; a known Prometheus port for the scrape
+    ray.init(address="local", num_cpus=2, log_to_driver=False, _metrics_export_port=free_ports(1)[0],
+             _system_config=METRICS_SYSTEM_CONFIG)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, Path]:
-    """A synthetic taxonomy, a run dir with 3 sentences per skill, and TECH/HOUSE files on its labels."""
-    base = tmp_path_factory.mktemp("fit_inputs")
-    rows = synthetic_skill_rows(N_SKILLS)
-    esco = write_esco_csv(base / "skills_en.csv", rows)
-    labels = [r[1] for r in rows]
-    run = write_run_dir(base / "run", labels)
-    bench = base / "benchmarks"
-    bench.mkdir()
-    for name in ("tech", "house"):
-        for split in ("validation", "test"):
-            pl.DataFrame(
-                {"sentence": [f"Applicants {labels[i]} daily." for i in range(0, N_SKILLS, 3)], "label": labels[0:N_SKILLS:3]}
-            ).write_csv(bench / f"{name}_{split}.csv")
-    return {"esco": esco, "run": run, "bench": bench}
-
-
-def make_config(inputs, tiny_encoder_dir, tmp_path, **kw) -> TrainConfig:
-    base = dict(
-        data=inputs["run"], out=tmp_path / "model", model=tiny_encoder_dir, esco=inputs["esco"],
-        benchmark_dir=inputs["bench"], workers=2, batch_size=4, epochs=1, lr=1e-3, eval_every=4,
-        log_every=2, storage_path=tmp_path / "ray", seed=3,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +34,26 @@ def baseline(ray_local, inputs, tiny_encoder_dir, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("baseline")
     cfg = make_config(inputs, tiny_encoder_dir, tmp)
-    result = fit(cfg)
+    with Scraper(metrics_url(), (exported("skilltrain_"),)) as scraper:  # what Prometheus would see during the fit
+        result = fit(cfg)
     result.extra["config"] = cfg
+    result.extra["scraper"] = scraper
     return result
+
+
+def test_prometheus_scrape_during_the_fit_shows_the_skilltrain_gauges(baseline):
+    scraper = baseline.extra["scraper"]
+    run = {"run": baseline.extra["config"].run_name}
+    steps = scraper.series(exported("skilltrain_step"), **run)
+    assert steps, f"no skilltrain_step in {scraper.scrapes} scrapes during the fit ({scraper.errors[:2]})"
+    total = baseline.history[-1]["step"]
+    assert all(1 <= s.value <= total for s in steps)
+    for name in ("skilltrain_loss", "skilltrain_samples_per_s"):
+        values = [s.value for s in scraper.series(exported(name), **run)]
+        assert values and all(finite(v) and v > 0 for v in values), (name, values)
+    logged_losses = {h["step"]: h["loss"] for h in baseline.history if "loss" in h}
+    seen = {s.value for s in steps}
+    assert seen <= set(logged_losses), (seen, sorted(logged_losses))  # published at logged steps only
 
 
 def _weights(model_dir: Path) -> dict:
@@ -99,25 +89,13 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
     assert code == 0
 
 
-def fail_once_before_report(metrics: dict, checkpoint_dir, marker: str, at_step: int) -> None:
-    """The last worker dies once just before reporting step ``at_step`` (runs inside a Ray Train worker)."""
-    from skilltrain.training.distributed import world
-    from skilltrain.training.train import ray_report
-
-    rank, size = world()
-    if metrics["step"] == at_step and rank == size - 1 and not Path(marker).exists():
-        Path(marker).write_text("failed once\n")
-        raise RuntimeError(f"injected failure before the step-{at_step} report (test)")
-    ray_report(metrics, checkpoint_dir)
-
-
 def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(baseline, inputs, tiny_encoder_dir, tmp_path):
     import ray.cloudpickle
 
     from skilltrain.training.fit import fit
     from skilltrain.training.train import train_loop_per_worker
 
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    ray.cloudpickle.register_pickle_by_value(train_helpers)  # the workers cannot import the test helpers
     marker = tmp_path / "injected_failure"
     loop = partial(train_loop_per_worker, report=partial(fail_once_before_report, marker=str(marker), at_step=8))
     cfg = make_config(inputs, tiny_encoder_dir, tmp_path, max_failures=1)

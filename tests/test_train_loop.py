@@ -81,7 +81,7 @@ def test_hard_negatives_train_in_the_loop(inputs, tiny_encoder_dir, tmp_path):
 
 def test_bf16_autocast_on_cpu_keeps_loss_and_gradients_fp32(tiny_encoder_dir):
     """The CUDA path's precision contract, checked with CPU bf16: encoder in bf16, loss and gradients in fp32."""
-    from test_train_loss import make_batch
+    from train_helpers import make_batch
 
     from skilltrain.model import BiEncoder
 
@@ -152,7 +152,7 @@ def test_loss_with_hard_negatives_matches_formula_and_masks_own_and_partner_clas
 
 
 def test_gradcache_with_hard_negatives_equals_full_batch(tiny_encoder_dir):
-    from test_train_loss import make_batch
+    from train_helpers import make_batch
 
     from skilltrain.model import BiEncoder
 

@@ -13,32 +13,18 @@ import os
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from skilltrain.training.augment import NO_PARTNER, AugmentedBatch
+from train_helpers import make_batch
+
+from skilltrain.training.augment import AugmentedBatch
 from skilltrain.training.gradcache import forward_backward
 from skilltrain.training.loss import contrastive_loss, false_negative_mask, label_side_mask
 from skilltrain.model import BiEncoder
 from skilltrain.training.train import compute_gradients
-
-TOPICS = ["welding", "payroll", "kubernetes", "pastry", "forklift", "audit", "python", "nursing"]
-
-
-def make_batch(n: int = 16, seed: int = 0, negatives: int = 0) -> AugmentedBatch:
-    """``n`` pairs of distinct skills, half joined to a partner; ``negatives`` hard-negative labels per row."""
-    rng = np.random.default_rng(seed)
-    texts = [f"we need someone with {TOPICS[i % 8]} experience, level {i} {'and a car' * (i % 3)}" for i in range(n)]
-    labels = [f"{TOPICS[i % 8]} skill number {i}" for i in range(n)]
-    cls = np.arange(n, dtype=np.int64)
-    partner = np.where(rng.random(n) < 0.5, rng.integers(0, n, n), NO_PARTNER).astype(np.int64)
-    partner[partner == cls] = NO_PARTNER
-    neg_cls = rng.integers(0, 2 * n, n * negatives).astype(np.int64)  # some in the batch (masked when own/partner)
-    neg_texts = [f"{TOPICS[c % 8]} skill number {c}" for c in neg_cls]
-    return AugmentedBatch(texts, labels, cls, partner, neg_texts, neg_cls)
 
 
 def grads_of(encoder: BiEncoder) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from raynodes import RAY, join_node, list_actors, start_head, wait_for_nodes
-from test_pipeline import N_SENTENCES, N_SKILLS, tiny_pipeline_config
+from pipeline_helpers import N_SENTENCES, N_SKILLS, tiny_pipeline_config
 
 from skillgen.common.storage import polars_storage_options, resolve
 

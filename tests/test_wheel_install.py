@@ -102,6 +102,7 @@ def test_wheel_carries_code_and_data_and_runs_from_an_empty_directory(wheel_env)
     assert help_text.returncode == 0 and "--esco" in help_text.stdout and "bundled" in help_text.stdout
 
 
+@pytest.mark.slow  # the pipeline itself is in the default suite (test_pipeline.py); CI runs this one too (.ci/run)
 def test_wheel_runs_the_pipeline_to_a_report(wheel_env, tiny_encoder_dir):
     """The main job from the wheel with tiny settings: bundled ESCO and benchmarks, the tiny encoder."""
     config = wheel_env["base"] / "tiny.toml"

@@ -177,14 +177,18 @@ class GenerationDriver:
             self._confirm_persisted()
         if self.on_update is not None:
             self.on_update(self.sched_state, self.budget_snap)
-        st = self.sched_state
-        self.reporter.update(st.finished, st.failed, st.sentences, st.worker("prompt_tokens") + st.worker("completion_tokens"),
-                             self.budget_snap.spent_total_usd if self.budget_snap else 0.0, st.worker("retries"),
-                             st.worker("rate_limited"))
+        self._report_progress()
         if self.run_dir.lost and not self.stop_deadline:
             self._begin_stop(f"stopped: {StopReason.LEASE_LOST}", grace_s=5.0)
         if self.terminate.is_set() and not self.interrupted.is_set():
             raise KeyboardInterrupt  # handled in run(), at a point where no drained row is in hand
+
+    def _report_progress(self, final: bool = False) -> None:
+        """The progress line and the ``skillgen_*`` gauges; ``final`` publishes even within a second of the last."""
+        st = self.sched_state
+        self.reporter.update(st.finished, st.failed, st.sentences, st.worker("prompt_tokens") + st.worker("completion_tokens"),
+                             self.budget_snap.spent_total_usd if self.budget_snap else 0.0, st.worker("retries"),
+                             st.worker("rate_limited"), final=final, requests=st.worker("requests"))
 
     def worker_returned(self, ref: Any) -> None:
         wid = self.refs.pop(ref)
@@ -260,6 +264,7 @@ class GenerationDriver:
                 self.lost.add("budget")
         for actor in (self.scheduler, self.budget):
             _kill(actor)
+        self._report_progress(final=True)  # the gauges end on the run's totals, not on the last tick's
 
     def finish(self) -> RunSummary:
         status = self.status

@@ -54,7 +54,7 @@ class ProgressReporter:
         self.enabled = enabled
 
     def update(self, done: int, failed: int, sentences: int, tokens: float, spent: float, retries: int,
-               rate_limited: int, final: bool = False) -> dict[str, Any]:
+               rate_limited: int, final: bool = False, requests: int = 0) -> dict[str, Any]:
         elapsed = max(1e-6, time.monotonic() - self.start)
         rate = done / elapsed
         p = {
@@ -65,7 +65,8 @@ class ProgressReporter:
         if final or time.monotonic() - self.last_publish >= 1.0:  # the driver ticks every 0.25 s; Ray exports every few s
             self.last_publish = time.monotonic()
             publish({"skillgen_skills_done": done, "skillgen_tokens_per_s": p["tokens_per_s"], "skillgen_spend_usd": spent,
-                     "skillgen_rate_limited": rate_limited, "skillgen_retries": retries, "skillgen_failures": failed}, self.run)
+                     "skillgen_rate_limited": rate_limited, "skillgen_retries": retries, "skillgen_failures": failed,
+                     "skillgen_requests": requests}, self.run)
         if self.live is not None and self.task is not None:
             self.live.update(self.task, completed=done, info=format_line(p).split(" | ", 1)[1])
         elif self.enabled and (final or time.monotonic() - self.last_log >= self.interval):

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from skillgen.llm.tokens import size_max_tokens
 from skillgen.llm.client import CallResult, ChatClient, RequestError, call_with_retry
@@ -38,11 +38,17 @@ STOPPED = "stopped"
 
 
 class WorkerCore:
-    """The worker's logic, independent of Ray (the actor below only forwards)."""
+    """The worker's logic, independent of Ray (the actor below only forwards).
+
+    ``scheduler`` and ``budget`` are anything with Ray's calling convention
+    (``handle.method.remote(...)`` returning an awaitable); ``clock`` paces the
+    progress reports (injectable, like the budget's, for tests).
+    """
 
     def __init__(self, worker_id: str, config: dict[str, Any], scheduler: Any, budget: Any,
-                 price_in: float, price_out: float):
+                 price_in: float, price_out: float, clock: Callable[[], float] = time.monotonic):
         self.id = worker_id
+        self.clock = clock
         self.cfg = GenerationConfig(**config)
         self.scheduler = scheduler
         self.budget = budget
@@ -261,9 +267,10 @@ class WorkerCore:
             self._stop_waiters(f"scheduler unavailable: {type(exc).__name__}")
             return None
 
-    async def run(self, secret: Any = None) -> dict[str, Any]:
+    async def run(self, secret: Any = None, client: ChatClient | None = None) -> dict[str, Any]:
+        """Pull chunks until the scheduler has none and nothing is in flight; ``client`` defaults to the config's endpoint."""
         cfg = self.cfg
-        client = ChatClient(
+        client = client or ChatClient(
             cfg.base_url, cfg.model, cfg.api_key_env, timeout_s=cfg.request_timeout_s,
             connect_timeout_s=cfg.connect_timeout_s, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
             response_format=cfg.request_response_format(), key_fallback=secret,
@@ -272,7 +279,7 @@ class WorkerCore:
         exchanger = asyncio.create_task(self.exchange_loop())
         active: set[asyncio.Task] = set()
         exhausted = False
-        last_report = time.monotonic()
+        last_report = self.clock()
         try:
             while True:
                 want_more = (not exhausted and not self.stop_reason and len(active) < cfg.max_active_per_worker
@@ -280,7 +287,7 @@ class WorkerCore:
                 if want_more:
                     k = min(cfg.chunk_size, cfg.max_active_per_worker - len(active))
                     res = await self._to_scheduler("next_chunk", self.id, k, self._take_report())
-                    last_report = time.monotonic()
+                    last_report = self.clock()
                     if res is None:
                         continue
                     if res.stop:
@@ -297,9 +304,9 @@ class WorkerCore:
                     active.discard(t)
                     if t.exception() is not None:  # a bug: keep the skill for a rerun, do not hide it
                         log.error("worker %s: skill task crashed: %r", self.id, t.exception())
-                if time.monotonic() - last_report > 0.25 or len(self.out_rows) > 500:
+                if self.clock() - last_report > 0.25 or len(self.out_rows) > 500:
                     await self._to_scheduler("report", self.id, self._take_report())
-                    last_report = time.monotonic()
+                    last_report = self.clock()
                 if exhausted and not self.stop_reason and len(active) < cfg.chunk_size:
                     exhausted = False  # work may have been released by a dead worker: ask again
         finally:

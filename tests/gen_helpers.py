@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from conftest import synthetic_skill_rows, write_esco_csv
+from ports import free_ports
+from promscrape import METRICS_SYSTEM_CONFIG
 from skillgen.config import GenerationConfig
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -23,7 +25,9 @@ def start_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # a known Prometheus port and a 1 s push to it, for the metrics test (promscrape.py)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _metrics_export_port=free_ports(1)[0], _system_config=METRICS_SYSTEM_CONFIG)
 
 
 def stop_ray() -> None:
