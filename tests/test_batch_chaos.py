@@ -29,7 +29,7 @@ from skillgen.rundir.ledger import ledger_totals, read_ledger
 from skillgen.rundir.rundir import RunDir
 from skillgen.run import run_generation
 from skillgen.simulator import run_in_thread
-from test_gen_helpers import assert_complete, esco, gen_config
+from gen_helpers import assert_complete, esco, gen_config
 
 REPO = Path(__file__).resolve().parent.parent
 N_SKILLS, N = 60, 4
