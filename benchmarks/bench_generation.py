@@ -53,7 +53,7 @@ def main() -> int:
     from skillgen.config import GenerationConfig
     from skillgen.run import run_generation
     from skillgen.simulator.process import SimulatorProcess
-    from skillgen.sinks import read_failures, read_rows
+    from skillgen.rundir.sinks import read_failures, read_rows
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-gen-"))
     csv = write_esco_csv(tmp / "skills.csv", synthetic_skill_rows(args.skills))

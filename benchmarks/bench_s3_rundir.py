@@ -8,7 +8,7 @@ Per run it reports:
 
 * ``generate_s``: a fresh run dir, all skills generated (shards flushed every ``--flush-rows``);
 * ``resume_s``: the same command again: reads run.json and every shard, sends no request;
-* ``read_rows_s``: ``skillgen.sinks.read_rows`` over the finished run dir;
+* ``read_rows_s``: ``skillgen.rundir.sinks.read_rows`` over the finished run dir;
 * ``shards``: shard files the run wrote;
 * ``write_shard_ms`` / ``read_shard_ms``: one ``--flush-rows``-row shard of the run's rows written
   (zstd Parquet, write-once key; locally temp + fsync + rename) and read back, mean of 20.
@@ -36,7 +36,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 def one_run(run_dir: str, base_cfg: dict) -> dict:
     from skillgen.config import GenerationConfig
     from skillgen.run import run_generation
-    from skillgen.sinks import read_rows
+    from skillgen.rundir.sinks import read_rows
 
     cfg = GenerationConfig(**base_cfg, run_dir=run_dir)
     t0 = time.perf_counter()

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp  # noqa: E402
 
-from skillgen.prompts import build_messages, response_format  # noqa: E402
+from skillgen.llm.prompts import build_messages, response_format  # noqa: E402
 from skillgen.simulator import SimulatorProcess  # noqa: E402
 from skillgen.common.taxonomy import Skill  # noqa: E402
 

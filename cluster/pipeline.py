@@ -52,7 +52,7 @@ def fingerprint(inputs: Any) -> str:
 
 def generation_output(config: PipelineConfig) -> list[str]:
     """What training consumes: the generation shards (write-once files, so their names identify them)."""
-    from skillgen.sinks import ROWS_DIR, part_files
+    from skillgen.rundir.sinks import ROWS_DIR, part_files
 
     return [p.name for p in part_files(resolve(config.generation_dir) / ROWS_DIR)]
 
@@ -230,7 +230,7 @@ def load_model(model_dir):
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """One writer per run dir: a second pipeline on it is refused in one line (exit 2) naming the first."""
-    from skillgen.lease import RunDirLease
+    from skillgen.rundir.lease import RunDirLease
 
     run_dir = resolve(config.run_dir, "run_dir")
     run_dir.mkdir()

@@ -159,7 +159,7 @@ def write_report(config, outcome: dict[str, Any]):
 
 
 def _render(config, outcome: dict[str, Any], run_dir, folder: Path) -> None:
-    from skillgen.sinks import read_failures, read_rows
+    from skillgen.rundir.sinks import read_failures, read_rows
 
     est, summ = generation_totals(run_dir / "generation_runs.jsonl")
     training = outcome.get("training", {})

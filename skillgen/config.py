@@ -26,7 +26,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from skillgen.common.errors import UserError
-from skillgen.prompts import PROMPT_VERSION, PromptSpec, response_format
+from skillgen.llm.prompts import PROMPT_VERSION, PromptSpec, response_format
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 

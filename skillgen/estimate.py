@@ -16,14 +16,14 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from skillgen.budget import size_max_tokens
-from skillgen.client import ChatClient, RequestError, call_with_retry
+from skillgen.llm.tokens import size_max_tokens
+from skillgen.llm.client import ChatClient, RequestError, call_with_retry
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
-from skillgen.pricing import batch_price, config_price
-from skillgen.prompts import build_messages
+from skillgen.llm.pricing import batch_price, config_price
+from skillgen.llm.prompts import build_messages
 from skillgen.common.taxonomy import Skill, iter_skills, load_skills, select
-from skillgen.tokens import count_tokens, encoding_name_for
+from skillgen.llm.tokens import count_tokens, encoding_name_for
 
 
 @dataclass

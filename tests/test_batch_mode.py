@@ -19,7 +19,7 @@ import pytest
 from skillgen.batch.state import load_manifest
 from skillgen.run import run_generation
 from skillgen.simulator import run_in_thread
-from skillgen.sinks import read_failures, read_rows
+from skillgen.rundir.sinks import read_failures, read_rows
 from test_gen_helpers import assert_accounted, esco, gen_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,7 +107,7 @@ def test_upload_and_batch_made_but_not_recorded_are_found_not_repeated(tmp_path:
     from skillgen.batch.jsonl import pack
     from skillgen.batch.state import seq_path
     from skillgen.estimate import selected_skills
-    from skillgen.runstate import open_run_dir
+    from skillgen.rundir.runstate import open_run_dir
 
     with run_in_thread(batch_seconds_per_line=0.0) as sim:
         config = batch_config(sim, tmp_path, 30)

@@ -9,7 +9,7 @@ import pytest
 from skillgen.batch.collect import collect_lines
 from skillgen.batch.jsonl import BatchLine, custom_id_for, pack
 from skillgen.config import GenerationConfig
-from skillgen.pricing import Price, batch_price, price_for
+from skillgen.llm.pricing import Price, batch_price, price_for
 
 
 def _pair(p: Price) -> tuple[float, float]:

@@ -73,7 +73,7 @@ def test_missing_openai_key(tmp_path: Path, monkeypatch):
 
 
 def test_fingerprint_mismatch(tmp_path: Path):
-    from skillgen.runstate import open_run_dir
+    from skillgen.rundir.runstate import open_run_dir
 
     csv = esco(tmp_path, 3)
     cfg = gen_config("http://127.0.0.1:9/v1", csv, tmp_path / "r")

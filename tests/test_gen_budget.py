@@ -2,7 +2,7 @@
 
 import pytest
 
-from skillgen.budget import Budget, LengthModel, parse_reset
+from skillgen.online.budget import Budget, LengthModel, parse_reset
 
 
 class Clock:

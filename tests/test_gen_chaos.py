@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from skillgen.ledger import UNKNOWN_OUTCOMES, ledger_totals, read_ledger
-from skillgen.run import BUDGET_NAME_PREFIX, SCHEDULER_NAME_PREFIX, WORKER_NAME_PREFIX, run_generation
+from skillgen.rundir.ledger import UNKNOWN_OUTCOMES, ledger_totals, read_ledger
+from skillgen.online.driver import BUDGET_NAME_PREFIX, SCHEDULER_NAME_PREFIX, WORKER_NAME_PREFIX
+from skillgen.run import run_generation
 from test_gen_helpers import assert_complete, esco, gen_config, ray_local  # noqa: F401
 
 SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess

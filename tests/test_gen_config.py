@@ -9,7 +9,7 @@ from conftest import synthetic_skill_rows, write_esco_csv
 from skillgen.config import GenerationConfig, load_config
 from skillgen.common.errors import UserError
 from skillgen.estimate import estimate
-from skillgen.pricing import price_for
+from skillgen.llm.pricing import price_for
 
 
 def test_bad_values_name_the_field():
@@ -66,8 +66,8 @@ def test_price_override_file(tmp_path: Path):
 
 
 def test_offline_estimate(tmp_path: Path):
-    from skillgen.tokens import count_tokens
-    from skillgen.prompts import build_messages
+    from skillgen.llm.tokens import count_tokens
+    from skillgen.llm.prompts import build_messages
     from skillgen.common.taxonomy import iter_skills, load_skills
 
     csv = write_esco_csv(tmp_path / "s.csv", synthetic_skill_rows(12))
@@ -97,7 +97,7 @@ def test_config_refuses_places_where_a_secret_would_be_written_to_run_json():
 
 
 def test_schema_inside_json_object_for_llama_cpp_python_and_old_fingerprints_unchanged():
-    from skillgen.prompts import RESPONSE_SCHEMA
+    from skillgen.llm.prompts import RESPONSE_SCHEMA
 
     default = GenerationConfig()
     assert default.request_response_format()["type"] == "json_schema"

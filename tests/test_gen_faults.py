@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from skillgen.run import run_generation
-from skillgen.sinks import read_failures, read_rows
+from skillgen.rundir.sinks import read_failures, read_rows
 from test_gen_helpers import esco, gen_config, ray_local  # noqa: F401
 
 SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess

@@ -52,7 +52,7 @@ def served_keys(stats: dict[str, Any]) -> dict[str, int]:
 
 
 def assert_complete(run_dir: Path, n_skills: int, n: int) -> Any:
-    from skillgen.sinks import read_rows
+    from skillgen.rundir.sinks import read_rows
 
     raw = read_rows(run_dir, dedupe=False)
     assert raw.height == n_skills * n, f"expected {n_skills * n} rows, got {raw.height}"
@@ -63,7 +63,7 @@ def assert_complete(run_dir: Path, n_skills: int, n: int) -> Any:
 
 def assert_accounted(run_dir: Path, n_skills: int, n: int) -> tuple[set[str], set[str]]:
     """Every skill asked for is either complete (n rows, no duplicates) or has a failure record; both sets."""
-    from skillgen.sinks import read_failures, read_rows
+    from skillgen.rundir.sinks import read_failures, read_rows
 
     rows = read_rows(run_dir, dedupe=False)
     assert rows.select(["skill_id", "sample_idx"]).is_duplicated().sum() == 0

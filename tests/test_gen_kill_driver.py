@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from skillgen.runstate import load_progress
+from skillgen.rundir.runstate import load_progress
 from test_gen_helpers import assert_complete, esco
 
 SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from skillgen.common.errors import UserError
-from skillgen.lease import LEASE_FILE, Lease, LocalLeaseBackend, RunDirLease
+from skillgen.rundir.lease import LEASE_FILE, Lease, LocalLeaseBackend, RunDirLease
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from skillgen.budget import BudgetActor, ReserveItem, Settlement
-from skillgen.client import RequestError, call_with_retry
+from skillgen.online.budget import BudgetActor, ReserveItem, Settlement
+from skillgen.llm.client import RequestError, call_with_retry
 from skillgen.common.errors import UserError
-from skillgen.ledger import ledger_totals, read_ledger
-from skillgen.runstate import load_progress, open_run_dir
-from skillgen.sinks import ROW_SCHEMA, ROWS_DIR, read_rows, utcnow, write_parquet_atomic
+from skillgen.rundir.ledger import ledger_totals, read_ledger
+from skillgen.rundir.runstate import load_progress, open_run_dir
+from skillgen.rundir.sinks import ROW_SCHEMA, ROWS_DIR, read_rows, utcnow, write_parquet_atomic
 from test_gen_helpers import esco, gen_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,9 +110,9 @@ def test_a_column_first_seen_in_a_later_shard_is_read(tmp_path: Path):
 def test_damaged_shard_is_named_and_repair_makes_a_rerun_redo_exactly_its_slots(tmp_path: Path):
     cfg = gen_config("http://127.0.0.1:9/v1", esco(tmp_path, 3), tmp_path / "run")
     open_run_dir(cfg)
-    from skillgen.run import build_tasks
+    from skillgen.plan import build_tasks
     from skillgen.estimate import selected_skills
-    from skillgen.runstate import request_key
+    from skillgen.rundir.runstate import request_key
 
     skills = selected_skills(cfg)
     keys = [request_key(cfg, s.skill_id) for s in skills]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from skillgen.run import run_generation
-from skillgen.sinks import read_failures, read_rows
+from skillgen.rundir.sinks import read_failures, read_rows
 from test_gen_helpers import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
 
 SimulatorProcess = pytest.importorskip("skillgen.simulator.process").SimulatorProcess
@@ -76,13 +76,13 @@ def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, ca
 
 def test_partial_rows_resume_only_missing(ray_local, sim, tmp_path: Path):
     """A skill with 3 of 5 rows on disk is asked for exactly the 2 missing sample_idx."""
-    from skillgen.runstate import request_key
-    from skillgen.sinks import ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
+    from skillgen.rundir.runstate import request_key
+    from skillgen.rundir.sinks import ROW_SCHEMA, ROWS_DIR, ShardWriter, utcnow
 
     csv = esco(tmp_path, 4)
     cfg = gen_config(sim.base_url, csv, tmp_path / "run", n_sentences=5)
     from skillgen.estimate import selected_skills
-    from skillgen.runstate import open_run_dir
+    from skillgen.rundir.runstate import open_run_dir
 
     open_run_dir(cfg)
     skill = selected_skills(cfg)[0]
@@ -135,7 +135,7 @@ def test_killed_worker_actor_work_is_reassigned(ray_local, tmp_path: Path):
         killed, finished = threading.Event(), threading.Event()
 
         def killer():
-            from skillgen.run import WORKER_NAME_PREFIX
+            from skillgen.online.driver import WORKER_NAME_PREFIX
 
             deadline = time.monotonic() + 60
             # stop with the run: a Ray call after the test's Ray is shut down would take pytest with it

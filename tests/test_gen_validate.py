@@ -2,7 +2,7 @@
 
 import json
 
-from skillgen.validate import clean_sentence, validate_response
+from skillgen.llm.validate import clean_sentence, validate_response
 
 
 def test_clean_json_object():
@@ -55,7 +55,7 @@ def test_clean_sentence_idempotent():
 
 
 def test_error_text_is_redacted_before_it_reaches_records_and_logs():
-    from skillgen.client import redact
+    from skillgen.llm.client import redact
 
     body = ('Error code: 401 - {"error": {"message": "Incorrect API key provided: sk-proj-abcdef1234567. '
             'Sent Authorization: Bearer tok_live_998877", "api_key": "hunter2secret"}}')

@@ -9,7 +9,7 @@ import polars as pl
 
 from cluster.config import load_pipeline_config
 from cluster.pipeline import FIT_DONE, STAGES, enter_stage, generation_output, train
-from skillgen.sinks import ROW_SCHEMA, ROWS_DIR, write_parquet_atomic
+from skillgen.rundir.sinks import ROW_SCHEMA, ROWS_DIR, write_parquet_atomic
 from test_pipeline import tiny_pipeline_config
 
 

@@ -18,11 +18,11 @@ from typing import Any, Iterator
 import openai
 import pytest
 
-from skillgen.prompts import build_messages, response_format
+from skillgen.llm.prompts import build_messages, response_format
 from skillgen.simulator import SimulatorConfig, run_in_thread
 from skillgen.simulator.embedded import SimulatorThread
 from skillgen.common.taxonomy import Skill
-from skillgen.tokens import count_text_tokens, count_tokens, encoding_for
+from skillgen.llm.tokens import count_text_tokens, count_tokens, encoding_for
 
 MODEL = "gpt-4o-mini"
 SKILL = Skill("s1", "manage musical staff", ("manage staff of music", "direct musical staff"),

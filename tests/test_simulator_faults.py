@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import openai
 import pytest
 
-from skillgen.prompts import build_messages, response_format
+from skillgen.llm.prompts import build_messages, response_format
 from skillgen.simulator import FaultKind, SimulatorProcess, run_in_thread
 from skillgen.simulator.process import SimulatorProcess as ProcessClass
 from skillgen.common.taxonomy import Skill

@@ -26,7 +26,7 @@ import pytest
 from skillgen.simulator import SimulatorProcess
 from skillgen.simulator.process import SimulatorProcess as ProcessClass
 from skillgen.simulator.ratelimit import CLOCK_HEADER
-from skillgen.tokens import count_tokens
+from skillgen.llm.tokens import count_tokens
 
 MODEL = "gpt-4o-mini"
 MESSAGES = [{"role": "user", "content": "Say hi."}]

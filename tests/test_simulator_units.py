@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from skillgen.prompts import build_messages
+from skillgen.llm.prompts import build_messages
 from skillgen.simulator import cli
 from skillgen.simulator.config import LatencySpec, SimulatorConfig, parse_fault_rates
 from skillgen.simulator.content import SkillWriter, parse_prompt, writer_for

@@ -17,7 +17,7 @@ socket.create_connection = refuse
 """
 
 COUNT = NO_NETWORK + """
-from skillgen.tokens import count_tokens, encoding_for, encoding_name_for
+from skillgen.llm.tokens import count_tokens, encoding_for, encoding_name_for
 out = {}
 for model in ("gpt-4o-mini", "gpt-3.5-turbo"):
     out[model] = {
@@ -60,7 +60,7 @@ def test_count_tokens_offline_seeds_cache_and_matches_known_ids(tmp_path):
 
 
 def test_unknown_models_fall_back_by_prefix():
-    from skillgen.tokens import encoding_name_for
+    from skillgen.llm.tokens import encoding_name_for
 
     assert encoding_name_for("gpt-4.1-mini-2099-01-01") == "o200k_base"
     assert encoding_name_for("openai/gpt-5-nano") == "o200k_base"

@@ -6,7 +6,7 @@ lost may still have happened, so before trying again the provider is asked
 whether it did (the upload by its unique file name, the batch by the
 ``skillgen_run``/``skillgen_seq`` metadata). The same look-up resumes an entry
 a killed driver left between recording an intent and recording the id.
-Errors become one secret-free line (:func:`skillgen.client.classify`).
+Errors become one secret-free line (:func:`skillgen.llm.client.classify`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar
 
 import openai
 
-from skillgen.client import classify, resolve_api_key
+from skillgen.llm.client import classify, resolve_api_key
 from skillgen.common.errors import UserError
 from skillgen.config import GenerationConfig
 

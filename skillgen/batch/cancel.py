@@ -17,7 +17,7 @@ from skillgen.batch.api import BatchApi
 from skillgen.batch.state import CANCEL_MARKER, batch_dir, load_manifest
 from skillgen.common.errors import UserError
 from skillgen.config import make_config
-from skillgen.runstate import read_run_json
+from skillgen.rundir.runstate import read_run_json
 
 CANCELLABLE = ("validating", "in_progress", "finalizing")
 

@@ -2,7 +2,7 @@
 
 Lines come back in any order and are matched to what was asked by
 ``custom_id`` (``requests-NNNNN.json``). A 200 line is validated exactly like
-an online response (:func:`skillgen.validate.validate_response`, against
+an online response (:func:`skillgen.llm.validate.validate_response`, against
 every sentence the skill already had when the line was built) and its
 sentences fill the line's missing ``sample_idx`` values in order; its cost
 (usage at the batch price) is shared by those sentences, or, if none was
@@ -28,9 +28,9 @@ from typing import Any
 import polars as pl
 
 from skillgen.config import GenerationConfig
-from skillgen.pricing import Price
-from skillgen.sinks import ROW_SCHEMA, ROWS_DIR, utcnow, write_parquet_atomic
-from skillgen.validate import validate_response
+from skillgen.llm.pricing import Price
+from skillgen.rundir.sinks import ROW_SCHEMA, ROWS_DIR, utcnow, write_parquet_atomic
+from skillgen.llm.validate import validate_response
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ One loop, read top to bottom in :meth:`BatchRun.loop`:
    reconciliation if a previous driver left it half-done), poll it, and
    collect it once terminal (:mod:`.collect`);
 2. work out what is still missing from the rows on disk (the same
-   :func:`skillgen.run.build_tasks` as online mode); skills out of attempts
+   :func:`skillgen.plan.build_tasks` as online mode); skills out of attempts
    (``max_content_attempts`` answers or ``batch_max_rounds`` batches) get a
    failure record;
 3. pack the rest into input files within the request/byte limits, the
@@ -41,11 +41,11 @@ from skillgen.batch.state import (
 )
 from skillgen.common.errors import UserError
 from skillgen.config import GenerationConfig
-from skillgen.pricing import config_batch_price
-from skillgen.messages import SkillTask
-from skillgen.run import RunSummary, build_tasks
-from skillgen.runstate import _write_json_atomic, load_progress, open_run_dir, record_invocation
-from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ShardWriter, utcnow
+from skillgen.llm.pricing import config_batch_price
+from skillgen.plan import SkillTask
+from skillgen.plan import RunSummary, build_tasks
+from skillgen.rundir.runstate import _write_json_atomic, load_progress, open_run_dir, record_invocation
+from skillgen.rundir.sinks import FAILURE_SCHEMA, FAILURES_DIR, ShardWriter, utcnow
 
 log = logging.getLogger(__name__)
 

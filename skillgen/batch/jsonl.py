@@ -19,12 +19,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from skillgen.client import chat_params, max_tokens_param
-from skillgen.messages import SkillTask
+from skillgen.llm.client import chat_params, max_tokens_param
+from skillgen.plan import SkillTask
 from skillgen.config import GenerationConfig
-from skillgen.pricing import Price
-from skillgen.prompts import build_messages
-from skillgen.tokens import count_tokens
+from skillgen.llm.pricing import Price
+from skillgen.llm.prompts import build_messages
+from skillgen.llm.tokens import count_tokens
 
 ENDPOINT = "/v1/chat/completions"
 AVOID_MAX = 40  # sentences listed as "do not repeat" in a follow-up prompt (as online)
@@ -56,7 +56,7 @@ def custom_id_for(key: str, missing: list[int], n_sentences: int, attempt: int) 
 
 
 def build_line(config: GenerationConfig, task: SkillTask, attempt: int, price: Price) -> BatchLine:
-    """One JSONL line for a task of :func:`skillgen.run.build_tasks` (``attempt``: answers so far)."""
+    """One JSONL line for a task of :func:`skillgen.plan.build_tasks` (``attempt``: answers so far)."""
     skill = task.skill
     missing = list(task.missing)
     avoid = list(task.avoid)  # all kept sentences: validation drops repeats of any of them

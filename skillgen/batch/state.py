@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skillgen.common.errors import UserError
-from skillgen.runstate import _write_json_atomic
+from skillgen.rundir.runstate import _write_json_atomic
 
 BATCH_DIR = "batch"
 MANIFEST = "manifest.json"

@@ -25,10 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def repair(run_dir: str | Path) -> tuple[list[Path], list[str]]:
     """Damaged shards moved (their new paths) and problems that need a person (one line each)."""
     from skillgen.common.errors import UserError
-    from skillgen.lease import RunDirLease
-    from skillgen.ledger import LEDGER_DIR
-    from skillgen.runstate import read_run_json
-    from skillgen.sinks import FAILURES_DIR, ROWS_DIR, part_files, read_part
+    from skillgen.rundir.lease import RunDirLease
+    from skillgen.rundir.ledger import LEDGER_DIR
+    from skillgen.rundir.runstate import read_run_json
+    from skillgen.rundir.sinks import FAILURES_DIR, ROWS_DIR, part_files, read_part
 
     from skillgen.common.storage import resolve
 

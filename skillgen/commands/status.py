@@ -19,8 +19,8 @@ def status(run_dir: str | Path, show: int = 5) -> dict:
     import polars as pl
 
     from skillgen.common.errors import UserError
-    from skillgen.runstate import read_run_json
-    from skillgen.sinks import read_failures, read_rows
+    from skillgen.rundir.runstate import read_run_json
+    from skillgen.rundir.sinks import read_failures, read_rows
 
     meta = read_run_json(run_dir)
     if meta is None:
@@ -80,9 +80,9 @@ def batch_status(run_dir: str | Path) -> dict | None:
 def reconcile(run_dir: str | Path, meta: dict, policy: str) -> dict:
     """Spend three ways: the ledger (what was sent), the rows + failure records (what arrived and was
     kept), and the estimates made before each invocation (upper bounds for what was then left)."""
-    from skillgen.ledger import ledger_totals
+    from skillgen.rundir.ledger import ledger_totals
     from skillgen.common.storage import resolve
-    from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, read_parts
+    from skillgen.rundir.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, read_parts
 
     ledger = ledger_totals(run_dir, policy)
     rows = read_parts(resolve(run_dir) / ROWS_DIR, ROW_SCHEMA)

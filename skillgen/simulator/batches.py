@@ -41,10 +41,10 @@ from aiohttp import web
 
 from skillgen.simulator import wire
 from skillgen.simulator.faults import CONTENT_FAULTS, SERVER_STATUS, FaultKind
-from skillgen.tokens import count_tokens
+from skillgen.llm.tokens import count_tokens
 
 if TYPE_CHECKING:
-    from skillgen.pricing import Price
+    from skillgen.llm.pricing import Price
     from skillgen.simulator.server import SimulatorServer
 
 ENDPOINT = "/v1/chat/completions"
@@ -385,7 +385,7 @@ class BatchService:
 
 @functools.lru_cache(maxsize=64)
 def _batch_price(model: str) -> "Price | None":
-    from skillgen.pricing import Price, batch_price, builtin_prices, lookup
+    from skillgen.llm.pricing import Price, batch_price, builtin_prices, lookup
 
     found = lookup(model, builtin_prices())
     return None if found is None else batch_price(Price(found[1]["input"], found[1]["output"]), model)

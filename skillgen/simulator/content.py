@@ -1,7 +1,7 @@
 """What the simulated model says: job-ad sentences grounded in the prompt's skill.
 
 The simulator sees only the prompt text, as a real LLM would. It reads the
-field lines of :mod:`skillgen.prompts` (``Write N``, ``Skill:``,
+field lines of :mod:`skillgen.llm.prompts` (``Write N``, ``Skill:``,
 ``Description:``, ``Alternative labels:``, and the "do not repeat" list)
 tolerantly, and composes sentences from the label, the alternative labels
 and the description's own verb and noun phrases through the families in

@@ -53,7 +53,7 @@ from skillgen.simulator.faults import (
 )
 from skillgen.simulator.ratelimit import RateLimiter
 from skillgen.simulator.stats import RequestOutcome, SimulatorStats
-from skillgen.tokens import count_tokens, encoding_for
+from skillgen.llm.tokens import count_tokens, encoding_for
 
 log = logging.getLogger("skillgen.simulator")
 

@@ -26,11 +26,11 @@ from typing import Any
 
 import polars as pl
 
-from skillgen.client import RUN_STOPPING
+from skillgen.llm.client import RUN_STOPPING
 from skillgen.config import GenerationConfig
 from skillgen.common.storage import Location, resolve
 from skillgen.common.errors import UserError
-from skillgen.sinks import FAILURES_DIR, ROWS_DIR, _read_folder, FAILURE_SCHEMA, read_rows, utcnow
+from skillgen.rundir.sinks import FAILURES_DIR, ROWS_DIR, _read_folder, FAILURE_SCHEMA, read_rows, utcnow
 
 RUN_JSON = "run.json"
 

@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
-from skillgen.messages import Chunk, Drained, SkillTask, WorkerReport
+from skillgen.online.messages import Chunk, Drained, SkillTask, WorkerReport
 
 
 class Scheduler:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -97,3 +98,12 @@ def count_tokens(model: str, messages: Iterable[Mapping[str, object]]) -> int:
             if key == "name":
                 total += TOKENS_PER_NAME
     return total
+
+
+def size_max_tokens(per_sentence: float | None, sentences: int, ceiling: int, margin: float = 1.15, bump: int = 0) -> int:
+    """The one ``max_tokens`` rule: a learned per-sentence quantile times sentences, with a margin and 16
+    tokens of JSON overhead, x1.5 per truncation already seen (``bump``), within [32, ceiling]."""
+    if per_sentence is None:
+        return ceiling
+    mt = math.ceil(per_sentence * sentences * margin + 16) * (1.5 ** bump)
+    return int(max(32, min(ceiling, mt)))

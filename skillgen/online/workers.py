@@ -22,15 +22,15 @@ import os
 import time
 from typing import Any
 
-from skillgen.budget import size_max_tokens
-from skillgen.client import CallResult, ChatClient, RequestError, call_with_retry
+from skillgen.llm.tokens import size_max_tokens
+from skillgen.llm.client import CallResult, ChatClient, RequestError, call_with_retry
 from skillgen.config import GenerationConfig
-from skillgen.prompts import build_messages
-from skillgen.sinks import utcnow
-from skillgen.ledger import CANCELLED
-from skillgen.messages import ReserveItem, Settlement, SkillTask, WorkerReport
-from skillgen.tokens import count_tokens
-from skillgen.validate import validate_response
+from skillgen.llm.prompts import build_messages
+from skillgen.rundir.sinks import utcnow
+from skillgen.rundir.ledger import CANCELLED
+from skillgen.online.messages import ReserveItem, Settlement, SkillTask, WorkerReport
+from skillgen.llm.tokens import count_tokens
+from skillgen.llm.validate import validate_response
 
 log = logging.getLogger(__name__)
 

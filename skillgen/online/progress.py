@@ -14,7 +14,7 @@ from typing import Any
 
 from skillgen.common.raymetrics import publish
 
-log = logging.getLogger("skillgen.progress")
+log = logging.getLogger("skillgen.online.progress")
 
 
 def _fmt_eta(seconds: float | None) -> str:

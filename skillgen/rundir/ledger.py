@@ -73,7 +73,7 @@ SCHEMA: dict[str, Any] = {
 
 
 def outcome_class(status: int | None, error_class: str | None) -> str:
-    """The ledger's outcome for an HTTP status / client error class (see :mod:`skillgen.client`)."""
+    """The ledger's outcome for an HTTP status / client error class (see :mod:`skillgen.llm.client`)."""
     if status == 200:
         return OK
     if status == 429:
@@ -142,7 +142,7 @@ class LedgerWriter:
 
 
 def read_events(run_dir: str | Path) -> pl.DataFrame:
-    from skillgen.sinks import read_parts
+    from skillgen.rundir.sinks import read_parts
 
     return read_parts(resolve(run_dir) / LEDGER_DIR, SCHEMA, advice=(
         "the ledger is what the run dir spent: restore the file from a backup (deleting it forgets that spend)"))

@@ -1,6 +1,6 @@
 """Parquet shards written atomically, and readers that turn a run dir into frames.
 
-Only the driver of the run holding the run dir lease (:mod:`skillgen.lease`)
+Only the driver of the run holding the run dir lease (:mod:`skillgen.rundir.lease`)
 writes shards. A shard is written once under its final name through
 :mod:`skillgen.common.storage`: on local disk by :func:`skillgen.common.atomic.write_atomic`
 (temporary file, fsync, rename), on object storage (``s3://``) as one object,
@@ -15,7 +15,7 @@ Row layout (one row per sentence): see :data:`ROW_SCHEMA`. ``prompt_tokens``
 and ``completion_tokens`` are those of the response that produced the
 sentence; ``cost_usd`` is the sentence's share of what its skill cost so far
 (including responses that were rejected by validation). What the run dir
-*spent* is the request ledger's business (:mod:`skillgen.ledger`): rows do not
+*spent* is the request ledger's business (:mod:`skillgen.rundir.ledger`): rows do not
 see retries, lost answers or requests that died in flight.
 """
 

@@ -20,7 +20,7 @@ Accounting, mirroring how OpenAI-style limiters debit:
 - spend: settled cost plus the worst-case cost of in-flight requests must stay
   under the cap; once a request would cross it, no new request is granted,
   in-flight ones finish, and the run stops cleanly. Settled cost is what the
-  request ledger (:mod:`skillgen.ledger`) says: usage for 200s, $0 for
+  request ledger (:mod:`skillgen.rundir.ledger`) says: usage for 200s, $0 for
   rejections, and for unknown outcomes (timeout, lost connection, dead
   worker) the ``unknown_outcome`` policy -- the worst case by default. Every
   grant is written to the ledger *before* it is handed out.
@@ -41,8 +41,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from skillgen.messages import ExchangeReply, ReserveItem, Settlement  # noqa: F401 (re-exported)
-from skillgen.ledger import (CANCELLED, CLIENT_ERROR, OK, RATE_LIMITED, UNKNOWN_OUTCOMES, WORKER_LOST, LedgerWriter,
+from skillgen.llm.tokens import size_max_tokens
+from skillgen.online.messages import ExchangeReply, ReserveItem, Settlement  # noqa: F401 (re-exported)
+from skillgen.rundir.ledger import (CANCELLED, CLIENT_ERROR, OK, RATE_LIMITED, UNKNOWN_OUTCOMES, WORKER_LOST, LedgerWriter,
                              OutcomeEvent, SentEvent, outcome_class, unknown_cost)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -64,15 +65,6 @@ def parse_reset(value: str | None) -> float | None:
         matched = True
         total += float(num) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
     return total if matched else None
-
-
-def size_max_tokens(per_sentence: float | None, sentences: int, ceiling: int, margin: float = 1.15, bump: int = 0) -> int:
-    """The one ``max_tokens`` rule: a learned per-sentence quantile times sentences, with a margin and 16
-    tokens of JSON overhead, x1.5 per truncation already seen (``bump``), within [32, ceiling]."""
-    if per_sentence is None:
-        return ceiling
-    mt = math.ceil(per_sentence * sentences * margin + 16) * (1.5 ** bump)
-    return int(max(32, min(ceiling, mt)))
 
 
 class Bucket:

@@ -4,7 +4,7 @@ Why not dicts: every message crosses a Ray actor boundary (pickled), and a
 dict mutated in place on one side and read by key on the other hides typos
 and stale fields until a run is half paid for. These are plain frozen-or-
 small dataclasses; rows and failure records stay dicts because they are
-Parquet rows (see :data:`skillgen.sinks.ROW_SCHEMA`).
+Parquet rows (see :data:`skillgen.rundir.sinks.ROW_SCHEMA`).
 
 Flow, per worker tick::
 
@@ -18,17 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from skillgen.common.taxonomy import Skill
-
-
-@dataclass(frozen=True)
-class SkillTask:
-    """One skill's outstanding work: the sample indices still missing and the sentences to avoid repeating."""
-
-    request_key: str
-    skill: Skill
-    missing: tuple[int, ...]
-    avoid: tuple[str, ...] = ()
+from skillgen.plan import SkillTask
 
 
 @dataclass

@@ -1,0 +1,9 @@
+"""Online mode: one request per skill chunk over HTTP, on Ray actors.
+
+- :mod:`.driver`: checks, takes the lease, starts the actors, drains rows into shards;
+- :mod:`.scheduler`: the queue of skills, leased in chunks to workers;
+- :mod:`.budget`: rate limits, ``max_tokens`` sizing and the spend cap, writing the ledger;
+- :mod:`.workers`: async LLM workers (retry, validation);
+- :mod:`.messages`: the typed messages between them;
+- :mod:`.progress`: the progress line and Ray metrics.
+"""
