@@ -51,7 +51,7 @@ def main() -> None:
     from llamacpp import RecordingProxy, llama_server, read_exchanges, server_usage
     from skillgen.common.raycluster import init_ray
     from skillgen.config import make_config
-    from skillgen.ledger import ledger_totals
+    from skillgen.rundir.ledger import ledger_totals
     from skillgen.quality import quality_report
     from skillgen.run import run_generation
 

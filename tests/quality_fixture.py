@@ -62,7 +62,7 @@ def build_run_dir(location: Any, model: str = "smollm2") -> None:
     """Write the fixture's shards, failure records and run.json into ``location`` (a path or URI)."""
     from skillgen.common.storage import resolve
     from skillgen.config import GenerationConfig
-    from skillgen.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR
+    from skillgen.rundir.sinks import FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR
 
     run_dir = resolve(location)
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -81,7 +81,7 @@ def assert_loads(folder: Path) -> None:
     """Polars alone reads the files the card's ``configs`` names; the card holds the facts a reuser needs."""
     import yaml
 
-    from skillgen.prompts import SYSTEM_PROMPT
+    from skillgen.llm.prompts import SYSTEM_PROMPT
 
     card = (folder / "README.md").read_text()
     _, header, body = card.split("---", 2)

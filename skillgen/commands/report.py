@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     report = quality_report(args.run_dir, n_sentences=args.sentences, samples_per_type=args.samples)
     if args.plots is not None:
         from skillgen.quality.plots import plot_quality
-        from skillgen.sinks import read_rows
+        from skillgen.rundir.sinks import read_rows
 
         args.plots.mkdir(parents=True, exist_ok=True)
         plot_quality(read_rows(args.run_dir), args.plots)

@@ -37,9 +37,9 @@ class ExportResult:
 
 def export_dataset(run_dir: str | Path, out_dir: str | Path, name: str | None = None) -> ExportResult:
     """Write ``out_dir`` (a path or URI) from ``run_dir``'s shards, run.json and ledger."""
-    from skillgen.ledger import ledger_totals
-    from skillgen.runstate import read_run_json
-    from skillgen.sinks import read_failures, read_rows
+    from skillgen.rundir.ledger import ledger_totals
+    from skillgen.rundir.runstate import read_run_json
+    from skillgen.rundir.sinks import read_failures, read_rows
 
     meta = read_run_json(run_dir)
     if meta is None:
@@ -94,7 +94,7 @@ def dataset_card(facts: dict[str, Any]) -> str:
     """README.md with the Hub's YAML metadata block, then the facts a reuser needs."""
     import yaml
 
-    from skillgen.prompts import AVOID_TEMPLATE, SYSTEM_PROMPT, USER_TEMPLATE
+    from skillgen.llm.prompts import AVOID_TEMPLATE, SYSTEM_PROMPT, USER_TEMPLATE
 
     config, tax, ledger = facts["config"], facts["taxonomy"], facts["ledger"]
     header = {

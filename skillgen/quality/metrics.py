@@ -113,7 +113,7 @@ def distinct_ngrams(keyed: pl.DataFrame, orders: tuple[int, ...] = (1, 2, 3)) ->
     return out
 
 
-# what a validation failure's message names (skillgen.validate: parse problems, then "<n> <reason>" drops)
+# what a validation failure's message names (skillgen.llm.validate: parse problems, then "<n> <reason>" drops)
 _PROBLEM = re.compile(r"empty response|JSON without a list of sentences|truncated JSON|malformed JSON|not JSON|"
                       r"\btruncated\b(?! JSON)|\d+ (duplicate|empty|over-long|extra|non-string|label-only)")
 

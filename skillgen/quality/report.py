@@ -98,8 +98,8 @@ class QualityReport:
 def quality_report(run_dir: str | Path, n_sentences: int | None = None, samples_per_type: int = 3,
                    near_dup_threshold: float = metrics.NEAR_DUP_JACCARD) -> QualityReport:
     """Measure a run dir (a path or URI). ``n_sentences`` defaults to the run's own ``-n`` from run.json."""
-    from skillgen.runstate import read_run_json
-    from skillgen.sinks import read_failures, read_rows
+    from skillgen.rundir.runstate import read_run_json
+    from skillgen.rundir.sinks import read_failures, read_rows
 
     started = time.perf_counter()
     meta = read_run_json(run_dir) or {}
