@@ -82,6 +82,8 @@ def near_duplicates_within_skill(keyed: pl.DataFrame, threshold: float = NEAR_DU
             if j in flagged:
                 continue
             a, b = sets[i], sets[j]
+            if min(len(a), len(b)) < threshold * max(len(a), len(b)):
+                continue  # Jaccard <= min/max: sizes this far apart cannot reach the threshold
             union = len(a | b)
             if union and len(a & b) / union >= threshold:
                 flagged.add(j)
@@ -106,8 +108,10 @@ def distinct_ngrams(keyed: pl.DataFrame, orders: tuple[int, ...] = (1, 2, 3)) ->
               .explode("w").filter(pl.col("w") != ""))
     out: dict[str, float] = {}
     for n in orders:
-        gram = pl.concat_str([pl.col("w").shift(-i).over("sid") for i in range(n)], separator=" ")
-        grams = tokens.select(gram.alias("g"))["g"].drop_nulls()
+        # one shifted column per position; a gram that would run into the next sentence is dropped
+        gram = pl.concat_str([pl.col("w").shift(-i) for i in range(n)], separator=" ")
+        same_sentence = pl.col("sid").shift(-(n - 1)) == pl.col("sid")
+        grams = tokens.select(gram.alias("g"), same_sentence.alias("keep")).filter(pl.col("keep"))["g"]
         out[f"distinct_{n}"] = round(grams.n_unique() / max(grams.len(), 1), 4)
         out[f"unique_{n}grams"] = grams.n_unique()
     return out
