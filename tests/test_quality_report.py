@@ -103,3 +103,14 @@ def test_export_of_a_run_dir_without_rows_is_one_line(tmp_path: Path, capsys):
     assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no run.json" in err
+
+
+def test_pipeline_report_section(tmp_path: Path):
+    """cluster/report.py's data-quality section: the table, the failure reasons and both plots."""
+    from cluster.report import quality_section
+
+    build_run_dir(tmp_path / "run")
+    lines = quality_section(tmp_path / "run", tmp_path)
+    text = "\n".join(lines)
+    assert f"| label_only_% | {round(100 * 2 / 11, 2)} |" in text and "validation problems named: duplicate 1" in text
+    assert text.count("![") == 2 and (tmp_path / "report_quality_lengths.png").exists()
