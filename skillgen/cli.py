@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "status": "skillgen.commands.status",
     "batch": "skillgen.commands.batch",
     "repair": "skillgen.commands.repair",
+    "report": "skillgen.commands.report",
+    "export": "skillgen.commands.export",
 }
 
 

@@ -63,3 +63,13 @@ def test_error_text_is_redacted_before_it_reaches_records_and_logs():
     for secret in ("abcdef1234567", "tok_live_998877", "hunter2secret"):
         assert secret not in clean
     assert clean.startswith("Error code: 401") and "Incorrect API key provided" in clean
+
+
+def test_a_sentence_that_is_only_the_label_is_dropped():
+    """What a small model does when it has nothing to say (the quality report's label_only): the label alone,
+    in any case or punctuation, is not a job-ad sentence; the label inside a sentence is kept."""
+    answer = json.dumps({"sentences": ["Python", "python.", "You will maintain our Python services.", "PYTHON!"]})
+    v = validate_response(answer, 4, label="Python")
+    assert v.sentences == ["You will maintain our Python services."]
+    assert v.dropped["label-only"] == 3 and "3 label-only" in v.describe()
+    assert len(validate_response(answer, 4).sentences) == 2  # without the label only duplicates go

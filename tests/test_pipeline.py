@@ -36,7 +36,8 @@ def check_outputs(run_dir: Path) -> None:
     assert rows.select("skill_id", "sample_idx").n_unique() == rows.height
     results = json.loads((run_dir / "results_test.json").read_text())
     assert set(results) == {"tech", "house"} and results["tech"]["n"] == 6
-    assert (run_dir / "report.md").read_text().count("![") == 4
+    report = (run_dir / "report.md").read_text()
+    assert report.count("![") == 6 and "## Data quality" in report and "| label_verbatim_% |" in report
     # the training plot's data: one loss point per logged step and every validation, resumes included
     total = json.loads((run_dir / "model" / "fit_result.json").read_text())["history"][-1]["step"]
     curve = json.loads((run_dir / "report_training.json").read_text())

@@ -116,7 +116,8 @@ def _accept(config: GenerationConfig, price: Price, info: dict[str, Any], body: 
     res.prompt_tokens += pt
     res.completion_tokens += ct
     missing = list(info["missing"])
-    v = validate_response(content, len(missing), existing=info["avoid"], max_words=config.max_sentence_words)
+    v = validate_response(content, len(missing), existing=info["avoid"], max_words=config.max_sentence_words,
+                          label=info["label"])
     if finish == "length":
         res.truncated += 1
         v.parse_error = v.parse_error or "truncated"

@@ -108,11 +108,17 @@ def validate_response(
     *,
     existing: Iterable[str] = (),
     max_words: int = 60,
+    label: str | None = None,
 ) -> Validation:
-    """Clean sentences from ``content``: at most ``wanted``, none duplicating ``existing``."""
+    """Clean sentences from ``content``: at most ``wanted``, none duplicating ``existing``.
+
+    With ``label`` (the skill's), a sentence that is the label and nothing else is dropped as
+    ``label-only``: small models answer that way, and it teaches an encoder string matching, not
+    what a job ad says (see the data-quality report, :mod:`skillgen.quality`)."""
     items, problem = extract_items(content)
     result = Validation(parse_error=problem)
     seen = {normalise_key(s) for s in existing}
+    label_key = normalise_key(label) if label else None
     for item in items:
         if not isinstance(item, str):
             result.dropped["non-string"] += 1
@@ -125,6 +131,9 @@ def validate_response(
             result.dropped["over-long"] += 1
             continue
         key = normalise_key(s)
+        if key == label_key:
+            result.dropped["label-only"] += 1
+            continue
         if key in seen:
             result.dropped["duplicate"] += 1
             continue

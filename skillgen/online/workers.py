@@ -221,7 +221,7 @@ class WorkerCore:
             transport_attempts += calls
             responses += 1
             cost_acc += getattr(result, "cost", 0.0)
-            v = validate_response(result.content, n, existing=avoid, max_words=cfg.max_sentence_words)
+            v = validate_response(result.content, n, existing=avoid, max_words=cfg.max_sentence_words, label=skill.label)
             if result.finish_reason == "length":
                 self.stats["truncated"] += 1
                 bump += 1

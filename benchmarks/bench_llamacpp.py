@@ -1,0 +1,90 @@
+"""The main job's generation against a real local model: llama.cpp serving SmolLM2-135M-Instruct.
+
+    .venv/bin/python benchmarks/bench_llamacpp.py --run-dir benchmarks/out/llama300/generation \
+        --record benchmarks/out/llama300/exchanges.jsonl --out benchmarks/results/llamacpp_300.json
+
+The same skills and sentences per skill as ``cluster/configs/local.toml`` (a random 300 ESCO skills,
+``sample_seed = 0``, 10 sentences, temperature 1.0), through ``skillgen``'s online path with the
+server's own limits (no ``--rpm``/``--tpm``: llama.cpp sends no rate-limit headers), one worker
+(llama.cpp answers one request at a time) and zero prices. A recording proxy between skillgen and
+the server keeps every raw answer (``--record``, JSONL) and the usage the server reported, which is
+reconciled here with the run dir's ledger. Rerunning resumes (nothing already kept is asked again).
+The result JSON holds wall time, tokens/s, requests, re-requests, failure records by reason, the
+ledger vs the server's usage and the data-quality report. Train on the result with
+``python -m cluster.pipeline --config cluster/configs/llamacpp.toml --run-dir <run-dir's parent>``.
+Needs the ``llama`` extra (``pip install -e '.[llama]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def generation_values(args: argparse.Namespace, base_url: str) -> dict:
+    """cluster/configs/llamacpp.toml's [generation], pointed at ``base_url`` (the same request keys)."""
+    from cluster.config import load_pipeline_config
+
+    values = dict(load_pipeline_config(ROOT / "cluster" / "configs" / "llamacpp.toml").generation)
+    values.update(base_url=base_url, run_dir=str(args.run_dir), max_content_attempts=args.max_content_attempts)
+    if args.sample:
+        values["sample"] = args.sample
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, default=Path("benchmarks/out/llama300/generation"))
+    parser.add_argument("--record", type=Path, default=Path("benchmarks/out/llama300/exchanges.jsonl"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/llamacpp_300.json"))
+    parser.add_argument("--sample", type=int, default=0, help="skills (0: the config's 300)")
+    parser.add_argument("--max-content-attempts", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
+    args = parser.parse_args()
+
+    from llamacpp import RecordingProxy, llama_server, read_exchanges, server_usage
+    from skillgen.common.raycluster import init_ray
+    from skillgen.config import make_config
+    from skillgen.rundir.ledger import ledger_totals
+    from skillgen.quality import quality_report
+    from skillgen.run import run_generation
+
+    args.record.parent.mkdir(parents=True, exist_ok=True)
+    init_ray(None)
+    started = time.perf_counter()
+    with llama_server(args.record.with_suffix(".server.log"), n_threads=args.threads) as upstream, \
+            RecordingProxy(upstream, args.record) as proxy:
+        config = make_config(generation_values(args, proxy.base_url), source="bench_llamacpp")
+        summary = run_generation(config, progress=True)
+    wall = time.perf_counter() - started
+    exchanges = read_exchanges(args.record)
+    usage = server_usage(exchanges)
+    ledger = ledger_totals(args.run_dir)
+    report = quality_report(args.run_dir)
+    result = {
+        "command": " ".join(sys.argv),
+        "wall_s_incl_server_start": round(wall, 1),
+        "summary": summary.to_dict(),
+        "completion_tokens_per_s": round(summary.completion_tokens / max(summary.elapsed_s, 1e-9), 1),
+        "server_usage_recorded": usage,
+        "ledger": ledger.to_dict(),
+        "ledger_matches_server": (ledger.prompt_tokens, ledger.completion_tokens, ledger.by_outcome.get("200", 0))
+        == (usage["prompt_tokens"], usage["completion_tokens"], usage["answered"]),
+        "quality": report.to_dict(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    print(summary.format())
+    print(report.format())
+    print(f"ledger vs server: {result['ledger_matches_server']} ({ledger.prompt_tokens}+{ledger.completion_tokens} vs "
+          f"{usage['prompt_tokens']}+{usage['completion_tokens']}, {usage['answered']} answered)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""``skillgen report RUN_DIR``: the data-quality report of a generation run, without Ray."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "data-quality report of a run dir: per-skill counts, duplicates, label copies, lengths, diversity, failures"
+DESCRIPTION = (
+    "Reads the run dir's Parquet shards and failure records (a path or s3://...) and reports what the sentences are "
+    "worth before training on them: skills short of -n, duplicate and near-duplicate rates within and across skills, "
+    "templates shared across skills once the label is masked, the share of sentences that contain the skill's label "
+    "verbatim or are only the label, sentence lengths, distinct n-grams, failure records by reason, and a sample of "
+    "sentences per skill type."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="the --run-dir of a generation run (path or s3://bucket/prefix)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--plots", metavar="DIR", type=Path, default=None, help="also write PNG plots into DIR")
+    parser.add_argument("--samples", type=int, default=3, help="sample sentences shown per skill type")
+    parser.add_argument("-n", "--sentences", type=int, default=None, help="sentences per skill expected (default: the run's -n)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from skillgen.quality import quality_report
+
+    report = quality_report(args.run_dir, n_sentences=args.sentences, samples_per_type=args.samples)
+    if args.plots is not None:
+        from skillgen.quality.plots import plot_quality
+        from skillgen.rundir.sinks import read_rows
+
+        args.plots.mkdir(parents=True, exist_ok=True)
+        plot_quality(read_rows(args.run_dir), args.plots)
+    print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report.format())
+    return 0
