@@ -323,7 +323,7 @@ def part_checks(b: Bench) -> dict:
 
     from skilltrain.training.augment import NO_PARTNER
     from skilltrain.training.distributed import gather_with_grad, world
-    from skilltrain.training.gradcache import forward_backward
+    from skilltrain.training.gradcache import forward_backward, tokenize
     from skilltrain.training.loss import contrastive_loss, false_negative_mask
     from skilltrain.training.train import autocast_for
 
@@ -334,7 +334,8 @@ def part_checks(b: Bench) -> dict:
     cls = torch.as_tensor(b.inputs.cls[rows])
     seen: dict[str, Any] = {}
 
-    def loss_fn(s, l_):
+    def loss_fn(outputs, masks):
+        s, l_ = outputs
         seen["loss_input_dtype"], seen["loss_input_device"] = str(s.dtype), str(s.device)
         gathered = gather_with_grad(s)
         seen["gathered_device"], seen["gather_is_collective"] = str(gathered.device), gathered.grad_fn is not None and "GatherWithGrad" in type(gathered.grad_fn).__name__
@@ -352,7 +353,7 @@ def part_checks(b: Bench) -> dict:
     with autocast():
         seen["embedding_dtype_under_autocast"] = str(encoder.embed(texts[:2]).dtype)
     hook.remove()
-    loss = forward_backward(encoder, texts, labels, loss_fn, chunk=b.settings.chunk, autocast=autocast)
+    loss = forward_backward(encoder, [tokenize(encoder, texts), tokenize(encoder, labels)], loss_fn, chunk=b.settings.chunk, autocast=autocast)
     grads = {str(p.grad.dtype) for p in encoder.parameters() if p.grad is not None}
     return {
         "backend": b.results["env"]["backend"], "world_size": world()[1], "device": str(b.device),

@@ -44,7 +44,7 @@ from skilltrain.model import BiEncoder
 from skilltrain.training import hardneg
 from skilltrain.training.augment import AugmentedBatch, augment_batch, step_rng
 from skilltrain.training.distributed import allreduce_gradients, allreduce_max, allreduce_sum, broadcast_module, world
-from skilltrain.training.gradcache import forward_backward
+from skilltrain.training.gradcache import forward_backward, tokenize
 from skilltrain.training.loss import contrastive_loss
 from skilltrain.training.sampler import Schedule, plan_schedule
 
@@ -104,13 +104,13 @@ def compute_gradients(
     k = len(batch.negatives) // len(batch.texts)
     cls, partner_cls, neg_cls = (torch.as_tensor(a) for a in (batch.cls, batch.partner_cls, batch.neg_cls))
 
-    def loss_fn(sentences, labels, negatives=None):
-        return contrastive_loss(sentences, labels, cls, partner_cls, scale, symmetric, negatives, neg_cls)
+    texts = [batch.texts[rows], batch.labels[rows]] + ([batch.negatives[rows.start * k : rows.stop * k]] if k else [])
+    groups = [tokenize(encoder, t) for t in texts]
 
-    local_loss = forward_backward(
-        encoder, batch.texts[rows], batch.labels[rows], loss_fn, gradcache_chunk, autocast,
-        negatives=batch.negatives[rows.start * k : rows.stop * k],
-    )
+    def loss_fn(outputs, masks):
+        return contrastive_loss(*outputs[:2], cls, partner_cls, scale, symmetric, outputs[2] if k else None, neg_cls)
+
+    local_loss = forward_backward(encoder, groups, loss_fn, gradcache_chunk, autocast)
     allreduce_gradients(encoder.parameters())
     return allreduce_sum(local_loss.item(), encoder.device)
 
