@@ -370,23 +370,31 @@ def part_zero_shot(b: Bench) -> dict:
 
 
 def sweep_one(b: Bench, batch: int) -> dict:
+    from skilltrain.training.loader import loader_for
+    from skilltrain.training.throughput import model_shape, train_flops
     from skilltrain.training.train import LoopState, peak_memory_mb, setup, train_step
 
     s = b.settings
     cfg = b.step_config(batch, s.base_lr, max_steps=s.warmup_steps + s.timed_steps)
     b.reset_peak()
     run = setup(cfg, train_data(b.inputs), b.device)
-    state = LoopState()
-    for _ in range(s.warmup_steps):
-        train_step(run, state)
-    b.sync()
-    t0 = time.perf_counter()
-    for _ in range(s.timed_steps):
-        loss = train_step(run, state)
-    b.sync()
-    dt = time.perf_counter() - t0
+    state, shape, flops = LoopState(), model_shape(run.encoder.transformer), 0.0
+    with loader_for(run) as loader:  # the trainer's input pipeline: prefetched, pre-tokenised, pinned on CUDA
+        batches = iter(loader)
+        for _ in range(s.warmup_steps):
+            train_step(run, state, next(batches))
+        b.sync()
+        t0 = time.perf_counter()
+        for _ in range(s.timed_steps):
+            step_batch = next(batches)
+            loss = train_step(run, state, step_batch)
+            flops += train_flops(shape, step_batch.groups)
+        b.sync()
+        dt = time.perf_counter() - t0
     return {"global_batch": batch, "gradcache_chunk": s.chunk, "timed_steps": s.timed_steps, "step_s": round(dt / s.timed_steps, 4),
-            "samples_per_s": round(batch * s.timed_steps / dt, 1), "peak_mem_mb": round(peak_memory_mb(b.device), 1), "loss": round(loss, 4)}
+            "samples_per_s": round(batch * s.timed_steps / dt, 1), "model_tflops": round(flops / dt / 1e12, 3),
+            "mfu": round(flops / dt / run.peak_flops, 4), "peak": run.peak_source,
+            "peak_mem_mb": round(peak_memory_mb(b.device), 1), "loss": round(loss, 4)}
 
 
 def part_sweep(b: Bench) -> dict:
@@ -425,6 +433,7 @@ def pool_pairs(b: Bench) -> int:
 
 def train_pass(b: Bench, batch: int, data, tag: str, **cfg_kw) -> tuple[dict, Any]:
     """One pass over ``data`` at global ``batch``; returns (metrics with scores, the trained encoder)."""
+    from skilltrain.training.loader import loader_for
     from skilltrain.training.train import LoopState, peak_memory_mb, setup, train_step
 
     s = b.settings
@@ -434,11 +443,12 @@ def train_pass(b: Bench, batch: int, data, tag: str, **cfg_kw) -> tuple[dict, An
     state, last_log = LoopState(), time.perf_counter()
     b.sync()
     t0 = time.perf_counter()
-    while state.step < run.schedule.total:
-        loss = train_step(run, state)
-        if time.perf_counter() - last_log > s.log_every_s:
-            b.log(f"{tag} batch {batch}: step {state.step}/{run.schedule.total} loss {loss:.4f}")
-            last_log = time.perf_counter()
+    with loader_for(run) as loader:
+        for step_batch in loader:
+            loss = train_step(run, state, step_batch)
+            if time.perf_counter() - last_log > s.log_every_s:
+                b.log(f"{tag} batch {batch}: step {state.step}/{run.schedule.total} loss {loss:.4f}")
+                last_log = time.perf_counter()
     b.sync()
     train_s = time.perf_counter() - t0
     pairs_seen = run.schedule.total * batch

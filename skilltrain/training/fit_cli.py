@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scale.add_argument("--workers", type=int, default=1, help="Ray Train workers (processes; one GPU each with --gpu)")
     scale.add_argument("--gpu", action="store_true", help="one GPU per worker, NCCL, bf16 autocast (default: CPU, gloo, float32)")
     scale.add_argument("--batch-size", type=int, default=64, help="pairs per worker per step; the global batch (workers x batch size) is the negative pool")
-    scale.add_argument("--gradcache-chunk", type=int, default=0, help="GradCache: embed in chunks of this many texts so memory does not grow with the batch (0 = off)")
+    scale.add_argument("--gradcache-chunk", type=_chunk, default=0, help="GradCache: embed in chunks of this many texts so memory does not grow with the batch (0 = off; 'auto' = sized from free memory, off when the batch fits)")
     scale.add_argument("--address", dest="ray_address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     scale.add_argument("--ray-address", dest="ray_address", default=None, help=argparse.SUPPRESS)  # old spelling
 
@@ -68,6 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--max-failures", type=int, default=3, help="restarts of the worker group from the latest checkpoint after a failure")
     run.add_argument("--storage", default=None, help="Ray Train storage for checkpoints, a path or an s3:// URI (default: OUT.ray next to --out; shared or object storage on a multi-node cluster; S3 keys from AWS_* variables)")
     run.add_argument("--name", default=None, help="run name under --storage; rerunning with the same name resumes (default: skilltrain-<out dir name>)")
+
+
+def _chunk(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return -1
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of texts or 'auto', got '{text}'") from None
 
 
 def _floats(text: str, flag: str) -> list[float]:

@@ -19,6 +19,9 @@ is one chunk's, whatever the batch size. ``chunk=0`` does the plain thing.
 Inputs are pre-tokenised :class:`TokenGroup` s (sentences, labels[, hard
 negatives]), so no tokenisation happens on the step's critical path, and every
 chunk goes through the one encoder method ``BiEncoder.represent(features)``.
+With GradCache the rows of a group are chunked in length order (longest first), so
+each chunk pads only to texts of similar length; outputs return to the group's
+row order before the loss.
 Its output may be pooled ``(n, D)`` or per token ``(n, L, D)``: chunks are
 concatenated along dim 0, and 3-d chunks (each trimmed to its own longest
 text) are zero-padded along dim 1 to the group's length ``L``; the replay
@@ -123,7 +126,10 @@ def forward_backward(
         loss.backward()
         return loss.detach()
 
-    parts_of = [[g.rows(i, i + chunk) for i in range(0, len(g), chunk)] for g in groups]
+    # length-bucketed chunks: rows sorted by length (longest first), so a chunk's texts pad to similar widths
+    orders = [torch.argsort(g.attention_mask.sum(1), descending=True, stable=True) for g in groups]
+    ordered = [TokenGroup(g.input_ids[o], g.attention_mask[o]) for g, o in zip(groups, orders)]
+    parts_of = [[g.rows(i, i + chunk) for i in range(0, len(g), chunk)] for g in ordered]
     states: list[list[RngState]] = [[] for _ in groups]
     cached: list[torch.Tensor] = []
     with torch.no_grad():  # 1. encode without graph, remembering RNG per chunk
@@ -133,14 +139,53 @@ def forward_backward(
                 states[g].append(RngState(device))
                 with autocast():
                     outs.append(_pad_to(_encode(encoder, part, device).float(), groups[g].width))
-            cached.append(torch.cat(outs).requires_grad_())
+            inverse = torch.argsort(orders[g]).to(device)
+            cached.append(torch.cat(outs)[inverse].requires_grad_())  # back in the group's row order
     loss = loss_fn(cached, masks)  # 2. loss and d(loss)/d(outputs), float32, outside autocast
     loss.backward()
     for g, parts in enumerate(parts_of):  # 3. replay with graph, chain rule into the parameters
-        for part, state, grad in zip(parts, states[g], cached[g].grad.split(chunk)):
+        for part, state, grad in zip(parts, states[g], cached[g].grad[orders[g].to(device)].split(chunk)):
             with state.restored(), autocast():
                 out = _encode(encoder, part, device)
             if out.ndim == 3:
                 grad = grad[:, : out.shape[1]]
             (out.float() * grad).sum().backward()
     return loss.detach()
+
+
+#: ``gradcache_chunk`` value that asks for a chunk sized from free memory (:func:`chunk_for_memory`)
+AUTO_CHUNK = -1
+
+
+def activation_bytes_per_text(transformer: torch.nn.Module, seq_len: int, bytes_per_value: int) -> int:
+    """Activation memory one text of ``seq_len`` tokens keeps for backward in a BERT-style encoder.
+
+    Per layer ``s h (34 + 5 a s / h)`` values (Korthikanti et al. 2022, "Reducing Activation
+    Recomputation in Large Transformer Models", counted in 2-byte values there), with ``s`` the
+    tokens, ``h`` the width and ``a`` the attention heads.
+    """
+    c = transformer.config
+    s, h, a = seq_len, int(c.hidden_size), int(c.num_attention_heads)
+    return int(c.num_hidden_layers * s * h * (34 + 5 * a * s / h) * bytes_per_value / 2)
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free memory where the activations live: the GPU's, or the host's ``MemAvailable``."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 4 * 2**30
+
+
+def chunk_for_memory(encoder: BiEncoder, texts_per_group: int, device: torch.device, bf16: bool, share: float = 0.5, sharing: int = 1) -> int:
+    """The GradCache chunk whose activations fit ``share`` of the free memory (split among ``sharing`` workers).
+
+    Sized for texts of the full ``max_seq_length`` (the worst case); 0 (GradCache off) when a
+    whole group fits, since then the cached forward pass would only cost time.
+    """
+    per_text = activation_bytes_per_text(encoder.transformer, encoder.max_seq_length, 2 if bf16 and device.type == "cuda" else 4)
+    fits = int(free_memory_bytes(device) * share / max(1, sharing) // per_text)
+    return 0 if fits >= texts_per_group else max(8, fits)
