@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from bench_training import synthetic_run_dir  # noqa: E402
+from bench_training import append_jsonl, synthetic_run_dir  # noqa: E402
 
 from skilltrain.config import TrainConfig  # noqa: E402
 
@@ -181,10 +181,7 @@ def main() -> int:
 
             ray.init(address="local", log_to_driver=False)  # never attach to a colleague's cluster
         results = {"sweep": sweep, "compare": compare, "validation": validation}[args.what](args, Path(tmp))
-    if args.json:
-        with open(args.json, "a") as fh:
-            for r in results:
-                fh.write(json.dumps(r) + "\n")
+    append_jsonl(args.json, results)
     return 0
 
 
