@@ -63,3 +63,17 @@ def test_prefetcher_raises_at_the_failing_step_and_stops_when_closed():
     assert next(iter(loader)) == 0
     loader.close()
     assert not loader.thread.is_alive()
+
+
+def test_gradcache_chunk_sized_from_memory(tiny_encoder_dir, monkeypatch):
+    from skilltrain.model import BiEncoder
+    from skilltrain.training import gradcache
+    from skilltrain.training.fit_cli import _chunk
+
+    encoder = BiEncoder.from_pretrained(tiny_encoder_dir)
+    per_text = gradcache.activation_bytes_per_text(encoder.transformer, encoder.max_seq_length, 4)
+    monkeypatch.setattr(gradcache, "free_memory_bytes", lambda device: 100 * per_text)
+    assert gradcache.chunk_for_memory(encoder, 40, CPU, bf16=False) == 0  # 50 texts fit in half: GradCache off
+    assert gradcache.chunk_for_memory(encoder, 400, CPU, bf16=False) == 50
+    assert gradcache.chunk_for_memory(encoder, 400, CPU, bf16=False, sharing=2) == 25  # two workers share the host
+    assert _chunk("auto") == gradcache.AUTO_CHUNK and _chunk("64") == 64
