@@ -1,7 +1,8 @@
 """The per-worker training loop (runs inside each Ray Train worker).
 
 Read top to bottom: :func:`setup` (model, optimiser, schedule), :func:`resume`
-(from a checkpoint dir), then :func:`train`: :func:`train_step` until the
+(from a checkpoint dir), then :func:`train`: :func:`train_step` on the batches
+the background loader (:mod:`skilltrain.training.loader`) builds ahead, until the
 schedule ends, with :func:`validate_and_checkpoint` every ``eval_every``
 steps and at the last one. :func:`train_loop_per_worker` is the thin Ray
 Train adapter around these; the loop itself knows nothing of Ray beyond the
