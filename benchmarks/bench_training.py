@@ -53,6 +53,15 @@ def synthetic_run_dir(path: Path, n_skills: int, per_skill: int = 2) -> Path:
     return path
 
 
+def append_jsonl(path: Path | None, rows: list[dict]) -> None:
+    """Append result rows as JSON lines (no-op without a path)."""
+    if path is None:
+        return
+    with open(path, "a") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+
+
 def run_one(tmp: Path, tag: str, workers: int, global_batch: int, steps: int, chunk: int, model: Path | None, gpu: bool) -> dict:
     data = synthetic_run_dir(tmp / f"data-{global_batch}", n_skills=max(2 * global_batch, 256))
     cfg = TrainConfig(
@@ -99,10 +108,7 @@ def main() -> int:
             for g in [int(x) for x in args.global_batches.split(",")]:
                 results.append(run_one(Path(tmp), f"mem-g{g}", args.memory_workers, g, args.steps, args.chunk, args.model, args.gpu))
                 print(json.dumps(results[-1]), flush=True)
-    if args.json:
-        with open(args.json, "a") as fh:
-            for r in results:
-                fh.write(json.dumps(r) + "\n")
+    append_jsonl(args.json, results)
     return 0
 
 

@@ -323,7 +323,7 @@ def part_checks(b: Bench) -> dict:
 
     from skilltrain.training.augment import NO_PARTNER
     from skilltrain.training.distributed import gather_with_grad, world
-    from skilltrain.training.gradcache import forward_backward
+    from skilltrain.training.gradcache import forward_backward, tokenize
     from skilltrain.training.loss import contrastive_loss, false_negative_mask
     from skilltrain.training.train import autocast_for
 
@@ -334,7 +334,8 @@ def part_checks(b: Bench) -> dict:
     cls = torch.as_tensor(b.inputs.cls[rows])
     seen: dict[str, Any] = {}
 
-    def loss_fn(s, l_):
+    def loss_fn(outputs, masks):
+        s, l_ = outputs
         seen["loss_input_dtype"], seen["loss_input_device"] = str(s.dtype), str(s.device)
         gathered = gather_with_grad(s)
         seen["gathered_device"], seen["gather_is_collective"] = str(gathered.device), gathered.grad_fn is not None and "GatherWithGrad" in type(gathered.grad_fn).__name__
@@ -352,7 +353,7 @@ def part_checks(b: Bench) -> dict:
     with autocast():
         seen["embedding_dtype_under_autocast"] = str(encoder.embed(texts[:2]).dtype)
     hook.remove()
-    loss = forward_backward(encoder, texts, labels, loss_fn, chunk=b.settings.chunk, autocast=autocast)
+    loss = forward_backward(encoder, [tokenize(encoder, texts), tokenize(encoder, labels)], loss_fn, chunk=b.settings.chunk, autocast=autocast)
     grads = {str(p.grad.dtype) for p in encoder.parameters() if p.grad is not None}
     return {
         "backend": b.results["env"]["backend"], "world_size": world()[1], "device": str(b.device),
@@ -369,23 +370,31 @@ def part_zero_shot(b: Bench) -> dict:
 
 
 def sweep_one(b: Bench, batch: int) -> dict:
+    from skilltrain.training.loader import loader_for
+    from skilltrain.training.throughput import model_shape, train_flops
     from skilltrain.training.train import LoopState, peak_memory_mb, setup, train_step
 
     s = b.settings
     cfg = b.step_config(batch, s.base_lr, max_steps=s.warmup_steps + s.timed_steps)
     b.reset_peak()
     run = setup(cfg, train_data(b.inputs), b.device)
-    state = LoopState()
-    for _ in range(s.warmup_steps):
-        train_step(run, state)
-    b.sync()
-    t0 = time.perf_counter()
-    for _ in range(s.timed_steps):
-        loss = train_step(run, state)
-    b.sync()
-    dt = time.perf_counter() - t0
+    state, shape, flops = LoopState(), model_shape(run.encoder.transformer), 0.0
+    with loader_for(run) as loader:  # the trainer's input pipeline: prefetched, pre-tokenised, pinned on CUDA
+        batches = iter(loader)
+        for _ in range(s.warmup_steps):
+            train_step(run, state, next(batches))
+        b.sync()
+        t0 = time.perf_counter()
+        for _ in range(s.timed_steps):
+            step_batch = next(batches)
+            loss = train_step(run, state, step_batch)
+            flops += train_flops(shape, step_batch.groups)
+        b.sync()
+        dt = time.perf_counter() - t0
     return {"global_batch": batch, "gradcache_chunk": s.chunk, "timed_steps": s.timed_steps, "step_s": round(dt / s.timed_steps, 4),
-            "samples_per_s": round(batch * s.timed_steps / dt, 1), "peak_mem_mb": round(peak_memory_mb(b.device), 1), "loss": round(loss, 4)}
+            "samples_per_s": round(batch * s.timed_steps / dt, 1), "model_tflops": round(flops / dt / 1e12, 3),
+            "mfu": round(flops / dt / run.peak_flops, 4), "peak": run.peak_source,
+            "peak_mem_mb": round(peak_memory_mb(b.device), 1), "loss": round(loss, 4)}
 
 
 def part_sweep(b: Bench) -> dict:
@@ -424,6 +433,7 @@ def pool_pairs(b: Bench) -> int:
 
 def train_pass(b: Bench, batch: int, data, tag: str, **cfg_kw) -> tuple[dict, Any]:
     """One pass over ``data`` at global ``batch``; returns (metrics with scores, the trained encoder)."""
+    from skilltrain.training.loader import loader_for
     from skilltrain.training.train import LoopState, peak_memory_mb, setup, train_step
 
     s = b.settings
@@ -433,11 +443,12 @@ def train_pass(b: Bench, batch: int, data, tag: str, **cfg_kw) -> tuple[dict, An
     state, last_log = LoopState(), time.perf_counter()
     b.sync()
     t0 = time.perf_counter()
-    while state.step < run.schedule.total:
-        loss = train_step(run, state)
-        if time.perf_counter() - last_log > s.log_every_s:
-            b.log(f"{tag} batch {batch}: step {state.step}/{run.schedule.total} loss {loss:.4f}")
-            last_log = time.perf_counter()
+    with loader_for(run) as loader:
+        for step_batch in loader:
+            loss = train_step(run, state, step_batch)
+            if time.perf_counter() - last_log > s.log_every_s:
+                b.log(f"{tag} batch {batch}: step {state.step}/{run.schedule.total} loss {loss:.4f}")
+                last_log = time.perf_counter()
     b.sync()
     train_s = time.perf_counter() - t0
     pairs_seen = run.schedule.total * batch

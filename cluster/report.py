@@ -191,7 +191,7 @@ def _render(config, outcome: dict[str, Any], run_dir, folder: Path) -> None:
     if images["scores"]:
         lines += [f"![scores]({images['scores']})", ""]
     lines += ["## Training", ""]
-    for key in ("steps", "wall_s", "best_step", "best_val_rp5", "samples_per_s"):
+    for key in ("steps", "wall_s", "best_step", "best_val_rp5", "samples_per_s", "mfu", "phase_s"):
         if key in training:
             lines.append(f"- {key}: {training[key]}")
     if images["training"]:

@@ -41,8 +41,13 @@ class TrainConfig(BaseModel):
     worker_resources: Optional[dict[str, float]] = Field(
         None, description='custom Ray resources per training worker, e.g. {"worker_node": 1} to place them on labelled nodes'
     )
+    cpus_per_worker: int = Field(
+        0, ge=0, description="CPUs reserved per training worker, and its torch threads; 0 = the free CPUs shared among the workers"
+    )
     batch_size: int = Field(64, ge=2, description="pairs per worker per step; global batch = workers * batch_size")
-    gradcache_chunk: int = Field(0, ge=0, description="GradCache chunk size (0 = off: one forward with graph)")
+    gradcache_chunk: int = Field(
+        0, ge=-1, description="GradCache chunk size (0 = off: one forward with graph; -1 = sized from free memory)"
+    )
 
     # data
     taxonomy_pairs: bool = Field(False, description="add (alt label -> label) and (description -> label) pairs")

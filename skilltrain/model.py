@@ -111,6 +111,14 @@ class BiEncoder(torch.nn.Module):
         out = self.transformer(**features)
         return F.normalize(mean_pool(out.last_hidden_state, features["attention_mask"]), p=2, dim=-1)
 
+    def represent(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What training scores, from tokenised features (``input_ids``, ``attention_mask``).
+
+        The one method GradCache calls for every chunk (:mod:`skilltrain.training.gradcache`):
+        pooled, unit-norm ``(n, D)`` here; a token-level scorer may return ``(n, L, D)``.
+        """
+        return self(features)
+
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Embeddings with the autograd graph (training)."""
         return self(self.tokenize(texts))

@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 from train_helpers import make_batch
 
 from skilltrain.training.augment import AugmentedBatch
-from skilltrain.training.gradcache import forward_backward
+from skilltrain.training.gradcache import forward_backward, tokenize
 from skilltrain.training.loss import contrastive_loss, false_negative_mask, label_side_mask
 from skilltrain.model import BiEncoder
 from skilltrain.training.train import compute_gradients
@@ -88,24 +88,26 @@ def test_gradcache_replay_restores_dropout_rng(tiny_encoder_dir):
     batch = make_batch(n=16)
     seen: list[torch.Tensor] = []
 
-    def loss_fn(s, l_):
-        seen.append(s.detach().clone())
-        return contrastive_loss(s, l_, torch.as_tensor(batch.cls), torch.as_tensor(batch.partner_cls))
+    def loss_fn(outputs, masks):
+        seen.append(outputs[0].detach().clone())
+        return contrastive_loss(*outputs, torch.as_tensor(batch.cls), torch.as_tensor(batch.partner_cls))
 
-    original_embed = encoder.embed
+    original_embed, original_represent = encoder.embed, encoder.represent
     replayed: list[torch.Tensor] = []
 
-    def spy(texts):
-        out = original_embed(texts)
+    def spy(features):
+        out = original_represent(features)
         if torch.is_grad_enabled():
             replayed.append(out.detach().clone())
         return out
 
-    encoder.embed = spy
+    encoder.represent = spy
     torch.manual_seed(0)
-    forward_backward(encoder, batch.texts, batch.labels, loss_fn, chunk=4)
-    sentence_replay = torch.cat(replayed[:4])
-    assert torch.allclose(sentence_replay, seen[0], atol=1e-6)
+    sentences = tokenize(encoder, batch.texts)
+    forward_backward(encoder, [sentences, tokenize(encoder, batch.labels)], loss_fn, chunk=4)
+    sentence_replay = torch.cat(replayed[:4])  # chunks run in length order, longest first
+    order = torch.argsort(sentences.attention_mask.sum(1), descending=True, stable=True)
+    assert torch.allclose(sentence_replay, seen[0][order], atol=1e-6)
     # and dropout really was active (two plain passes differ)
     with torch.no_grad():
         assert not torch.allclose(original_embed(batch.texts[:4]), original_embed(batch.texts[:4]))
@@ -154,3 +156,31 @@ def test_scale_and_asymmetric_match_mnrl_formula():
     loss = contrastive_loss(s, l_, cls, partner, scale=20.0, symmetric=False)
     ref = torch.nn.functional.cross_entropy(20 * s @ l_.T, torch.arange(5))
     assert torch.allclose(loss, ref, atol=1e-6)
+
+
+def test_gradcache_token_level_outputs_equal_full_batch(tiny_encoder_dir):
+    """A 3-d (n, L, D) represent: chunks padded to the group's length, replay sliced back; gradients unchanged."""
+    import torch.nn.functional as F
+
+    batch = make_batch(n=12)
+
+    def token_represent(self, features):
+        out = self.transformer(**features).last_hidden_state
+        return F.normalize(out, dim=-1)
+
+    def loss_fn(outputs, masks):
+        sentences, labels = outputs
+        assert sentences.ndim == 3 and sentences.shape[:2] == masks[0].shape and labels.ndim == 3
+        pooled = (labels * masks[1].unsqueeze(-1)).sum(1) / masks[1].sum(1, keepdim=True)
+        scores = torch.einsum("nld,md->nml", sentences, pooled).masked_fill(~masks[0].bool().unsqueeze(1), -1e4)
+        return torch.nn.functional.cross_entropy(20 * scores.max(-1).values, torch.arange(len(scores)))
+
+    results = []
+    for chunk in (0, 4):
+        encoder = BiEncoder.from_pretrained(tiny_encoder_dir).eval()
+        encoder.represent = token_represent.__get__(encoder)
+        loss = forward_backward(encoder, [tokenize(encoder, batch.texts), tokenize(encoder, batch.labels)], loss_fn, chunk=chunk)
+        results.append((float(loss), grads_of(encoder)))
+    (loss_full, full), (loss_gc, gc) = results
+    assert abs(loss_full - loss_gc) < 1e-5
+    assert max((gc[k] - full[k]).abs().max().item() for k in full) < 1e-5

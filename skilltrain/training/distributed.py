@@ -12,6 +12,7 @@ and in a plain script.
   :mod:`skilltrain.training.loss`).
 * :func:`broadcast_module`, :func:`allreduce_sum`, :func:`allreduce_max`:
   identical start weights, the global loss, the peak memory over workers.
+* :func:`gather_rows`: validation's label embeddings, encoded a share per rank.
 * :func:`backend_for`: NCCL for CUDA tensors, gloo on CPU; :func:`group_of_one` for scripts.
 """
 
@@ -120,6 +121,24 @@ def allreduce_sum(value: float, device: torch.device | str = "cpu") -> float:
 def allreduce_max(value: float, device: torch.device | str = "cpu") -> float:
     """Max of a scalar over ranks (peak memory: the figure that decides whether a run fits)."""
     return _allreduce_scalar(value, device, "MAX")
+
+
+def gather_rows(x: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's ``x`` (same trailing shape, any number of rows), in rank order; ``[x]`` alone.
+
+    Rows are padded to the longest rank's count for the collective (all_gather needs equal
+    shapes), then cut back.
+    """
+    if world()[1] == 1:
+        return [x]
+    counts = [torch.zeros(1, dtype=torch.int64, device=x.device) for _ in range(world()[1])]
+    dist.all_gather(counts, torch.tensor([x.shape[0]], dtype=torch.int64, device=x.device))
+    longest = int(max(c.item() for c in counts))
+    padded = torch.zeros((longest, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    padded[: x.shape[0]] = x
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded)
+    return [part[: int(c.item())] for part, c in zip(parts, counts)]
 
 
 def broadcast_module(module: torch.nn.Module) -> None:

@@ -39,7 +39,7 @@ from skilltrain.training.data import load_pairs
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
 from skilltrain.training.distributed import backend_for
 from skilltrain.training.sampler import plan_schedule
-from skilltrain.training.train import META_FILE, TrainData, load_model_weights, train_loop_per_worker, validate
+from skilltrain.training.train import LABEL_EMBEDDINGS_FILE, META_FILE, TrainData, load_model_weights, train_loop_per_worker, validate
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,10 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     from ray.train.torch import TorchConfig, TorchTrainer
 
     started = time.perf_counter()
+    phases: dict[str, float] = {}  # where the fit's wall time goes (FitResult.extra["phase_s"])
     cfg = config
     data, info = prepare(cfg)
+    phases["prepare"] = time.perf_counter() - started
     log.info(
         "training %s on %d pairs / %d skills: %d steps (%d/epoch x %d epochs), global batch %d = %d workers x %d; run '%s' in %s",
         info["model_dir"], info["pairs"], info["skills"], info["total_steps"], info["steps_per_epoch"], cfg.epochs,
@@ -167,14 +169,16 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     # given address, $RAY_ADDRESS, else a fresh local Ray. With the dashboard: Ray Train v2's placement-group
     # cleaner asks the State API (served by it) whether the controller lives, and without an answer it
     # has removed a healthy run's workers.
+    mark = time.perf_counter()
     init_ray(cfg.ray_address)
+    phases["ray_init"] = time.perf_counter() - mark
     validating = bool(data.val_benchmarks)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"config": resolved.to_json(), "data": ray.put(data)},
         torch_config=TorchConfig(backend=backend_for(cfg.use_gpu)),
         scaling_config=ScalingConfig(
-            num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker=_worker_resources(cfg),
+            num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker=_worker_resources(cfg, cpus_per_worker(cfg)),
         ),
         run_config=RunConfig(
             name=cfg.run_name,
@@ -187,7 +191,10 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
             failure_config=FailureConfig(max_failures=cfg.max_failures),
         ),
     )
+    mark = time.perf_counter()
     result = trainer.fit()
+    phases["trainer"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     if result.checkpoint is None:
         raise RuntimeError(f"training run '{cfg.run_name}' finished without a checkpoint")
 
@@ -203,21 +210,29 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     encoder = BiEncoder.from_pretrained(resolved.model, cfg.max_seq_length)
     with best_ckpt.as_directory() as best_dir:
         meta = load_model_weights(Path(best_dir), encoder)
+        saved_labels = Path(best_dir) / LABEL_EMBEDDINGS_FILE
+        label_embeddings = np.load(saved_labels) if saved_labels.exists() else None
     best_step = int(meta["step"])
     eval_results = {"best_step": best_step, "validation": {k: v for k, v in best_metrics.items() if k.startswith("val_")}}
     if cfg.average_alphas:
         eval_results["weight_average"] = _average_with_start(encoder, resolved, data)
-    test_results = _final_eval(encoder, cfg, data)
+        label_embeddings = None  # other weights now
+    test_results = _final_eval(encoder, cfg, data, label_embeddings)
     if test_results is not None:
         eval_results["test"] = test_results
+    phases["final_eval"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     training_config = {**cfg.to_json(), "resolved_model": info["model_dir"], "data_info": info, "best_step": best_step, "history": history}
     save_model(encoder, cfg.out, training_config=training_config, eval_results=eval_results)
+    phases["export"] = time.perf_counter() - mark
     wall = time.perf_counter() - started
+    log.info("fit time by phase: %s", ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
     log.info("saved best checkpoint (step %d%s) to %s in %.1f s", best_step,
              f", val RP@5 {best_metrics['val_rp5']:.2f}" if "val_rp5" in best_metrics else "", cfg.out, wall)
     return FitResult(
         cfg.out, best_step, dict(best_metrics), history, wall, test_results, best_ckpt.path,
-        extra={"resumed_at_steps": latest_meta.get("resumes", []), "last_metrics": dict(result.metrics or {}), **info},
+        extra={"resumed_at_steps": latest_meta.get("resumes", []), "last_metrics": dict(result.metrics or {}),
+               "phase_s": {k: round(v, 1) for k, v in phases.items()}, **info},
     )
 
 
@@ -232,11 +247,27 @@ def _average_with_start(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -
     return {"alpha": alpha, "val_rp5_by_alpha": {str(a): v for a, v in scores.items()}}
 
 
-def _worker_resources(cfg: TrainConfig) -> dict[str, float] | None:
-    """Custom resources on top of Ray Train's default one CPU (or GPU) per worker; None keeps the default."""
-    if not cfg.worker_resources:
-        return None
-    return {"GPU" if cfg.use_gpu else "CPU": 1, **cfg.worker_resources}
+def cpus_per_worker(cfg: TrainConfig) -> int:
+    """``cfg.cpus_per_worker``, or the cluster's free CPUs shared among the workers (at most one node's).
+
+    Ray Train's default is one CPU per worker, and Ray then runs a worker with
+    ``OMP_NUM_THREADS=1``: one worker on a 2-core box trained on one core. The worker
+    sets its torch threads to what it is given (:func:`skilltrain.training.train.worker_threads`).
+    """
+    import ray
+
+    if cfg.cpus_per_worker:
+        return cfg.cpus_per_worker
+    free = ray.available_resources().get("CPU", 1.0)
+    custom = cfg.worker_resources or {}
+    eligible = [n["Resources"] for n in ray.nodes() if n.get("Alive") and all(n["Resources"].get(k, 0) >= v for k, v in custom.items())]
+    largest_node = max((r.get("CPU", 0.0) for r in eligible), default=1.0)
+    return max(1, int(min(free // cfg.workers, largest_node)))
+
+
+def _worker_resources(cfg: TrainConfig, cpus: int) -> dict[str, float]:
+    """Per worker: ``cpus`` CPUs (its torch threads and input pipeline), its GPU, and any custom resources."""
+    return {"CPU": cpus, **({"GPU": 1} if cfg.use_gpu else {}), **(cfg.worker_resources or {})}
 
 
 def ray_storage(storage: Path | Location) -> dict[str, Any]:
@@ -252,9 +283,14 @@ def save_model(encoder: BiEncoder, out: Path | str, **extra: Any) -> None:
         encoder.save(folder, **extra)
 
 
-def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict | None:
-    """Test-split scores of the exported model (one skill index build), or None without benchmarks."""
+def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData, label_embeddings: np.ndarray | None = None) -> dict | None:
+    """Test-split scores of the exported model, or None without benchmarks.
+
+    ``label_embeddings``: the skill embeddings of these weights that the workers computed when
+    validating this checkpoint; given, the labels are not encoded again (the same index).
+    """
     from skilltrain.evaluation.evaluate import evaluate, format_table, load_benchmarks, results_json
+    from skilltrain.ranking import SkillIndex
 
     if data.val_skills is None:
         return None
@@ -263,6 +299,7 @@ def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict |
     except UserError as exc:
         log.info("final test evaluation skipped: %s", exc)
         return None
-    reports = evaluate(encoder, data.val_skills, benchmarks, ci=True)
+    index = SkillIndex(data.val_skills, label_embeddings) if label_embeddings is not None and len(label_embeddings) == data.val_skills.height else None
+    reports = evaluate(encoder, data.val_skills, benchmarks, index=index, ci=True)
     log.info("\n%s", format_table(reports, title=f"best checkpoint on test ({data.val_skills.height} skills ranked)"))
     return results_json(reports)

@@ -34,9 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     scale = parser.add_argument_group("scale")
     scale.add_argument("--workers", type=int, default=1, help="Ray Train workers (processes; one GPU each with --gpu)")
+    scale.add_argument("--cpus-per-worker", type=int, default=0, help="CPUs reserved per worker, also its torch threads (default 0: the free CPUs shared among the workers)")
     scale.add_argument("--gpu", action="store_true", help="one GPU per worker, NCCL, bf16 autocast (default: CPU, gloo, float32)")
     scale.add_argument("--batch-size", type=int, default=64, help="pairs per worker per step; the global batch (workers x batch size) is the negative pool")
-    scale.add_argument("--gradcache-chunk", type=int, default=0, help="GradCache: embed in chunks of this many texts so memory does not grow with the batch (0 = off)")
+    scale.add_argument("--gradcache-chunk", type=_chunk, default=0, help="GradCache: embed in chunks of this many texts so memory does not grow with the batch (0 = off; 'auto' = sized from free memory, off when the batch fits)")
     scale.add_argument("--address", dest="ray_address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     scale.add_argument("--ray-address", dest="ray_address", default=None, help=argparse.SUPPRESS)  # old spelling
 
@@ -70,6 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--name", default=None, help="run name under --storage; rerunning with the same name resumes (default: skilltrain-<out dir name>)")
 
 
+def _chunk(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return -1
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of texts or 'auto', got '{text}'") from None
+
+
 def _floats(text: str, flag: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
@@ -81,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     try:
         return TrainConfig(
             data=args.data, out=args.out, model=args.model, esco=args.esco, benchmark_dir=args.benchmark_dir,
-            workers=args.workers, use_gpu=args.gpu, batch_size=args.batch_size, gradcache_chunk=args.gradcache_chunk,
+            workers=args.workers, cpus_per_worker=args.cpus_per_worker, use_gpu=args.gpu, batch_size=args.batch_size, gradcache_chunk=args.gradcache_chunk,
             ray_address=args.ray_address, taxonomy_pairs=args.taxonomy_pairs, augment_prob=args.augment_prob,
             max_seq_length=args.max_seq_length, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
             warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,

@@ -1,7 +1,8 @@
 """The per-worker training loop (runs inside each Ray Train worker).
 
 Read top to bottom: :func:`setup` (model, optimiser, schedule), :func:`resume`
-(from a checkpoint dir), then :func:`train`: :func:`train_step` until the
+(from a checkpoint dir), then :func:`train`: :func:`train_step` on the batches
+the background loader (:mod:`skilltrain.training.loader`) builds ahead, until the
 schedule ends, with :func:`validate_and_checkpoint` every ``eval_every``
 steps and at the last one. :func:`train_loop_per_worker` is the thin Ray
 Train adapter around these; the loop itself knows nothing of Ray beyond the
@@ -41,10 +42,14 @@ import torch
 
 from skillgen.common.raymetrics import publish
 from skilltrain.model import BiEncoder
+from skilltrain.ranking import SkillIndex
 from skilltrain.training import hardneg
 from skilltrain.training.augment import AugmentedBatch, augment_batch, step_rng
 from skilltrain.training.distributed import allreduce_gradients, allreduce_max, allreduce_sum, broadcast_module, world
-from skilltrain.training.gradcache import forward_backward
+from skilltrain.training.gradcache import AUTO_CHUNK, chunk_for_memory, forward_backward, tokenize
+from skilltrain.training.loader import StepBatch, loader_for
+from skilltrain.training.throughput import model_shape, peak_flops, train_flops
+from skilltrain.training.validation import validation_index
 from skilltrain.training.loss import contrastive_loss
 from skilltrain.training.sampler import Schedule, plan_schedule
 
@@ -53,6 +58,7 @@ if TYPE_CHECKING:  # pydantic stays out of the import path of one-GPU scripts th
 
 STATE_FILE = "train_state.pt"
 META_FILE = "meta.json"
+LABEL_EMBEDDINGS_FILE = "label_embeddings.npy"  # the validation skill index of the checkpoint's weights
 
 Report = Callable[[dict, "Path | None"], None]  # (metrics, checkpoint dir on rank 0 / None) -> None
 
@@ -85,6 +91,30 @@ def global_batch(data: TrainData, plan, cfg: "TrainConfig", epoch: int, step_in_
     return AugmentedBatch(batch.texts, batch.labels, batch.cls, batch.partner_cls, [data.class_labels[c] for c in neg_cls], neg_cls)
 
 
+def step_gradients(
+    encoder: BiEncoder,
+    batch: StepBatch,
+    scale: float = 20.0,
+    symmetric: bool = True,
+    gradcache_chunk: int = 0,
+    autocast=contextlib.nullcontext,
+) -> float:
+    """Accumulate this rank's gradients for its share of a global batch and SUM them over ranks.
+
+    Afterwards every rank holds the gradient of the global-batch loss, exactly as a
+    single process on the whole batch would. Returns the global loss (the one host
+    sync of the step, after all chunks).
+    """
+    hard = len(batch.groups) > 2
+
+    def loss_fn(outputs, masks):
+        return contrastive_loss(outputs[0], outputs[1], batch.cls, batch.partner_cls, scale, symmetric, outputs[2] if hard else None, batch.neg_cls)
+
+    local_loss = forward_backward(encoder, batch.groups, loss_fn, gradcache_chunk, autocast)
+    allreduce_gradients(encoder.parameters())
+    return allreduce_sum(local_loss.item(), encoder.device)
+
+
 def compute_gradients(
     encoder: BiEncoder,
     batch: AugmentedBatch,
@@ -94,25 +124,14 @@ def compute_gradients(
     gradcache_chunk: int = 0,
     autocast=contextlib.nullcontext,
 ) -> float:
-    """Accumulate this rank's gradients for the global ``batch`` and SUM them over ranks.
-
-    Afterwards every rank holds the gradient of the global-batch loss, exactly as a
-    single process on the whole batch would. Returns the global loss.
-    """
+    """:func:`step_gradients` on an augmented global batch, tokenising this rank's rows here (no loader)."""
     rank, _ = world()
     rows = slice(rank * batch_size, (rank + 1) * batch_size)
     k = len(batch.negatives) // len(batch.texts)
-    cls, partner_cls, neg_cls = (torch.as_tensor(a) for a in (batch.cls, batch.partner_cls, batch.neg_cls))
-
-    def loss_fn(sentences, labels, negatives=None):
-        return contrastive_loss(sentences, labels, cls, partner_cls, scale, symmetric, negatives, neg_cls)
-
-    local_loss = forward_backward(
-        encoder, batch.texts[rows], batch.labels[rows], loss_fn, gradcache_chunk, autocast,
-        negatives=batch.negatives[rows.start * k : rows.stop * k],
-    )
-    allreduce_gradients(encoder.parameters())
-    return allreduce_sum(local_loss.item(), encoder.device)
+    texts = [batch.texts[rows], batch.labels[rows]] + ([batch.negatives[rows.start * k : rows.stop * k]] if k else [])
+    as_tensor = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))  # noqa: E731
+    step_batch = StepBatch(0, [tokenize(encoder, t) for t in texts], as_tensor(batch.cls), as_tensor(batch.partner_cls), as_tensor(batch.neg_cls))
+    return step_gradients(encoder, step_batch, scale, symmetric, gradcache_chunk, autocast)
 
 
 def lr_lambda(total_steps: int, warmup_ratio: float):
@@ -142,17 +161,21 @@ def peak_memory_mb(device: torch.device) -> float:
 # ---- validation and checkpoints -------------------------------------------------
 
 
-def validate(encoder: BiEncoder, data: TrainData) -> dict[str, float]:
-    """Mean RP@5 per validation set (one skill index build for all sets) and their mean."""
+def validate(encoder: BiEncoder, data: TrainData, index: SkillIndex | None = None) -> dict[str, float]:
+    """Mean RP@5 per validation set (one skill index for all sets, built here unless given) and their mean."""
     from skilltrain.evaluation.evaluate import evaluate
 
-    reports = evaluate(encoder, data.val_skills, data.val_benchmarks, ci=False)
+    reports = evaluate(encoder, data.val_skills, data.val_benchmarks, index=index, ci=False)
     out = {f"val_{name}_rp5": report.means()["RP@5"] for name, report in reports.items()}
     out["val_rp5"] = float(np.mean(list(out.values())))
     return out
 
 
-def save_checkpoint(directory: Path, encoder, optimizer, scheduler, meta: dict) -> None:
+def save_checkpoint(directory: Path, encoder, optimizer, scheduler, meta: dict, label_embeddings: np.ndarray | None = None) -> None:
+    """Weights, optimiser, schedule, meta; and the skill embeddings of these weights when this step validated
+    (the driver's test evaluation of the exported checkpoint then need not encode all labels again)."""
+    if label_embeddings is not None:
+        np.save(directory / LABEL_EMBEDDINGS_FILE, label_embeddings)
     torch.save(
         {"model": encoder.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
         directory / STATE_FILE,
@@ -206,6 +229,11 @@ class Run:
     autocast: Callable[[], contextlib.AbstractContextManager]
     rank: int
     size: int
+    threads: int = 1  # torch threads of this worker (its share of the node's CPUs)
+    peak_flops: float = 0.0  # the device's peak for the compute dtype (CPU: a measured matmul rate)
+    peak_source: str = ""
+    setup_s: float = 0.0  # model load, optimiser, plan, peak measurement
+    chunk: int = 0  # the GradCache chunk in use (cfg's, or sized from free memory)
 
 
 @dataclass
@@ -221,44 +249,65 @@ class LoopState:
 
 @dataclass
 class Meter:
-    """Throughput (first, warm-up step excluded), loss EMA, memory before the first step."""
+    """Throughput and model FLOPs (first, warm-up step excluded), input wait, loss EMA, memory before the first step.
+
+    Validation and checkpoint time is excluded too: the rates are the training step's.
+    """
 
     mem_before_training_mb: float
     started: float = field(default_factory=time.perf_counter)
     samples: int = 0
-    first_step_at: float = 0.0
-    first_step_samples: int = 0
+    flops: float = 0.0  # this rank's model FLOPs in the timed steps
+    timed_s: float = 0.0  # wall time of the timed steps (input wait included)
+    input_wait_s: float = 0.0  # of which: waiting for the loader
+    first_step_done: bool = False
     loss_ema: float | None = None
+    steps_s: float = 0.0  # all steps, the first included
+    validation_s: float = 0.0
 
-    def update(self, samples: int, loss: float) -> None:
-        self.samples += samples
-        if not self.first_step_at:
-            self.first_step_at, self.first_step_samples = time.perf_counter(), self.samples
+    def update(self, samples: int, loss: float, flops: float, step_s: float, wait_s: float) -> None:
+        self.steps_s += step_s
+        if self.first_step_done:
+            self.samples, self.flops, self.timed_s, self.input_wait_s = self.samples + samples, self.flops + flops, self.timed_s + step_s, self.input_wait_s + wait_s
+        self.first_step_done = True
         self.loss_ema = loss if self.loss_ema is None else 0.9 * self.loss_ema + 0.1 * loss
 
     def samples_per_s(self) -> float:
-        timed = self.samples - self.first_step_samples
-        return timed / (time.perf_counter() - self.first_step_at) if self.first_step_at and timed else 0.0
+        return self.samples / self.timed_s if self.timed_s else 0.0
+
+    def flops_per_s(self) -> float:
+        return self.flops / self.timed_s if self.timed_s else 0.0
 
 
 # ---- the loop ---------------------------------------------------------------------
 
 
-def setup(cfg: "TrainConfig", data: TrainData, device: torch.device) -> Run:
-    """Model on ``device`` (identical on every rank), AdamW without decay on biases/LayerNorm, warm-up + linear decay."""
+def setup(cfg: "TrainConfig", data: TrainData, device: torch.device, threads: int | None = None) -> Run:
+    """Model on ``device`` (identical on every rank), AdamW without decay on biases/LayerNorm, warm-up + linear decay.
+
+    ``threads``: torch threads for this worker (None keeps the process's setting).
+    """
+    started = time.perf_counter()
     rank, size = world()
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     encoder = BiEncoder.from_pretrained(cfg.model, cfg.max_seq_length).to(device)
     encoder.train()
     broadcast_module(encoder)
     decay = [p for p in encoder.parameters() if p.ndim > 1]
     no_decay = [p for p in encoder.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
-    )
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)  # one kernel for all parameters (CPU and CUDA)
     schedule = plan_schedule(data.cls, cfg.global_batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(schedule.total, cfg.warmup_ratio))
-    return Run(cfg, data, encoder, optimizer, scheduler, schedule, device, autocast_for(device, cfg.bf16), rank, size)
+    peak, source = peak_flops(device, cfg.bf16)
+    chunk = cfg.gradcache_chunk
+    if chunk == AUTO_CHUNK:
+        texts = cfg.batch_size * max(1, cfg.hard_negatives)  # the largest group: hard negatives are k per pair
+        chunk = chunk_for_memory(encoder, texts, device, cfg.bf16, sharing=size if device.type == "cpu" else 1)
+    return Run(cfg, data, encoder, optimizer, scheduler, schedule, device, autocast_for(device, cfg.bf16), rank, size,
+               torch.get_num_threads(), peak, source, time.perf_counter() - started, chunk)
 
 
 def resume(run: Run, checkpoint_dir: Path) -> LoopState:
@@ -275,13 +324,13 @@ def resume(run: Run, checkpoint_dir: Path) -> LoopState:
     return state
 
 
-def train_step(run: Run, state: LoopState) -> float:
-    """One optimiser step on this step's global batch; returns the global loss."""
+def train_step(run: Run, state: LoopState, batch: StepBatch) -> float:
+    """One optimiser step on this step's batch (from the loader); returns the global loss."""
     cfg = run.cfg
-    epoch, step_in_epoch = run.schedule.locate(state.step)
+    if batch.step != state.step:
+        raise RuntimeError(f"loader out of step: batch for step {batch.step} at step {state.step}")
     torch.manual_seed(hash((cfg.seed, state.step, run.rank)) & 0x7FFF_FFFF)  # dropout: same on a resumed run
-    batch = global_batch(run.data, run.schedule.plans[epoch], cfg, epoch, step_in_epoch)
-    loss = compute_gradients(run.encoder, batch, cfg.batch_size, cfg.scale, cfg.symmetric, cfg.gradcache_chunk, run.autocast)
+    loss = step_gradients(run.encoder, batch, cfg.scale, cfg.symmetric, run.chunk, run.autocast)
     if cfg.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(run.encoder.parameters(), cfg.max_grad_norm)
     run.optimizer.step()
@@ -292,11 +341,14 @@ def train_step(run: Run, state: LoopState) -> float:
 
 
 def validate_and_checkpoint(run: Run, state: LoopState, loss: float, meter: Meter, report: Report) -> None:
-    """Rank 0 validates; every rank reports the metrics, rank 0 with the checkpoint."""
+    """All ranks encode the skill labels, rank 0 scores; every rank reports the metrics, rank 0 with the checkpoint."""
     entry: dict[str, Any] = {"step": state.step, "loss": loss}
-    if run.rank == 0 and run.data.val_benchmarks:
+    index = None
+    if run.data.val_benchmarks:
         t0 = time.perf_counter()
-        state.last_val = {"step": state.step, **validate(run.encoder, run.data)}
+        index = validation_index(run.encoder, run.data.val_skills)
+    if run.rank == 0 and index is not None:
+        state.last_val = {"step": state.step, **validate(run.encoder, run.data, index)}
         entry["val_rp5"] = state.last_val["val_rp5"]
         if state.best is None or entry["val_rp5"] > state.best["val_rp5"]:
             state.best = {"step": state.step, "val_rp5": entry["val_rp5"]}
@@ -309,36 +361,47 @@ def validate_and_checkpoint(run: Run, state: LoopState, loss: float, meter: Mete
         state.history[-1].update(entry)  # the logged step is also a validation step
     else:
         state.history.append(entry)
-    checkpoint(run, state, loss, meter, report)
+    checkpoint(run, state, loss, meter, report, index.embeddings if index is not None else None)
 
 
-def checkpoint(run: Run, state: LoopState, loss: float, meter: Meter, report: Report) -> None:
+def checkpoint(run: Run, state: LoopState, loss: float, meter: Meter, report: Report, label_embeddings: np.ndarray | None = None) -> None:
     """Metrics (peak memory: max over ranks) and, from rank 0, the checkpoint dir, through ``report``."""
     epoch = run.schedule.locate(state.step - 1)[0] if state.step else 0
     metrics: dict[str, Any] = {
         "step": state.step, "epoch": epoch, "loss": loss, "samples_per_s": meter.samples_per_s(),
         "peak_mem_mb": allreduce_max(peak_memory_mb(run.device), run.device),
+        **utilisation(run, meter),
         "mem_before_training_mb": meter.mem_before_training_mb,  # rank 0's
+        # where a run's time goes (rank 0's clock): worker setup, steps, validations
+        "setup_s": run.setup_s, "steps_s": meter.steps_s, "validation_s": meter.validation_s,
     }
     if run.rank == 0 and state.last_val is not None and state.last_val["step"] == state.step:
         metrics.update({k: v for k, v in state.last_val.items() if k != "step"})
     meta = {"epoch": epoch, "global_batch_size": run.cfg.global_batch_size, "metrics": metrics, **asdict(state)}
     with tempfile.TemporaryDirectory() as tmp:
         if run.rank == 0:
-            save_checkpoint(Path(tmp), run.encoder, run.optimizer, run.scheduler, meta)
+            save_checkpoint(Path(tmp), run.encoder, run.optimizer, run.scheduler, meta, label_embeddings)
         report(metrics, Path(tmp) if run.rank == 0 else None)
+
+
+def utilisation(run: Run, meter: Meter) -> dict[str, float]:
+    """Model FLOP/s over all workers, over their summed peak (a collective: every rank calls it)."""
+    achieved = allreduce_sum(meter.flops_per_s(), run.device)
+    peak = allreduce_sum(run.peak_flops, run.device)
+    return {"model_tflops": achieved / 1e12, "mfu": achieved / peak if peak else 0.0, "input_wait_share": meter.input_wait_s / meter.timed_s if meter.timed_s else 0.0}
 
 
 def log_progress(run: Run, state: LoopState, loss: float, meter: Meter) -> None:
     cfg, total = run.cfg, run.schedule.total
-    rate = meter.samples / (time.perf_counter() - meter.started)
+    rate = meter.samples_per_s() or cfg.global_batch_size / max(1e-9, time.perf_counter() - meter.started)
     eta = (total - state.step) * cfg.global_batch_size / rate
+    mfu = meter.flops_per_s() / run.peak_flops if run.peak_flops else 0.0
     epoch = run.schedule.locate(state.step - 1)[0]
     val = f" | val RP@5 {state.last_val['val_rp5']:.1f} (step {state.last_val['step']})" if state.last_val else ""
     publish({"skilltrain_samples_per_s": rate, "skilltrain_loss": loss, "skilltrain_step": state.step}, cfg.run_name)
     _log(
         f"step {state.step}/{total} epoch {epoch + 1}/{cfg.epochs} | loss {loss:.4f} (ema {meter.loss_ema:.4f}) "
-        f"| lr {run.scheduler.get_last_lr()[0]:.2e} | {rate:.1f} samples/s | ETA {_fmt_eta(eta)}{val}"
+        f"| lr {run.scheduler.get_last_lr()[0]:.2e} | {rate:.1f} samples/s, MFU {100 * mfu:.1f}% (rank 0) | ETA {_fmt_eta(eta)}{val}"
     )
 
 
@@ -352,21 +415,30 @@ def train(run: Run, state: LoopState, report: Report) -> None:
             f"{run.size} worker(s) x batch {cfg.batch_size} = global batch {cfg.global_batch_size}; "
             f"{lengths[0]} steps/epoch ({run.schedule.plans[0].dropped} pairs left out of epoch 1), {total} steps; "
             f"device {run.device.type}{' bf16' if run.autocast is not contextlib.nullcontext else ''}; "
-            f"GradCache chunk {cfg.gradcache_chunk or 'off'}; hard negatives {cfg.hard_negatives or 'off'}; "
-            f"validation {'on ' + ','.join(cfg.val_sets) if run.data.val_benchmarks else 'off'}"
+            f"GradCache chunk {run.chunk or 'off'}{' (sized from free memory)' if cfg.gradcache_chunk == AUTO_CHUNK else ''}; hard negatives {cfg.hard_negatives or 'off'}; "
+            f"validation {'on ' + ','.join(cfg.val_sets) if run.data.val_benchmarks else 'off'}; "
+            f"{run.threads} torch thread(s) per worker; peak {run.peak_flops / 1e12:.2f} TFLOP/s per worker ({run.peak_source})"
         )
     if state.step >= total and state.history:  # rerun of a finished run: report the final state again, train nothing
         checkpoint(run, state, state.history[-1]["loss"], meter, report)
         return
-    while state.step < total:
-        loss = train_step(run, state)
-        meter.update(cfg.global_batch_size, loss)
-        if state.step % cfg.log_every == 0 or state.step == total:
-            state.history.append({"step": state.step, "loss": loss})  # the report's training curve (kept in checkpoints)
-            if run.rank == 0:
-                log_progress(run, state, loss, meter)
-        if state.step % cfg.eval_every == 0 or state.step == total:
-            validate_and_checkpoint(run, state, loss, meter, report)
+    shape = model_shape(run.encoder.transformer)
+    with loader_for(run, state.step) as loader:
+        batches = iter(loader)
+        while state.step < total:
+            started = time.perf_counter()
+            batch = next(batches)
+            waited = time.perf_counter() - started
+            loss = train_step(run, state, batch)
+            meter.update(cfg.global_batch_size, loss, train_flops(shape, batch.groups), time.perf_counter() - started, waited)
+            if state.step % cfg.log_every == 0 or state.step == total:
+                state.history.append({"step": state.step, "loss": loss})  # the report's training curve (kept in checkpoints)
+                if run.rank == 0:
+                    log_progress(run, state, loss, meter)
+            if state.step % cfg.eval_every == 0 or state.step == total:
+                started = time.perf_counter()
+                validate_and_checkpoint(run, state, loss, meter, report)
+                meter.validation_s += time.perf_counter() - started
 
 
 # ---- Ray Train -------------------------------------------------------------------
@@ -377,6 +449,13 @@ def ray_report(metrics: dict, checkpoint_dir: Path | None) -> None:
 
     checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
     ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def worker_threads() -> int:
+    """The CPUs Ray reserved for this worker: its torch threads (Ray's env alone would give a 1-CPU worker 1)."""
+    import ray
+
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
 
 def train_loop_per_worker(loop_config: dict, report: Report = ray_report) -> None:
@@ -391,7 +470,7 @@ def train_loop_per_worker(loop_config: dict, report: Report = ray_report) -> Non
     data = loop_config["data"]
     if isinstance(data, ray.ObjectRef):
         data = ray.get(data)
-    run = setup(cfg, data, ray.train.torch.get_device())
+    run = setup(cfg, data, ray.train.torch.get_device(), worker_threads())
     state = LoopState()
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
