@@ -45,7 +45,7 @@ from skilltrain.training import hardneg
 from skilltrain.training.augment import AugmentedBatch, augment_batch, step_rng
 from skilltrain.training.distributed import allreduce_gradients, allreduce_max, allreduce_sum, broadcast_module, world
 from skilltrain.training.gradcache import forward_backward, tokenize
-from skilltrain.training.loss import contrastive_loss
+from skilltrain.training.loss import loss_fn_for
 from skilltrain.training.sampler import Schedule, plan_schedule
 
 if TYPE_CHECKING:  # pydantic stays out of the import path of one-GPU scripts that use the step code
@@ -107,9 +107,7 @@ def compute_gradients(
     texts = [batch.texts[rows], batch.labels[rows]] + ([batch.negatives[rows.start * k : rows.stop * k]] if k else [])
     groups = [tokenize(encoder, t) for t in texts]
 
-    def loss_fn(outputs, masks):
-        return contrastive_loss(*outputs[:2], cls, partner_cls, scale, symmetric, outputs[2] if k else None, neg_cls)
-
+    loss_fn = loss_fn_for(encoder, groups, cls, partner_cls, neg_cls, scale, symmetric)
     local_loss = forward_backward(encoder, groups, loss_fn, gradcache_chunk, autocast)
     allreduce_gradients(encoder.parameters())
     return allreduce_sum(local_loss.item(), encoder.device)
@@ -248,7 +246,7 @@ def setup(cfg: "TrainConfig", data: TrainData, device: torch.device) -> Run:
     """Model on ``device`` (identical on every rank), AdamW without decay on biases/LayerNorm, warm-up + linear decay."""
     rank, size = world()
     torch.manual_seed(cfg.seed)
-    encoder = BiEncoder.from_pretrained(cfg.model, cfg.max_seq_length).to(device)
+    encoder = BiEncoder.from_pretrained(cfg.model, cfg.max_seq_length, cfg.scoring_config()).to(device)
     encoder.train()
     broadcast_module(encoder)
     decay = [p for p in encoder.parameters() if p.ndim > 1]
