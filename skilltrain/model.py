@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from skillgen.common.errors import UserError
-from skilltrain.scoring import Queries, ScoringConfig, TokenQueries
+from skilltrain.scoring import Queries, ScoringConfig, TokenQueries, attended_mask
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +137,9 @@ class BiEncoder(torch.nn.Module):
         return self(features)
 
     def attended(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(n, L) bool: the tokens a skill attends to; special tokens ([CLS], [SEP]) out when the scoring says so.
-
-        A text with no other token (an empty string) keeps its special tokens, so no row is empty.
-        """
-        mask = attention_mask.bool()
-        if not self.scoring.exclude_special_tokens:
-            return mask
-        special = torch.as_tensor(sorted(self.tokenizer.all_special_ids), device=input_ids.device)
-        content = mask & ~torch.isin(input_ids, special)
-        return torch.where(content.any(dim=1, keepdim=True), content, mask)
+        """(n, L) bool: the tokens a skill attends to ([CLS]/[SEP] out when the scoring says so)."""
+        special = self.tokenizer.all_special_ids if self.scoring.exclude_special_tokens else None
+        return attended_mask(input_ids, attention_mask, special)
 
     def token_queries(self, features: dict[str, torch.Tensor]) -> TokenQueries:
         """Raw token embeddings (zero where not attended), the attended mask and the model's temperature."""

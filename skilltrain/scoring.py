@@ -118,6 +118,18 @@ class TokenQueries:
 Queries = Union[torch.Tensor, TokenQueries]
 
 
+def attended_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: "list[int] | None") -> torch.Tensor:
+    """(n, L) bool: the tokens a skill attends to; ``special_ids`` ([CLS], [SEP], ...) left out when given.
+
+    A text with no other token (an empty string) keeps its special tokens, so no row is empty.
+    """
+    mask = attention_mask.bool()
+    if not special_ids:
+        return mask
+    content = mask & ~torch.isin(input_ids, torch.as_tensor(sorted(special_ids), device=input_ids.device))
+    return torch.where(content.any(dim=1, keepdim=True), content, mask)
+
+
 def token_attention_scores(tokens: torch.Tensor, mask: torch.Tensor, skills: torch.Tensor, temperature: float) -> torch.Tensor:
     """(n, S) scores of n sentences' tokens (n, L, D) against S unit skill vectors (S, D).
 
@@ -138,8 +150,10 @@ def score_block(queries: Queries, skills: torch.Tensor) -> torch.Tensor:
     return queries @ skills.T
 
 
-def rows_per_chunk(queries: Queries, n_skills: int, pooled_chunk: int, budget: int = TOKEN_SCORE_BUDGET) -> int:
-    """Query rows per ranking block: ``pooled_chunk`` for vectors; for tokens, what keeps L x S x rows under ``budget``."""
+def rows_per_chunk(queries: Queries, n_skills: int, pooled_chunk: int, budget: int | None = None) -> int:
+    """Query rows per ranking block: ``pooled_chunk`` for vectors; for tokens, what keeps L x S x rows under
+    ``budget`` elements (default :data:`TOKEN_SCORE_BUDGET`)."""
     if not isinstance(queries, TokenQueries):
         return pooled_chunk
+    budget = TOKEN_SCORE_BUDGET if budget is None else budget
     return max(1, budget // max(1, queries.tokens.shape[1] * n_skills))

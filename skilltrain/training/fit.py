@@ -207,6 +207,8 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     eval_results = {"best_step": best_step, "validation": {k: v for k, v in best_metrics.items() if k.startswith("val_")}}
     if cfg.average_alphas:
         eval_results["weight_average"] = _average_with_start(encoder, resolved, data)
+    if cfg.attention_temperatures and encoder.scoring.token_level and data.val_benchmarks:
+        eval_results["attention_temperature"] = _choose_temperature(encoder, cfg, data)
     test_results = _final_eval(encoder, cfg, data)
     if test_results is not None:
         eval_results["test"] = test_results
@@ -230,6 +232,16 @@ def _average_with_start(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -
     log.info("weight averaging with the start model: alpha %.2f (validation RP@5 by alpha: %s)", alpha,
              ", ".join(f"{a:.2f}: {v:.2f}" for a, v in scores.items()))
     return {"alpha": alpha, "val_rp5_by_alpha": {str(a): v for a, v in scores.items()}}
+
+
+def _choose_temperature(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict[str, Any]:
+    """Token attention: keep the attention temperature that scores best on validation (saved with the model)."""
+    from skilltrain.evaluation.temperature import choose_temperature
+
+    best, scores = choose_temperature(encoder, data.val_skills, data.val_benchmarks, cfg.attention_temperatures)
+    log.info("attention temperature %.2f (validation RP@5 by temperature: %s)", best,
+             ", ".join(f"{t:g}: {v:.2f}" for t, v in scores.items()))
+    return {"temperature": best, "val_rp5_by_temperature": {str(t): v for t, v in scores.items()}}
 
 
 def _worker_resources(cfg: TrainConfig) -> dict[str, float] | None:
