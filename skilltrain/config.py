@@ -61,6 +61,9 @@ class TrainConfig(BaseModel):
         "pooled", description="sentence side: one mean-pooled vector, or token embeddings each skill attends to (ConTeXT-match)"
     )
     attention_temperature: float = Field(3.0, gt=0, description="token attention: softmax temperature over token . skill dot products")
+    saved_scoring: Optional[Literal["pooled", "token_attention"]] = Field(
+        None, description="scoring the exported model uses; None = the training scoring (e.g. train pooled, rank with token attention)"
+    )
     attention_temperatures: list[float] = Field(
         default_factory=list,
         description="token attention: after training, try each temperature and keep the best on validation (empty = keep attention_temperature)",
@@ -111,11 +114,17 @@ class TrainConfig(BaseModel):
             raise ValueError(f"attention temperatures must be > 0, got {bad}")
         return value
 
-    def scoring_config(self, temperature: float | None = None) -> "ScoringConfig":
-        """The scoring the model trains with and is saved with."""
+    def scoring_config(self) -> "ScoringConfig":
+        """The scoring the model trains with (and validates with during training)."""
         from skilltrain.scoring import ScoringConfig
 
-        return ScoringConfig(self.scoring, temperature if temperature is not None else self.attention_temperature)
+        return ScoringConfig(self.scoring, self.attention_temperature)
+
+    def saved_scoring_config(self) -> "ScoringConfig":
+        """The scoring the exported model is saved with (and tested with)."""
+        from skilltrain.scoring import ScoringConfig
+
+        return ScoringConfig(self.saved_scoring or self.scoring, self.attention_temperature)
 
     @property
     def global_batch_size(self) -> int:

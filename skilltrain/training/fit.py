@@ -200,7 +200,7 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
         latest_meta = json.loads((Path(latest_dir) / META_FILE).read_text())
     history = latest_meta["history"]
 
-    encoder = BiEncoder.from_pretrained(resolved.model, cfg.max_seq_length, cfg.scoring_config())
+    encoder = BiEncoder.from_pretrained(resolved.model, cfg.max_seq_length, cfg.saved_scoring_config())
     with best_ckpt.as_directory() as best_dir:
         meta = load_model_weights(Path(best_dir), encoder)
     best_step = int(meta["step"])
