@@ -29,6 +29,9 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--taxonomy-pairs", action="store_true")
     parser.add_argument("--eval-every", type=int, default=400)
+    parser.add_argument("--scoring", choices=["pooled", "token_attention"], default="pooled")
+    parser.add_argument("--saved-scoring", choices=["pooled", "token_attention"], default=None)
+    parser.add_argument("--attention-temperatures", default="", help="e.g. 1,2,3,5: chosen on validation after training")
     args = parser.parse_args()
 
     from skillgen.config import make_config
@@ -54,6 +57,8 @@ def main() -> None:
         data=args.gen_dir, out=args.out / "model", workers=args.workers, batch_size=args.batch_size,
         taxonomy_pairs=args.taxonomy_pairs, max_steps=args.max_steps, max_seq_length=args.max_seq_length,
         eval_every=args.eval_every, storage_path=args.out / "train", name="quality",
+        scoring=args.scoring, saved_scoring=args.saved_scoring,
+        attention_temperatures=[float(t) for t in args.attention_temperatures.split(",") if t.strip()],
     )
     t0 = time.perf_counter()
     result = fit(config)

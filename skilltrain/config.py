@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -62,6 +62,17 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0.0)
     max_grad_norm: float = Field(1.0, ge=0.0, description="gradient clipping (0 = off)")
     scale: float = Field(20.0, gt=0, description="MNRL / InfoNCE logit scale (1 / temperature)")
+    scoring: Literal["pooled", "token_attention"] = Field(
+        "pooled", description="sentence side: one mean-pooled vector, or token embeddings each skill attends to (ConTeXT-match)"
+    )
+    attention_temperature: float = Field(3.0, gt=0, description="token attention: softmax temperature over token . skill dot products")
+    saved_scoring: Optional[Literal["pooled", "token_attention"]] = Field(
+        None, description="scoring the exported model uses; None = the training scoring (e.g. train pooled, rank with token attention)"
+    )
+    attention_temperatures: list[float] = Field(
+        default_factory=list,
+        description="token attention: after training, try each temperature and keep the best on validation (empty = keep attention_temperature)",
+    )
     symmetric: bool = Field(True, description="add the skill->sentence direction to sentence->skill")
     bf16: bool = Field(True, description="bf16 autocast (GPU only; CPU always runs float32)")
     hard_negatives: int = Field(0, ge=0, description="mined hard-negative labels per pair, extra loss columns (0 = off)")
@@ -99,6 +110,26 @@ class TrainConfig(BaseModel):
         if bad:
             raise ValueError(f"weight-averaging alphas must be in [0, 1], got {bad}")
         return value
+
+    @field_validator("attention_temperatures")
+    @classmethod
+    def _temperatures(cls, value: list[float]) -> list[float]:
+        bad = [t for t in value if not t > 0]
+        if bad:
+            raise ValueError(f"attention temperatures must be > 0, got {bad}")
+        return value
+
+    def scoring_config(self) -> "ScoringConfig":
+        """The scoring the model trains with (and validates with during training)."""
+        from skilltrain.scoring import ScoringConfig
+
+        return ScoringConfig(self.scoring, self.attention_temperature)
+
+    def saved_scoring_config(self) -> "ScoringConfig":
+        """The scoring the exported model is saved with (and tested with)."""
+        from skilltrain.scoring import ScoringConfig
+
+        return ScoringConfig(self.saved_scoring or self.scoring, self.attention_temperature)
 
     @property
     def global_batch_size(self) -> int:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from skillgen.common.errors import UserError
+from skilltrain.scoring import Queries, ScoringConfig, TokenQueries, attended_mask
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +64,28 @@ def mean_pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> t
 
 
 class BiEncoder(torch.nn.Module):
-    """Text -> unit vector. Sentences and skill labels share one tower, as in the paper."""
+    """Text -> unit vector. Sentences and skill labels share one tower, as in the paper.
 
-    def __init__(self, transformer: torch.nn.Module, tokenizer: Any, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH):
+    ``scoring`` (:class:`~skilltrain.scoring.ScoringConfig`) says how a *sentence*
+    meets a skill: as one pooled vector, or as its token embeddings
+    (:meth:`embed_queries`); skills are always pooled vectors (:meth:`embed`).
+    """
+
+    def __init__(
+        self, transformer: torch.nn.Module, tokenizer: Any, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+        scoring: ScoringConfig | None = None,
+    ):
         super().__init__()
         self.transformer = transformer
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
+        self.scoring = scoring or ScoringConfig()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, max_seq_length: int | None = None) -> "BiEncoder":
+    def from_pretrained(
+        cls, path: str | Path | None = None, max_seq_length: int | None = None, scoring: ScoringConfig | None = None,
+    ) -> "BiEncoder":
+        """Load an encoder dir; its scoring is the directory's (``skilltrain_scoring.json``, else pooled) unless given."""
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -91,7 +104,7 @@ class BiEncoder(torch.nn.Module):
             max_seq_length = DEFAULT_MAX_SEQ_LENGTH
             if st_config.exists():
                 max_seq_length = int(json.loads(st_config.read_text()).get("max_seq_length", max_seq_length))
-        return cls(transformer, tokenizer, max_seq_length)
+        return cls(transformer, tokenizer, max_seq_length, scoring or ScoringConfig.load(path))
 
     @property
     def dim(self) -> int:
@@ -115,13 +128,36 @@ class BiEncoder(torch.nn.Module):
         """What training scores, from tokenised features (``input_ids``, ``attention_mask``).
 
         The one method GradCache calls for every chunk (:mod:`skilltrain.training.gradcache`):
-        pooled, unit-norm ``(n, D)`` here; a token-level scorer may return ``(n, L, D)``.
+        pooled, unit-norm ``(n, D)`` for a pooled model; raw token embeddings ``(n, L, D)``
+        for a token-attention model, whose loss pools the skill side itself
+        (:func:`skilltrain.training.loss.token_attention_loss_from_outputs`).
         """
+        if self.scoring.token_level:
+            return self.transformer(**features).last_hidden_state
         return self(features)
 
+    def attended(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(n, L) bool: the tokens a skill attends to ([CLS]/[SEP] out when the scoring says so)."""
+        special = self.tokenizer.all_special_ids if self.scoring.exclude_special_tokens else None
+        return attended_mask(input_ids, attention_mask, special)
+
+    def token_queries(self, features: dict[str, torch.Tensor]) -> TokenQueries:
+        """Raw token embeddings (zero where not attended), the attended mask and the model's temperature."""
+        hidden = self.transformer(**features).last_hidden_state
+        mask = self.attended(features["input_ids"], features["attention_mask"])
+        return TokenQueries(hidden * mask.unsqueeze(-1).to(hidden.dtype), mask, self.scoring.attention_temperature)
+
+    def represent_queries(self, features: dict[str, torch.Tensor]) -> Queries:
+        """The sentence side for ranking under this model's scoring: unit vectors (pooled) or :class:`TokenQueries`."""
+        return self.token_queries(features) if self.scoring.token_level else self(features)
+
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
-        """Embeddings with the autograd graph (training)."""
+        """Pooled unit embeddings with the autograd graph (training; the skill side of either scoring)."""
         return self(self.tokenize(texts))
+
+    def embed_queries(self, texts: Sequence[str]) -> Queries:
+        """Sentence-side representations with the autograd graph, under this model's scoring."""
+        return self.represent_queries(self.tokenize(texts))
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 128, progress: bool = False, desc: str = "encoding") -> np.ndarray:
@@ -142,6 +178,24 @@ class BiEncoder(torch.nn.Module):
         finally:
             self.train(was_training)  # validation mid-training must not leave dropout off
         return out
+
+    @torch.inference_mode()
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 128) -> Queries:
+        """Sentence side for ranking, no graph: a (n, D) tensor (pooled) or :class:`TokenQueries` (CPU, float32)."""
+        if not self.scoring.token_level:
+            return torch.from_numpy(self.encode(texts, batch_size))
+        was_training = self.training
+        self.eval()
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        parts = []
+        try:
+            for start in range(0, len(texts), batch_size):
+                parts.append(self.embed_queries([texts[i] for i in order[start : start + batch_size]]).to("cpu", torch.float32))
+        finally:
+            self.train(was_training)
+        if not parts:
+            return TokenQueries(torch.zeros((0, 1, self.dim)), torch.zeros((0, 1), dtype=torch.bool))
+        return TokenQueries.concat(parts)[torch.from_numpy(np.argsort(order, kind="stable"))]
 
     def save(self, path: str | Path, training_config: dict | None = None, eval_results: dict | None = None) -> Path:
         """Write the sentence-transformers layout (Transformer, mean Pooling, Normalize)."""
@@ -165,6 +219,7 @@ class BiEncoder(torch.nn.Module):
         }, indent=2))
         (path / "2_Normalize").mkdir(exist_ok=True)
         (path / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": "cosine"}, indent=2))
+        self.scoring.save(path)  # which scoring skilltrain ranks with (sentence-transformers sees the pooled model)
         if training_config is not None:
             (path / TRAINING_CONFIG_FILE).write_text(json.dumps(training_config, indent=2, default=str))
         if eval_results is not None:

@@ -21,6 +21,7 @@ import torch
 
 from skillgen.common.atomic import write_atomic
 from skilltrain.model import BiEncoder
+from skilltrain.scoring import Queries, TokenQueries, rows_per_chunk, score_block
 
 if TYPE_CHECKING:  # polars stays optional at run time for callers that pass an Arrow table (GPU benchmark hosts)
     import polars as pl
@@ -91,30 +92,48 @@ class SkillIndex:
                 log.debug("skill index not cached in %s: %s", cached.parent, exc)
         return cls(skills, emb)
 
-    def scores(self, sentence_embeddings: np.ndarray) -> np.ndarray:
-        """Cosine similarity of each sentence to every skill (embeddings are unit norm)."""
-        return sentence_embeddings @ self.embeddings.T
+    def scores(self, queries: "np.ndarray | Queries") -> np.ndarray:
+        """(n, n_skills) score of each sentence against every skill, under the queries' scoring.
 
-    def top_k(self, sentence_embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        Pooled unit vectors (a numpy array or tensor): cosine similarity. :class:`TokenQueries`:
+        token attention, computed in row blocks so the queries x tokens x skills
+        intermediate stays bounded (:data:`~skilltrain.scoring.TOKEN_SCORE_BUDGET`).
+        """
+        if not isinstance(queries, TokenQueries):
+            return np.asarray(queries, dtype=np.float32) @ self.embeddings.T
+        matrix = torch.from_numpy(self.embeddings)
+        step = rows_per_chunk(queries, matrix.shape[0], RANK_CHUNK)
+        out = np.empty((len(queries), matrix.shape[0]), dtype=np.float32)
+        for start in range(0, len(queries), step):
+            out[start : start + step] = score_block(queries[start : start + step], matrix).float().numpy()
+        return out
+
+    def top_k(self, queries: "np.ndarray | Queries", k: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices, scores) of the k best skills per sentence, best first."""
-        idx, scores = top_k_chunked(torch.from_numpy(sentence_embeddings), torch.from_numpy(self.embeddings), k)
+        queries = torch.from_numpy(queries) if isinstance(queries, np.ndarray) else queries
+        idx, scores = top_k_chunked(queries, torch.from_numpy(self.embeddings), k)
         return idx.numpy(), scores.numpy()
 
 
-def top_k_chunked(queries: torch.Tensor, matrix: torch.Tensor, k: int, chunk: int = RANK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """(indices, scores) of the ``k`` largest ``queries @ matrix.T`` per row, best first.
+def top_k_chunked(queries: Queries, matrix: torch.Tensor, k: int, chunk: int = RANK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, scores) of the ``k`` best-scoring rows of ``matrix`` per query, best first.
 
-    Only a ``chunk x n_skills`` score block exists at a time, in the inputs'
-    dtype and on their device. Ties rank the lower skill index first, as
+    Pooled queries (n, D) score ``queries @ matrix.T``; :class:`TokenQueries`
+    score by token attention. Only a block of ``chunk`` queries (for tokens:
+    as many as keep the queries x tokens x skills intermediate under
+    :data:`~skilltrain.scoring.TOKEN_SCORE_BUDGET`) is scored at a time, in the
+    inputs' dtype and on their device. Ties rank the lower skill index first, as
     :func:`skilltrain.evaluation.metrics.top_k_indices` does, so the result
     does not depend on ``torch.topk``'s choice among equal scores.
     """
     k = min(k, matrix.shape[0])
     probe = min(k + 1, matrix.shape[0])  # one more, to see a tie across the k-th place
-    idx_out = torch.empty((queries.shape[0], k), dtype=torch.int64, device=queries.device)
-    score_out = torch.empty((queries.shape[0], k), dtype=matrix.dtype, device=queries.device)
-    for start in range(0, queries.shape[0], chunk):
-        scores = queries[start : start + chunk] @ matrix.T
+    device = queries.tokens.device if isinstance(queries, TokenQueries) else queries.device
+    chunk = min(chunk, rows_per_chunk(queries, matrix.shape[0], chunk))
+    idx_out = torch.empty((len(queries), k), dtype=torch.int64, device=device)
+    score_out = torch.empty((len(queries), k), dtype=matrix.dtype, device=device)
+    for start in range(0, len(queries), chunk):
+        scores = score_block(queries[start : start + chunk], matrix).to(matrix.dtype)
         values, idx = torch.topk(scores, probe, dim=1)
         idx, order = torch.sort(idx, dim=1)  # then a stable sort by score: equal scores keep index order
         values = torch.gather(values, 1, order)

@@ -160,3 +160,30 @@ def test_rerun_with_same_name_resumes_instead_of_retraining(baseline):
     assert again.history == baseline.history and again.best_step == baseline.best_step
     a, b = _weights(again.out_dir), _weights(baseline.out_dir)
     assert all((a[k] == b[k]).all() for k in b)
+
+
+@pytest.mark.slow
+def test_token_attention_fit_saves_its_scoring_and_temperature(ray_local, inputs, tiny_encoder_dir, tmp_path):
+    """Ray Train with the token-attention loss (GradCache on), temperature chosen on validation, saved with the model."""
+    from skilltrain.model import BiEncoder
+    from skilltrain.training.fit import fit
+
+    cfg = make_config(inputs, tiny_encoder_dir, tmp_path, scoring="token_attention", attention_temperature=3.0,
+                      attention_temperatures=[0.5, 10.0], gradcache_chunk=2, max_steps=4, eval_every=100)
+    result = fit(cfg)
+    evals = json.loads((result.out_dir / "eval_results.json").read_text())
+    by_t = evals["attention_temperature"]["val_rp5_by_temperature"]
+    assert set(by_t) == {"0.5", "3.0", "10.0"}
+    saved = BiEncoder.from_pretrained(result.out_dir).scoring
+    assert saved.token_level and by_t[str(saved.attention_temperature)] == max(by_t.values())
+    assert [h["step"] for h in result.history if "val_rp5" in h] == [4]  # one validation, at the end
+
+
+def test_saved_scoring_defaults_to_the_training_scoring(inputs, tiny_encoder_dir, tmp_path):
+    pooled = make_config(inputs, tiny_encoder_dir, tmp_path)
+    assert pooled.saved_scoring_config() == pooled.scoring_config() and not pooled.scoring_config().token_level
+    mixed = make_config(inputs, tiny_encoder_dir, tmp_path, saved_scoring="token_attention", attention_temperature=2.0)
+    assert not mixed.scoring_config().token_level
+    assert mixed.saved_scoring_config().token_level and mixed.saved_scoring_config().attention_temperature == 2.0
+    with pytest.raises(ValueError, match="temperatures must be > 0"):
+        make_config(inputs, tiny_encoder_dir, tmp_path, attention_temperatures=[0.0])

@@ -48,8 +48,8 @@ def dropped_gold_note(benchmarks: Sequence[Benchmark]) -> str | None:
 def evaluate_index(encoder: BiEncoder, index: SkillIndex, benchmark: Benchmark, ci: bool = True, n_boot: int = 1000) -> MetricReport:
     label_to_row = {label: i for i, label in enumerate(index.skills["label"].to_list())}
     gold = [{label_to_row[g] for g in s.gold_labels} for s in benchmark.sentences]
-    embeddings = encoder.encode([s.sentence for s in benchmark.sentences])
-    report = score_rankings(index.scores(embeddings), gold, KS)
+    queries = encoder.encode_queries([s.sentence for s in benchmark.sentences])  # pooled vectors or token queries
+    report = score_rankings(index.scores(queries), gold, KS)
     return with_ci(report, n_boot=n_boot) if ci else report
 
 

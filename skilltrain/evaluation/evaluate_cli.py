@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(format_table(reports, title=f"{model_dir} on {args.split} ({skills.height} skills ranked)"))
+    sc = encoder.scoring
+    how = f"token attention, T={sc.attention_temperature:g}" if sc.token_level else "pooled"
+    print(format_table(reports, title=f"{model_dir} ({how}) on {args.split} ({skills.height} skills ranked)"))
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0

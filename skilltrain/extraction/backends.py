@@ -42,6 +42,7 @@ from skilltrain.extraction.backend_names import (
     BACKENDS, DEFAULT_CPU_BACKEND, DEFAULT_CPU_BATCH, DEFAULT_GPU_BACKEND, DEFAULT_GPU_BATCH,
 )
 from skilltrain.model import BiEncoder, mean_pool
+from skilltrain.scoring import Queries, ScoringConfig, TokenQueries, attended_mask
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,17 @@ _TORCH_DTYPES = {
 
 
 class SentenceEncoder(Protocol):
-    """Texts -> unit-norm embeddings (n x dim tensor on ``device``)."""
+    """Texts -> unit-norm pooled embeddings (n x dim tensor on ``device``), or the model's ranking queries."""
 
     backend: str
     dim: int
     device: torch.device
+    scoring: ScoringConfig
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> Queries:
+        """What ranking scores: :meth:`encode` for a pooled model, :class:`TokenQueries` for token attention."""
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -139,18 +144,37 @@ class TorchEncoder:
     def device(self) -> torch.device:
         return self.model.device
 
+    @property
+    def scoring(self) -> ScoringConfig:
+        return self.model.scoring
+
+    def _hidden(self, texts: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        features = self.model.tokenize(texts)
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            return self.model.transformer(**features).last_hidden_state.float(), features
+
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         order = length_order(texts)
         out = torch.empty((len(texts), self.dim), dtype=torch.float32, device=self.device)
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
-            features = self.model.tokenize([texts[i] for i in idx])
-            with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-                hidden = self.model.transformer(**features).last_hidden_state.float()
+            hidden, features = self._hidden([texts[i] for i in idx])
             pooled = mean_pool(hidden, features["attention_mask"])
             out[torch.from_numpy(idx).to(self.device)] = F.normalize(pooled, p=2, dim=-1)
         return out
+
+    @torch.inference_mode()
+    def encode_queries(self, texts: Sequence[str]) -> Queries:
+        if not self.scoring.token_level:
+            return self.encode(texts)
+        order = length_order(texts)
+        parts = []
+        for start in range(0, len(texts), self.batch_size):
+            hidden, features = self._hidden([texts[i] for i in order[start : start + self.batch_size]])
+            mask = self.model.attended(features["input_ids"], features["attention_mask"])
+            parts.append(TokenQueries(hidden * mask.unsqueeze(-1), mask, self.scoring.attention_temperature))
+        return _unsort(parts, order)
 
 
 @dataclass
@@ -163,6 +187,7 @@ class OnnxEncoder:
     backend: str
     dim: int
     batch_size: int
+    scoring: ScoringConfig = ScoringConfig()
     device: torch.device = torch.device("cpu")
 
     @classmethod
@@ -178,22 +203,42 @@ class OnnxEncoder:
         # spinning threads take CPU from the work itself; the wake-up costs microseconds per op
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-        return cls(session, model.tokenizer, model.max_seq_length, backend, model.dim, batch_size)
+        return cls(session, model.tokenizer, model.max_seq_length, backend, model.dim, batch_size, model.scoring)
+
+    def _hidden(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        names = {i.name for i in self.session.get_inputs()}
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np")
+        feeds = {k: v.astype(np.int64) for k, v in batch.items() if k in names}
+        return self.session.run(None, feeds)[0], batch
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         order = length_order(texts)
-        names = {i.name for i in self.session.get_inputs()}
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
-            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                   max_length=self.max_seq_length, return_tensors="np")
-            feeds = {k: v.astype(np.int64) for k, v in batch.items() if k in names}
-            hidden = self.session.run(None, feeds)[0]
+            hidden, batch = self._hidden([texts[i] for i in idx])
             mask = batch["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
             out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return torch.from_numpy(out)
+
+    def encode_queries(self, texts: Sequence[str]) -> Queries:
+        if not self.scoring.token_level:
+            return self.encode(texts)
+        order = length_order(texts)
+        special = self.tokenizer.all_special_ids if self.scoring.exclude_special_tokens else None
+        parts = []
+        for start in range(0, len(texts), self.batch_size):
+            hidden, batch = self._hidden([texts[i] for i in order[start : start + self.batch_size]])
+            mask = attended_mask(torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"]), special)
+            parts.append(TokenQueries(torch.from_numpy(hidden) * mask.unsqueeze(-1), mask, self.scoring.attention_temperature))
+        return _unsort(parts, order)
+
+
+def _unsort(parts: list[TokenQueries], order: np.ndarray) -> TokenQueries:
+    """Length-sorted batches of token queries back in input order, padded to the longest."""
+    merged = TokenQueries.concat(parts)
+    return merged[torch.from_numpy(np.argsort(order, kind="stable")).to(merged.tokens.device)]
 
 
 class _LastHiddenState(torch.nn.Module):

@@ -33,6 +33,7 @@ from skilltrain.extraction.backends import (
     SentenceEncoder, check_backend, default_backend, default_batch_size, load_sentence_encoder, resolve_device,
 )
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
+from skilltrain.scoring import Queries
 from skilltrain.ranking import INDEX_DIR_NAME, SkillIndex, column_values, model_fingerprint, texts_fingerprint, top_k_chunked
 from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, split_sentences
 
@@ -42,11 +43,14 @@ if TYPE_CHECKING:  # polars is imported where a taxonomy is loaded, so extractio
 log = logging.getLogger(__name__)
 
 CACHE_DIR_ENV = "SKILLGEN_CACHE_DIR"
+#: unique sentences encoded and ranked per block by a token-attention model (bounds its n x L x D queries)
+TOKEN_QUERY_BLOCK = 1024
 
 
 @dataclass(frozen=True)
 class SkillMatch:
-    """One ranked ESCO skill for a sentence; ``score`` is the cosine similarity."""
+    """One ranked ESCO skill for a sentence; ``score`` is the cosine similarity (token attention: the attention-weighted
+    cosine of the sentence's tokens with the skill, also in [-1, 1])."""
 
     skill_id: str
     label: str
@@ -247,16 +251,22 @@ class SkillExtractor:
         if not sentences:
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
         unique = list(dict.fromkeys(sentences))
-        idx, scores = self.rank_embeddings(self.encoder.encode(unique), k)
+        if self.encoder.scoring.token_level:  # token queries are n x L x D: encode and rank a block at a time
+            ranked = [self.rank_embeddings(self.encoder.encode_queries(unique[i : i + TOKEN_QUERY_BLOCK]), k)
+                      for i in range(0, len(unique), TOKEN_QUERY_BLOCK)]
+            idx, scores = np.concatenate([r[0] for r in ranked]), np.concatenate([r[1] for r in ranked])
+        else:
+            idx, scores = self.rank_embeddings(self.encoder.encode(unique), k)
         if len(unique) != len(sentences):
             row = {s: n for n, s in enumerate(unique)}
             take = np.fromiter((row[s] for s in sentences), dtype=np.int64, count=len(sentences))
             idx, scores = idx[take], scores[take]
         return idx, scores
 
-    def rank_embeddings(self, embeddings: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` skills for unit-norm sentence embeddings, in chunks, in :attr:`rank_dtype` on the encoder's device."""
-        idx, scores = top_k_chunked(embeddings.to(self.rank_dtype), self._matrix, k)
+    def rank_embeddings(self, embeddings: Queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` skills for unit-norm sentence embeddings (or a token model's :class:`~skilltrain.scoring.TokenQueries`),
+        in chunks, in :attr:`rank_dtype` on the encoder's device."""
+        idx, scores = top_k_chunked(embeddings.to(dtype=self.rank_dtype), self._matrix, k)
         return idx.cpu().numpy(), scores.float().cpu().numpy()
 
     def _matches(self, idx: np.ndarray, scores: np.ndarray, min_score: float | None) -> tuple[SkillMatch, ...]:

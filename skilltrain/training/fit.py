@@ -207,7 +207,7 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
         latest_meta = json.loads((Path(latest_dir) / META_FILE).read_text())
     history = latest_meta["history"]
 
-    encoder = BiEncoder.from_pretrained(resolved.model, cfg.max_seq_length)
+    encoder = BiEncoder.from_pretrained(resolved.model, cfg.max_seq_length, cfg.saved_scoring_config())
     with best_ckpt.as_directory() as best_dir:
         meta = load_model_weights(Path(best_dir), encoder)
         saved_labels = Path(best_dir) / LABEL_EMBEDDINGS_FILE
@@ -217,6 +217,8 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     if cfg.average_alphas:
         eval_results["weight_average"] = _average_with_start(encoder, resolved, data)
         label_embeddings = None  # other weights now
+    if cfg.attention_temperatures and encoder.scoring.token_level and data.val_benchmarks:
+        eval_results["attention_temperature"] = _choose_temperature(encoder, cfg, data)
     test_results = _final_eval(encoder, cfg, data, label_embeddings)
     if test_results is not None:
         eval_results["test"] = test_results
@@ -245,6 +247,16 @@ def _average_with_start(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -
     log.info("weight averaging with the start model: alpha %.2f (validation RP@5 by alpha: %s)", alpha,
              ", ".join(f"{a:.2f}: {v:.2f}" for a, v in scores.items()))
     return {"alpha": alpha, "val_rp5_by_alpha": {str(a): v for a, v in scores.items()}}
+
+
+def _choose_temperature(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict[str, Any]:
+    """Token attention: keep the attention temperature that scores best on validation (saved with the model)."""
+    from skilltrain.evaluation.temperature import choose_temperature
+
+    best, scores = choose_temperature(encoder, data.val_skills, data.val_benchmarks, cfg.attention_temperatures)
+    log.info("attention temperature %.2f (validation RP@5 by temperature: %s)", best,
+             ", ".join(f"{t:g}: {v:.2f}" for t, v in scores.items()))
+    return {"temperature": best, "val_rp5_by_temperature": {str(t): v for t, v in scores.items()}}
 
 
 def cpus_per_worker(cfg: TrainConfig) -> int:

@@ -59,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--seed", type=int, default=0, help="seed for shuffling, augmentation and dropout")
     opt.add_argument("--hard-negatives", type=int, default=0, help="per pair, this many extra negative skills drawn from its skill's nearest skills by the start model (0 = off)")
     opt.add_argument("--hard-negative-pool", type=int, default=10, help="the nearest skills mined per skill for --hard-negatives")
+    opt.add_argument("--scoring", choices=["pooled", "token_attention"], default="pooled",
+                     help="sentence side: one pooled vector, or token embeddings each skill attends to (ConTeXT-match)")
+    opt.add_argument("--attention-temperature", type=float, default=3.0, help="token attention: softmax temperature (training)")
+    opt.add_argument("--saved-scoring", choices=["pooled", "token_attention"], default=None,
+                     help="scoring the exported model ranks with (default: --scoring); e.g. train pooled, rank with token attention")
+    opt.add_argument("--attention-temperatures", default="",
+                     help="token attention: comma-separated temperatures to try after training, best on validation is saved; e.g. 1,2,3,5")
     opt.add_argument("--average-alphas", default="", help="weight averaging with the start model: comma-separated alphas to try (alpha * trained + (1 - alpha) * start), best on validation is exported; e.g. 0.25,0.5,0.75")
 
     run = parser.add_argument_group("validation, checkpoints, fault tolerance")
@@ -98,6 +105,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             scale=args.scale, symmetric=not args.one_way, bf16=not args.no_bf16, seed=args.seed,
             hard_negatives=args.hard_negatives, hard_negative_pool=args.hard_negative_pool,
             average_alphas=_floats(args.average_alphas, "--average-alphas"),
+            scoring=args.scoring, attention_temperature=args.attention_temperature, saved_scoring=args.saved_scoring,
+            attention_temperatures=_floats(args.attention_temperatures, "--attention-temperatures"),
             eval_every=args.eval_every, val_sets=[s.strip().lower() for s in args.val_sets.split(",") if s.strip()],
             log_every=args.log_every, checkpoint_keep=args.keep, max_failures=args.max_failures,
             storage_path=args.storage, name=args.name,

@@ -27,10 +27,17 @@ negative column is masked for a row whose own class or partner class it is.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 
+from skilltrain.scoring import TokenQueries, token_attention_scores
 from skilltrain.training.distributed import gather_with_grad, world
+
+if TYPE_CHECKING:
+    from skilltrain.model import BiEncoder
+    from skilltrain.training.gradcache import TokenGroup
 
 
 def false_negative_mask(cls: torch.Tensor, partner_cls: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
@@ -104,3 +111,92 @@ def contrastive_loss(
         loss_t = F.cross_entropy(logits_t.masked_fill(mask_t, float("-inf")), target, reduction="sum")
         loss = (loss + loss_t) / 2
     return loss / total
+
+
+def token_attention_loss(
+    sentences: TokenQueries,
+    labels: torch.Tensor,
+    cls: torch.Tensor,
+    partner_cls: torch.Tensor,
+    scale: float = 20.0,
+    symmetric: bool = True,
+    negatives: torch.Tensor | None = None,
+    neg_cls: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`contrastive_loss` with token-attention scores (ConTeXT-match) in place of cosines.
+
+    ``sentences``: this rank's B sentences as :class:`~skilltrain.scoring.TokenQueries`
+    (tokens (B, L, D), mask, attention temperature); ``labels``: (B, D) unit pooled
+    label embeddings; the rest as for :func:`contrastive_loss`.
+
+    What crosses workers: the score of sentence i with skill j needs i's tokens and j's
+    pooled vector. The sentence->skill direction (my sentences x all skills) gathers
+    the *labels*, as the pooled loss does. The skill->sentence direction (my skills x
+    all sentences) would need every worker's token tensors (W x B x L x D, ragged L);
+    instead each worker's (B, W*B) score block is gathered (gradient-carrying): the
+    full score matrix is W*B x W*B scalars, and my skills' column of it is exactly the
+    other direction. Backward through that gather sums every rank's gradient for my
+    block, so the invariant holds: the sum of local losses is the single-process loss.
+    """
+    rank, _ = world()
+    rows = labels.shape[0]
+    all_labels = gather_with_grad(labels)
+    total = all_labels.shape[0]
+    cls, partner_cls = cls.to(labels.device), partner_cls.to(labels.device)
+    local = slice(rank * rows, (rank + 1) * rows)
+    target = torch.arange(local.start, local.stop, device=labels.device)
+
+    columns, mask = all_labels, false_negative_mask(cls, partner_cls, local)
+    if negatives is not None and negatives.shape[0] > 0:
+        columns = torch.cat([all_labels, gather_with_grad(negatives)])
+        mask = torch.cat([mask, negative_mask(cls, partner_cls, neg_cls.to(labels.device), local)], dim=1)
+    block = token_attention_scores(sentences.tokens, sentences.mask, columns, sentences.temperature)  # (B, W*B [+ N])
+    loss = F.cross_entropy((scale * block).masked_fill(mask, float("-inf")), target, reduction="sum")
+    if symmetric:
+        full = gather_with_grad(block[:, :total].contiguous())  # (W*B, W*B): every sentence x every label
+        logits_t = scale * full[:, local].T  # my labels x all sentences
+        mask_t = label_side_mask(cls, partner_cls, local)
+        loss_t = F.cross_entropy(logits_t.masked_fill(mask_t, float("-inf")), target, reduction="sum")
+        loss = (loss + loss_t) / 2
+    return loss / total
+
+
+def _pooled(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Unit mean-pooled embeddings of (n, L, D) token outputs: what ``BiEncoder.forward`` computes."""
+    from skilltrain.model import mean_pool
+
+    return F.normalize(mean_pool(tokens, mask), p=2, dim=-1)
+
+
+def loss_fn_for(
+    encoder: "BiEncoder",
+    groups: Sequence["TokenGroup"],
+    cls: torch.Tensor,
+    partner_cls: torch.Tensor,
+    neg_cls: torch.Tensor,
+    scale: float = 20.0,
+    symmetric: bool = True,
+) -> Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor]], torch.Tensor]:
+    """The ``loss_fn(outputs, masks)`` GradCache calls, for the encoder's scoring.
+
+    ``groups``: sentences, labels[, hard negatives], as ``encoder.represent`` sees them.
+    Pooled: outputs are unit vectors, :func:`contrastive_loss`. Token attention: every
+    output is (n, L, D) token embeddings; labels (and negatives) are mean-pooled here,
+    sentences keep their attended tokens (:meth:`BiEncoder.attended`), :func:`token_attention_loss`.
+    """
+    with_negatives = len(groups) > 2
+    if not encoder.scoring.token_level:
+        def pooled_loss(outputs, masks):
+            return contrastive_loss(outputs[0], outputs[1], cls, partner_cls, scale, symmetric,
+                                    outputs[2] if with_negatives else None, neg_cls)
+        return pooled_loss
+
+    attended = encoder.attended(groups[0].input_ids, groups[0].attention_mask).to(encoder.device)
+    temperature = encoder.scoring.attention_temperature
+
+    def token_loss(outputs, masks):
+        tokens = outputs[0] * attended.unsqueeze(-1).to(outputs[0].dtype)
+        queries = TokenQueries(tokens, attended, temperature)
+        negatives = _pooled(outputs[2], masks[2]) if with_negatives else None
+        return token_attention_loss(queries, _pooled(outputs[1], masks[1]), cls, partner_cls, scale, symmetric, negatives, neg_cls)
+    return token_loss

@@ -50,7 +50,7 @@ from skilltrain.training.gradcache import AUTO_CHUNK, chunk_for_memory, forward_
 from skilltrain.training.loader import StepBatch, loader_for
 from skilltrain.training.throughput import model_shape, peak_flops, train_flops
 from skilltrain.training.validation import validation_index
-from skilltrain.training.loss import contrastive_loss
+from skilltrain.training.loss import loss_fn_for
 from skilltrain.training.sampler import Schedule, plan_schedule
 
 if TYPE_CHECKING:  # pydantic stays out of the import path of one-GPU scripts that use the step code
@@ -105,11 +105,7 @@ def step_gradients(
     single process on the whole batch would. Returns the global loss (the one host
     sync of the step, after all chunks).
     """
-    hard = len(batch.groups) > 2
-
-    def loss_fn(outputs, masks):
-        return contrastive_loss(outputs[0], outputs[1], batch.cls, batch.partner_cls, scale, symmetric, outputs[2] if hard else None, batch.neg_cls)
-
+    loss_fn = loss_fn_for(encoder, batch.groups, batch.cls, batch.partner_cls, batch.neg_cls, scale, symmetric)
     local_loss = forward_backward(encoder, batch.groups, loss_fn, gradcache_chunk, autocast)
     allreduce_gradients(encoder.parameters())
     return allreduce_sum(local_loss.item(), encoder.device)
@@ -292,7 +288,7 @@ def setup(cfg: "TrainConfig", data: TrainData, device: torch.device, threads: in
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
-    encoder = BiEncoder.from_pretrained(cfg.model, cfg.max_seq_length).to(device)
+    encoder = BiEncoder.from_pretrained(cfg.model, cfg.max_seq_length, cfg.scoring_config()).to(device)
     encoder.train()
     broadcast_module(encoder)
     decay = [p for p in encoder.parameters() if p.ndim > 1]
