@@ -39,7 +39,7 @@ def generation_values(args: argparse.Namespace, base_url: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--run-dir", type=Path, default=Path("benchmarks/out/llama300/generation"))
     parser.add_argument("--record", type=Path, default=Path("benchmarks/out/llama300/exchanges.jsonl"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/llamacpp_300.json"))

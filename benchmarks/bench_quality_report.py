@@ -59,7 +59,7 @@ def _flush(folder: Path, rows: list, part: int, schema) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--run-dir", type=Path, default=Path("benchmarks/out/quality140k"))
     parser.add_argument("--sentences", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)

@@ -101,7 +101,7 @@ def speed(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--model", type=Path, default=None, help="encoder dir (default: bundled MiniLM)")
     parser.add_argument("--split", default="validation", choices=["validation", "test"])
     parser.add_argument("--sets", default="tech,house")

@@ -168,7 +168,7 @@ def validation(args, tmp: Path) -> list[dict]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("what", choices=["sweep", "compare", "validation"])
     p.add_argument("--global-batches", default="64,256,1024,4096")
     p.add_argument("--steps", type=int, default=3, help="steps per fit (the first is not timed)")
