@@ -98,19 +98,28 @@ def contrastive_loss(
     local = slice(rank * rows, (rank + 1) * rows)
     target = torch.arange(local.start, local.stop, device=sentences.device)
 
-    columns, mask = all_labels, false_negative_mask(cls, partner_cls, local)
-    if negatives is not None and negatives.shape[0] > 0:
-        neg_cls = neg_cls.to(sentences.device)
-        columns = torch.cat([all_labels, gather_with_grad(negatives)])
-        mask = torch.cat([mask, negative_mask(cls, partner_cls, neg_cls, local)], dim=1)
+    columns, mask = label_columns(all_labels, negatives, cls, partner_cls, neg_cls, local)
     logits = scale * sentences @ columns.T  # my sentences x all labels (+ all hard negatives)
     loss = F.cross_entropy(logits.masked_fill(mask, float("-inf")), target, reduction="sum")
     if symmetric:
         logits_t = scale * labels @ all_sentences.T  # my labels x all sentences
-        mask_t = label_side_mask(cls, partner_cls, local)
-        loss_t = F.cross_entropy(logits_t.masked_fill(mask_t, float("-inf")), target, reduction="sum")
-        loss = (loss + loss_t) / 2
+        loss = (loss + label_side_loss(logits_t, cls, partner_cls, local, target)) / 2
     return loss / total
+
+
+def label_columns(all_labels, negatives, cls, partner_cls, neg_cls, local: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sentence->skill direction's columns (all labels, then all hard negatives) and their false-negative mask."""
+    columns, mask = all_labels, false_negative_mask(cls, partner_cls, local)
+    if negatives is not None and negatives.shape[0] > 0:
+        columns = torch.cat([all_labels, gather_with_grad(negatives)])
+        mask = torch.cat([mask, negative_mask(cls, partner_cls, neg_cls.to(all_labels.device), local)], dim=1)
+    return columns, mask
+
+
+def label_side_loss(logits_t: torch.Tensor, cls, partner_cls, local: slice, target: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of the skill->sentence direction: my labels' rows over all sentences, false negatives masked."""
+    mask_t = label_side_mask(cls, partner_cls, local)
+    return F.cross_entropy(logits_t.masked_fill(mask_t, float("-inf")), target, reduction="sum")
 
 
 def token_attention_loss(
@@ -146,18 +155,13 @@ def token_attention_loss(
     local = slice(rank * rows, (rank + 1) * rows)
     target = torch.arange(local.start, local.stop, device=labels.device)
 
-    columns, mask = all_labels, false_negative_mask(cls, partner_cls, local)
-    if negatives is not None and negatives.shape[0] > 0:
-        columns = torch.cat([all_labels, gather_with_grad(negatives)])
-        mask = torch.cat([mask, negative_mask(cls, partner_cls, neg_cls.to(labels.device), local)], dim=1)
+    columns, mask = label_columns(all_labels, negatives, cls, partner_cls, neg_cls, local)
     block = token_attention_scores(sentences.tokens, sentences.mask, columns, sentences.temperature)  # (B, W*B [+ N])
     loss = F.cross_entropy((scale * block).masked_fill(mask, float("-inf")), target, reduction="sum")
     if symmetric:
         full = gather_with_grad(block[:, :total].contiguous())  # (W*B, W*B): every sentence x every label
         logits_t = scale * full[:, local].T  # my labels x all sentences
-        mask_t = label_side_mask(cls, partner_cls, local)
-        loss_t = F.cross_entropy(logits_t.masked_fill(mask_t, float("-inf")), target, reduction="sum")
-        loss = (loss + loss_t) / 2
+        loss = (loss + label_side_loss(logits_t, cls, partner_cls, local, target)) / 2
     return loss / total
 
 
