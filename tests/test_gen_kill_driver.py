@@ -27,14 +27,16 @@ def test_sigkill_driver_then_rerun(tmp_path: Path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
     with SimulatorProcess(latency="fixed:0.2", seed=4) as sim:
         # --rpm 20: a burst of 20 skills, then one every 3 s, so the kill lands mid-run
-        proc = subprocess.Popen(_cmd(sim.base_url, csv, run_dir, "--rpm", "20"), env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        log = tmp_path / "driver.log"
+        with open(log, "w") as fh:
+            proc = subprocess.Popen(_cmd(sim.base_url, csv, run_dir, "--rpm", "20"), env=env, cwd=tmp_path,
+                                    stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300  # Ray start-up is slow on a loaded 2-core box
         while time.monotonic() < deadline and proc.poll() is None:
             if len(list((run_dir / "shards").glob("part-*.parquet"))) >= 3:
                 break
             time.sleep(0.1)
-        assert proc.poll() is None, "the run finished before it could be killed"
+        assert proc.poll() is None, f"the run ended (rc {proc.returncode}) before it could be killed: {log.read_text()[-2000:]}"
         os.killpg(proc.pid, signal.SIGKILL)  # a crash: the driver and the local Ray it started, at once
         proc.wait(30)
         time.sleep(3)  # the driver's local Ray dies with it; let its in-flight requests drain

@@ -70,7 +70,8 @@ def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, ca
     # the API key never reaches output, logs or metadata
     out = capsys.readouterr()
     assert SECRET not in out.out + out.err + caplog.text
-    assert "skillgen" in caplog.text  # the logs were really captured
+    # the logs were really captured (by logger name: Ray may reformat the handler's text)
+    assert any(r.name.startswith("skillgen") for r in caplog.records)
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
