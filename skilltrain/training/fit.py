@@ -273,8 +273,17 @@ def cpus_per_worker(cfg: TrainConfig) -> int:
     free = ray.available_resources().get("CPU", 1.0)
     custom = cfg.worker_resources or {}
     eligible = [n["Resources"] for n in ray.nodes() if n.get("Alive") and all(n["Resources"].get(k, 0) >= v for k, v in custom.items())]
-    largest_node = max((r.get("CPU", 0.0) for r in eligible), default=1.0)
-    return max(1, int(min(free // cfg.workers, largest_node)))
+    return _largest_share([int(r.get("CPU", 0)) for r in eligible], cfg.workers, int(free // cfg.workers))
+
+
+def _largest_share(node_cpus: list[int], workers: int, at_most: int) -> int:
+    """The most CPUs per worker (<= ``at_most``) for which all ``workers`` still fit on ``node_cpus``.
+
+    A worker cannot span nodes, so a share that fits the cluster's total but not the nodes
+    (two workers of 2 CPUs on one 3-CPU node) would leave Ray Train waiting forever.
+    """
+    fits = [c for c in range(1, max(1, at_most) + 1) if sum(n // c for n in node_cpus) >= workers]
+    return max(fits, default=1)
 
 
 def _worker_resources(cfg: TrainConfig, cpus: int) -> dict[str, float]:
