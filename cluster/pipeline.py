@@ -30,7 +30,7 @@ import sys
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, TextIO
 
 from cluster.config import PipelineConfig, load_pipeline_config
 from skillgen.common.argparsing import new_parser
@@ -352,6 +352,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def stdout_kept_for_result() -> Iterator[TextIO]:
+    """Send everything else written to stdout to stderr, and yield a stream to the real stdout.
+
+    Why: with ``--json`` stdout must be exactly one JSON document (``... --json | jq``), but the
+    estimate, Ray's forwarded worker output and child processes all write to file descriptor 1.
+    Pointing fd 1 at stderr for the run catches them all; the result goes to a saved copy of it.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    result = os.fdopen(os.dup(saved), "w")
+    try:
+        yield result
+    finally:
+        result.close()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -365,9 +386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.estimate:
             print_estimate(config)
+        elif args.json:
+            with stdout_kept_for_result() as result:
+                summary = run_pipeline(config)["summary"]
+                result.write(json.dumps(summary, indent=2) + "\n")
         else:
-            summary = run_pipeline(config)["summary"]
-            print(json.dumps(summary, indent=2) if args.json else format_summary(summary), flush=True)
+            print(format_summary(summary := run_pipeline(config)["summary"]), flush=True)
     except UserError as exc:
         print(f"pipeline: error: {exc}", file=sys.stderr)
         return 2

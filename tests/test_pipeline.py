@@ -51,13 +51,16 @@ def check_outputs(run_dir: Path) -> None:
 def test_pipeline_runs_end_to_end_and_a_rerun_pays_nothing(tmp_path, tiny_encoder_dir):
     run_dir = tmp_path / "run"
     config = tiny_pipeline_config(tmp_path, tiny_encoder_dir, run_dir)
-    first = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    first = subprocess.run(pipeline_cmd(config) + ["--json"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "trained model (test)" in first.stdout and str(run_dir / "report.md") in first.stdout
+    # --json: stdout is the summary alone (Ray's forwarded worker lines and the estimate go to stderr)
+    assert json.loads(first.stdout)["paths"]["report"] == str(run_dir / "report.md")
+    assert "[skilltrain]" in first.stderr
     check_outputs(run_dir)
 
     again = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "trained model (test)" in again.stdout and str(run_dir / "report.md") in again.stdout
     records = generation_records(run_dir)
     assert [r["summary"]["requests"] for r in records][1] == 0
     assert records[1]["summary"]["skills_already_done"] == N_SKILLS

@@ -8,6 +8,7 @@ and rank exactly as before.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,17 @@ def test_temperature_is_chosen_on_validation(token_model_dir: Path, tmp_path: Pa
     best, scores = choose_temperature(model, skills, load_benchmarks(skills, ["tech", "house"], "validation", bench), [0.05, 50.0])
     assert set(scores) == {0.05, 0.5, 50.0}
     assert scores[best] == max(scores.values()) and model.scoring.attention_temperature == best
+
+    # a given index (the one the workers saved with the checkpoint) is used, not encoded again
+    benchmarks = load_benchmarks(skills, ["tech", "house"], "validation", bench)
+    model.scoring = replace(model.scoring, attention_temperature=0.5)
+    built = SkillIndex.build(model, skills)
+    _, same = choose_temperature(model, skills, benchmarks, [0.05, 50.0], index=SkillIndex(skills, built.embeddings.copy()))
+    assert same == scores
+    model.scoring = replace(model.scoring, attention_temperature=0.5)
+    shuffled = SkillIndex(skills, np.random.default_rng(0).permutation(built.embeddings))
+    _, other = choose_temperature(model, skills, benchmarks, [0.05, 50.0], index=shuffled)
+    assert other != scores
 
 
 def _tokens_of(model: BiEncoder, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

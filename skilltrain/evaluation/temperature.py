@@ -40,15 +40,19 @@ def rp5_by_temperature(
 
 
 def choose_temperature(
-    encoder: BiEncoder, skills, benchmarks: Sequence[Benchmark], temperatures: Iterable[float]
+    encoder: BiEncoder, skills, benchmarks: Sequence[Benchmark], temperatures: Iterable[float],
+    index: SkillIndex | None = None,
 ) -> tuple[float, dict[float, float]]:
     """Set the best of ``temperatures`` (and the current one) on ``encoder``; returns (temperature, RP@5 by temperature).
 
-    Ties go to the current (training) temperature, then to the lower one.
+    Ties go to the current (training) temperature, then to the lower one. ``index``: the skill
+    embeddings of these weights when already computed (skills are pooled under either scoring,
+    so a validation index serves); encoding 13,896 labels is most of this call's cost otherwise.
     """
     current = encoder.scoring.attention_temperature
     candidates = sorted(set(float(t) for t in temperatures) | {current})
-    scores = rp5_by_temperature(encoder, SkillIndex.build(encoder, skills), benchmarks, candidates)
+    index = index if index is not None else SkillIndex.build(encoder, skills)
+    scores = rp5_by_temperature(encoder, index, benchmarks, candidates)
     best = max(scores, key=lambda t: (scores[t], t == current, -t))
     encoder.scoring = replace(encoder.scoring, attention_temperature=best)
     return best, scores

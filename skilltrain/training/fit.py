@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import polars as pl
@@ -40,6 +40,9 @@ from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
 from skilltrain.training.distributed import backend_for
 from skilltrain.training.sampler import plan_schedule
 from skilltrain.training.train import LABEL_EMBEDDINGS_FILE, META_FILE, TrainData, load_model_weights, train_loop_per_worker, validate
+
+if TYPE_CHECKING:
+    from skilltrain.ranking import SkillIndex
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +220,10 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     if cfg.average_alphas:
         eval_results["weight_average"] = _average_with_start(encoder, resolved, data)
         label_embeddings = None  # other weights now
+    index = _saved_index(data, label_embeddings)
     if cfg.attention_temperatures and encoder.scoring.token_level and data.val_benchmarks:
-        eval_results["attention_temperature"] = _choose_temperature(encoder, cfg, data)
-    test_results = _final_eval(encoder, cfg, data, label_embeddings)
+        eval_results["attention_temperature"] = _choose_temperature(encoder, cfg, data, index)
+    test_results = _final_eval(encoder, cfg, data, index)
     if test_results is not None:
         eval_results["test"] = test_results
     phases["final_eval"] = time.perf_counter() - mark
@@ -249,11 +253,20 @@ def _average_with_start(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -
     return {"alpha": alpha, "val_rp5_by_alpha": {str(a): v for a, v in scores.items()}}
 
 
-def _choose_temperature(encoder: BiEncoder, cfg: TrainConfig, data: TrainData) -> dict[str, Any]:
+def _saved_index(data: TrainData, label_embeddings: np.ndarray | None) -> "SkillIndex | None":
+    """The skill index the workers computed when validating the chosen checkpoint, if it fits the taxonomy."""
+    from skilltrain.ranking import SkillIndex
+
+    if label_embeddings is None or data.val_skills is None or len(label_embeddings) != data.val_skills.height:
+        return None
+    return SkillIndex(data.val_skills, label_embeddings)
+
+
+def _choose_temperature(encoder: BiEncoder, cfg: TrainConfig, data: TrainData, index: "SkillIndex | None") -> dict[str, Any]:
     """Token attention: keep the attention temperature that scores best on validation (saved with the model)."""
     from skilltrain.evaluation.temperature import choose_temperature
 
-    best, scores = choose_temperature(encoder, data.val_skills, data.val_benchmarks, cfg.attention_temperatures)
+    best, scores = choose_temperature(encoder, data.val_skills, data.val_benchmarks, cfg.attention_temperatures, index)
     log.info("attention temperature %.2f (validation RP@5 by temperature: %s)", best,
              ", ".join(f"{t:g}: {v:.2f}" for t, v in scores.items()))
     return {"temperature": best, "val_rp5_by_temperature": {str(t): v for t, v in scores.items()}}
@@ -304,14 +317,13 @@ def save_model(encoder: BiEncoder, out: Path | str, **extra: Any) -> None:
         encoder.save(folder, **extra)
 
 
-def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData, label_embeddings: np.ndarray | None = None) -> dict | None:
+def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData, index: "SkillIndex | None" = None) -> dict | None:
     """Test-split scores of the exported model, or None without benchmarks.
 
-    ``label_embeddings``: the skill embeddings of these weights that the workers computed when
-    validating this checkpoint; given, the labels are not encoded again (the same index).
+    ``index``: the skill embeddings of these weights that the workers computed when validating
+    this checkpoint (:func:`_saved_index`); given, the labels are not encoded again.
     """
     from skilltrain.evaluation.evaluate import evaluate, format_table, load_benchmarks, results_json
-    from skilltrain.ranking import SkillIndex
 
     if data.val_skills is None:
         return None
@@ -320,7 +332,6 @@ def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData, label_emb
     except UserError as exc:
         log.info("final test evaluation skipped: %s", exc)
         return None
-    index = SkillIndex(data.val_skills, label_embeddings) if label_embeddings is not None and len(label_embeddings) == data.val_skills.height else None
     reports = evaluate(encoder, data.val_skills, benchmarks, index=index, ci=True)
     log.info("\n%s", format_table(reports, title=f"best checkpoint on test ({data.val_skills.height} skills ranked)"))
     return results_json(reports)
