@@ -74,13 +74,14 @@ def speed(args: argparse.Namespace) -> dict:
         if args.random_index:  # throughput only: ranking costs the same whatever the vectors hold
             import numpy as np
 
-            from skilltrain.model import BiEncoder, default_model_dir
+            from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
             from skilltrain.ranking import SkillIndex
 
-            vectors = np.random.default_rng(0).standard_normal((skills.height, 384)).astype(np.float32)
+            model_dir = check_encoder_dir(args.model or default_model_dir())  # a name (mpnet) resolves to its dir
+            model = BiEncoder.from_pretrained(model_dir)
+            vectors = np.random.default_rng(0).standard_normal((skills.height, model.dim)).astype(np.float32)
             index = SkillIndex(skills, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
-            model_dir = args.model or default_model_dir()
-            extractor = SkillExtractor.with_index(BiEncoder.from_pretrained(model_dir), model_dir, index, backend=backend,
+            extractor = SkillExtractor.with_index(model, model_dir, index, backend=backend,
                                                   device="cpu", cache_dir=Path("/tmp/bench-scoring-cache"))
         else:
             extractor = SkillExtractor.from_pretrained(args.model, skills, backend=backend, device="cpu")
@@ -102,7 +103,7 @@ def speed(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    parser.add_argument("--model", type=Path, default=None, help="encoder dir (default: bundled MiniLM)")
+    parser.add_argument("--model", type=Path, default=None, help="encoder dir or a name: minilm, mpnet (default: bundled MiniLM)")
     parser.add_argument("--split", default="validation", choices=["validation", "test"])
     parser.add_argument("--sets", default="tech,house")
     parser.add_argument("--temperatures", default="1,2,3,5")

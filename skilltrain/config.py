@@ -31,7 +31,7 @@ class TrainConfig(BaseModel):
     # inputs / outputs
     data: PathOrURI = Field(description="generation run dir (run.json, shards/part-*.parquet); path or s3:// URI")
     out: PathOrURI = Field(description="output model dir (sentence-transformers layout); path or s3:// URI")
-    model: Optional[Path] = Field(None, description="encoder dir to start from; None = bundled all-MiniLM-L6-v2")
+    model: Optional[Path] = Field(None, description="encoder dir to start from, or a name (minilm, mpnet); None = bundled all-MiniLM-L6-v2")
     esco: Optional[Path] = Field(None, description="ESCO skills CSV (taxonomy pairs, validation); None = default location")
     benchmark_dir: Optional[Path] = Field(None, description="dir of {tech,house}_{split}.csv; None = default location")
 

@@ -41,9 +41,26 @@ def _offline() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+MODEL_NAMES = ("minilm", "mpnet")
+
+
+def named_encoder_dir(name: str) -> Path:
+    """``minilm``: the bundled MiniLM; ``mpnet``: all-mpnet-base-v2 from its pinned, verified install (:mod:`skilltrain.encoders`)."""
+    if name == "minilm":
+        return default_model_dir()
+    from skilltrain.encoders.named import resolve
+
+    return resolve(name)
+
+
 def check_encoder_dir(path: str | Path) -> Path:
-    """Fail with one line before any work when ``path`` is not a loadable encoder directory."""
+    """Fail with one line before any work when ``path`` is not a loadable encoder directory.
+
+    ``path`` may also be a model name (:data:`MODEL_NAMES`); an existing directory of that name wins.
+    """
     path = Path(path).expanduser()
+    if not path.exists() and str(path) in MODEL_NAMES:
+        path = named_encoder_dir(str(path))
     if not path.exists():
         raise UserError(f"{path}: model directory does not exist")
     if not path.is_dir():

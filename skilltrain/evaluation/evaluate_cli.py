@@ -31,7 +31,7 @@ def parse_sets(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, default=None, help="encoder directory (Hugging Face or sentence-transformers layout); default: bundled all-MiniLM-L6-v2")
+    parser.add_argument("--model", type=Path, default=None, help="encoder directory (Hugging Face or sentence-transformers layout) or a name: minilm, mpnet (installed separately, see README); default: minilm, the bundled all-MiniLM-L6-v2")
     parser.add_argument("--sets", default="tech,house", help="comma-separated benchmark sets")
     parser.add_argument("--split", choices=SPLITS, default="test", help="tune on validation, report test")
     parser.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)

@@ -168,7 +168,7 @@ class SkillExtractor:
     ) -> "SkillExtractor":
         """Load the encoder on ``backend`` and the (cached) skill index.
 
-        ``model_dir``: encoder directory (default: bundled all-MiniLM-L6-v2).
+        ``model_dir``: encoder directory or a name, ``minilm`` or ``mpnet`` (default: bundled all-MiniLM-L6-v2).
         ``taxonomy``: ESCO skills CSV path, an already loaded skills frame, or
         None for the default CSV (``$ESCO_SKILLS_CSV`` / shared data dir).
         ``cache_dir``: where to cache the index and ONNX graphs (default: :func:`index_cache_dir`).

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output .jsonl or .parquet (with --batch: a new directory of Parquet parts, local or s3://); default: stdout")
     parser.add_argument("--format", choices=("auto", "table", "jsonl"), default="auto", dest="stdout_format",
                         help="stdout format without --out: auto = table on a terminal, JSONL otherwise")
-    parser.add_argument("--model", type=Path, default=None, help="encoder directory; default: bundled all-MiniLM-L6-v2")
+    parser.add_argument("--model", type=Path, default=None, help="encoder directory or a name: minilm, mpnet (installed separately, see README); default: minilm, the bundled all-MiniLM-L6-v2")
     parser.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)
     parser.add_argument("--top-k", type=_positive_int, default=5, help="skills per sentence")
     parser.add_argument("--min-score", type=float, default=None, help="drop skills with cosine score below this")

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--data", required=True, help="generation run dir (run.json, shards/part-*.parquet with skill_id, label, sentence); a path or an s3:// URI")
     io.add_argument("--out", required=True, help="output model dir, loadable with SentenceTransformer(dir) and 'skilltrain eval --model'; a path or an s3:// URI (exported locally, then uploaded)")
-    io.add_argument("--model", type=Path, default=None, help="encoder dir to start from (any HF encoder or sentence-transformers dir); default: bundled all-MiniLM-L6-v2")
+    io.add_argument("--model", type=Path, default=None, help="encoder dir to start from (any HF encoder or sentence-transformers dir) or a name: minilm, mpnet (installed separately, see README); default: minilm, the bundled all-MiniLM-L6-v2")
     io.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)
     io.add_argument("--benchmark-dir", type=Path, default=None, help=BENCHMARK_DIR_HELP)
     io.add_argument("--config-json", type=Path, default=None, help="write the resolved training config to this file and also keep it in --out")
