@@ -12,6 +12,7 @@ model produced have a test here; BENCHMARKS.md (issue 21) lists the ones it neve
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -120,3 +121,20 @@ def test_an_answer_cut_by_max_tokens_keeps_only_its_closed_usable_strings():
     [failure] = r.failures
     assert "truncated JSON" in failure.message and "placeholder" in failure.message
     assert failure.n_missing == 10 - len(r.sentences)
+
+
+def test_json_that_is_not_quite_json_is_read_and_its_prose_dropped():
+    """'electro-optic devices': under llama.cpp's JSON grammar SmolLM2 still wrote a string with raw newlines in
+    it (not JSON: control characters must be escaped), holding '"]}' and 150 words of prose. The list is read
+    anyway (json strict=False) instead of being salvaged string by string, and the prose, one over-long
+    'sentence', is dropped."""
+    from skillgen.llm.validate import validate_response
+
+    first = load_fixture("not_quite_json")["exchanges"][0]["response"]["choices"][0]["message"]["content"]
+    with pytest.raises(ValueError):
+        json.loads(first)  # the recorded answer really is not JSON
+    v = validate_response(first, 10, label="electrooptic devices")
+    assert v.parse_error is None and v.dropped["over-long"] == 1 and len(v.sentences) == 5
+    assert not any("A new job application" in s for s in v.sentences)
+    r = replay("not_quite_json")
+    assert r.sentences[:5] == v.sentences and r.asked(1) == 5

@@ -81,8 +81,8 @@ def extract_items(content: str | None) -> tuple[list[Any], str | None]:
     if 0 <= brace[0] < brace[1]:
         candidates.append(text[brace[0] : brace[1] + 1])
     for cand in candidates:
-        try:
-            items = _from_json(json.loads(cand))
+        try:  # strict=False: raw newlines inside a string (SmolLM2 writes them) are not worth losing the list
+            items = _from_json(json.loads(cand, strict=False))
         except (json.JSONDecodeError, ValueError):
             continue
         if items is not None:
