@@ -57,8 +57,8 @@ def answer_modes(exchange: dict[str, Any], label: str) -> tuple[list[str], dict[
     items, _ = extract_items(content)
     v = validate_response(content, asked, label=label)
     modes = []
-    if v.parse_error and finish != "length":
-        modes.append("not_quite_json")
+    if finish != "length" and not _strict_json(content):
+        modes.append("not_quite_json")  # strict JSON: the validator itself now reads raw newlines in strings
     if finish == "length":
         modes.append("cut_by_max_tokens")
     if len(v.sentences) < asked:
@@ -71,6 +71,14 @@ def answer_modes(exchange: dict[str, Any], label: str) -> tuple[list[str], dict[
         modes.append("refusal")
     return modes, {"asked": asked, "raw_items": len(items), "kept": len(v.sentences), "finish_reason": finish,
                    "problem": v.describe()}
+
+
+def _strict_json(content: str | None) -> bool:
+    try:
+        json.loads(content or "")
+        return True
+    except ValueError:
+        return False
 
 
 def _asked(request: dict[str, Any]) -> int:
