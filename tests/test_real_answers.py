@@ -125,7 +125,7 @@ def test_an_answer_cut_by_max_tokens_keeps_only_its_closed_usable_strings():
 
 def test_json_that_is_not_quite_json_is_read_and_its_prose_dropped():
     """'electro-optic devices': under llama.cpp's JSON grammar SmolLM2 still wrote a string with raw newlines in
-    it (not JSON: control characters must be escaped), holding '"]}' and 150 words of prose. The list is read
+    it (not JSON: control characters must be escaped), holding '"]}' and 193 words of prose. The list is read
     anyway (json strict=False) instead of being salvaged string by string, and the prose, one over-long
     'sentence', is dropped."""
     from skillgen.llm.validate import validate_response
