@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,8 @@ def generation_values(args: argparse.Namespace, base_url: str) -> dict:
     values.update(base_url=base_url, run_dir=str(args.run_dir), max_content_attempts=args.max_content_attempts)
     if args.sample:
         values["sample"] = args.sample
+    if args.limit:
+        values["limit"] = args.limit  # the first N of the sample: a rerun with a larger N adds to the same run dir
     return values
 
 
@@ -44,8 +47,12 @@ def main() -> None:
     parser.add_argument("--record", type=Path, default=Path("benchmarks/out/llama300/exchanges.jsonl"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/llamacpp_300.json"))
     parser.add_argument("--sample", type=int, default=0, help="skills (0: the config's 300)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="only the first N of the sampled skills (0: all); rerun with a larger N to add to the run")
     parser.add_argument("--max-content-attempts", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
+    parser.add_argument("--server-url", default=None,
+                        help="a llama.cpp server already running (e.g. http://127.0.0.1:8080/v1) instead of starting one")
     args = parser.parse_args()
 
     from llamacpp import RecordingProxy, llama_server, read_exchanges, server_usage
@@ -57,9 +64,12 @@ def main() -> None:
 
     args.record.parent.mkdir(parents=True, exist_ok=True)
     init_ray(None)
+    load_start = Path("/proc/loadavg").read_text().split()[:3]
     started = time.perf_counter()
-    with llama_server(args.record.with_suffix(".server.log"), n_threads=args.threads) as upstream, \
-            RecordingProxy(upstream, args.record) as proxy:
+    with ExitStack() as stack:
+        upstream = args.server_url or stack.enter_context(
+            llama_server(args.record.with_suffix(".server.log"), n_threads=args.threads))
+        proxy = stack.enter_context(RecordingProxy(upstream, args.record))
         config = make_config(generation_values(args, proxy.base_url), source="bench_llamacpp")
         summary = run_generation(config, progress=True)
     wall = time.perf_counter() - started
@@ -70,6 +80,8 @@ def main() -> None:
     result = {
         "command": " ".join(sys.argv),
         "wall_s_incl_server_start": round(wall, 1),
+        "server_started_here": args.server_url is None,
+        "loadavg_start_end": [load_start, Path("/proc/loadavg").read_text().split()[:3]],
         "summary": summary.to_dict(),
         "completion_tokens_per_s": round(summary.completion_tokens / max(summary.elapsed_s, 1e-9), 1),
         "server_usage_recorded": usage,

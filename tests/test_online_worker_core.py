@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from online_fakes import FakeBudget, FakeClock, Handle, task
+from online_fakes import FakeBudget, FakeClock, Handle, handle_with_exchange, task
 
 from skillgen.llm.client import CallResult, ChatClient
 from skillgen.online.scheduler import Scheduler
@@ -36,17 +36,6 @@ def core(cfg: dict[str, Any], tasks, budget: FakeBudget | None = None, clock=Non
     kwargs = {"clock": clock} if clock else {}
     worker = WorkerCore("w1", cfg, Handle(scheduler), Handle(budget), price_in=1.0, price_out=2.0, **kwargs)
     return worker, scheduler, budget
-
-
-async def handle_with_exchange(worker: WorkerCore, client: ChatClient, t) -> None:
-    """``handle`` one task with the budget exchange loop running beside it, as ``run`` does."""
-    exchanger = asyncio.create_task(worker.exchange_loop())
-    try:
-        await asyncio.wait_for(worker.handle(client, t), timeout=60)
-    finally:
-        exchanger.cancel()
-        await asyncio.gather(exchanger, return_exceptions=True)
-    await worker._final_settle()
 
 
 def handle_over_http(worker: WorkerCore, base_url: str, t) -> None:

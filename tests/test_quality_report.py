@@ -114,3 +114,15 @@ def test_pipeline_report_section(tmp_path: Path):
     text = "\n".join(lines)
     assert f"| label_only_% | {round(100 * 2 / 11, 2)} |" in text and "validation problems named: duplicate 1" in text
     assert text.count("![") == 2 and (tmp_path / "report_quality_lengths.png").exists()
+
+
+def test_unfilled_placeholders_are_counted():
+    """SmolLM2's template slots ("[industry_specific]", issue 21) are flagged; round brackets are not."""
+    import polars as pl
+
+    from skillgen.quality.metrics import with_keys
+
+    rows = pl.DataFrame({"skill_id": ["a", "a", "b"], "label": ["x", "x", "y"],
+                         "sentence": ["You have experience with [industry_specific].", "You know SQL (PostgreSQL).",
+                                      "Fill out the [optional requirement] form."]})
+    assert with_keys(rows)["placeholder"].to_list() == [True, False, True]

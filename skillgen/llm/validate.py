@@ -4,7 +4,8 @@ Models return JSON objects, bare lists, fenced code blocks, numbered lines,
 truncated JSON (``finish_reason == "length"``) and occasionally nonsense.
 Everything is parsed leniently but cleaned strictly: numbering and quotes are
 stripped, and empty, over-long and duplicate sentences (also duplicates of
-sentences already kept for the skill) are dropped. The caller compares the
+sentences already kept for the skill), sentences that are only the skill's
+label and sentences with an unfilled ``[placeholder]`` are dropped. The caller compares the
 count with what it asked for and re-requests the shortfall; nothing here ever
 pads or accepts fewer sentences silently.
 """
@@ -22,6 +23,10 @@ _QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb`"
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _WS = re.compile(r"\s+")
+# An unfilled template slot ("You have experience with [industry_specific]"), as SmolLM2-135M wrote for the
+# main job's skills (BENCHMARKS.md, issue 21): a sentence with a slot is a template, not a job ad, and the
+# slot stands where the skill should be; job-ad text rarely has square brackets.
+_PLACEHOLDER = re.compile(r"\[[^\[\]]{1,60}\]")
 MAX_CHARS = 600
 
 
@@ -76,8 +81,8 @@ def extract_items(content: str | None) -> tuple[list[Any], str | None]:
     if 0 <= brace[0] < brace[1]:
         candidates.append(text[brace[0] : brace[1] + 1])
     for cand in candidates:
-        try:
-            items = _from_json(json.loads(cand))
+        try:  # strict=False: raw newlines inside a string (SmolLM2 writes them) are not worth losing the list
+            items = _from_json(json.loads(cand, strict=False))
         except (json.JSONDecodeError, ValueError):
             continue
         if items is not None:
@@ -133,6 +138,9 @@ def validate_response(
         key = normalise_key(s)
         if key == label_key:
             result.dropped["label-only"] += 1
+            continue
+        if _PLACEHOLDER.search(s):
+            result.dropped["placeholder"] += 1
             continue
         if key in seen:
             result.dropped["duplicate"] += 1

@@ -32,7 +32,9 @@ def normalised(col: str) -> pl.Expr:
 def with_keys(rows: pl.DataFrame) -> pl.DataFrame:
     """Adds ``key`` (normalised sentence), ``label_key``, ``words`` and the label flags."""
     frame = rows.select("skill_id", "label", "sentence").with_columns(
-        key=normalised("sentence"), label_key=normalised("label"))
+        key=normalised("sentence"), label_key=normalised("label"),
+        # an unfilled template slot, "[industry_specific]" (the validator drops these since issue 21)
+        placeholder=pl.col("sentence").str.contains(r"\[[^\[\]]{1,60}\]"))
     return frame.with_columns(
         words=pl.col("key").str.split(" ").list.len(),
         # padded with spaces so "java" does not match inside "javascript"

@@ -31,6 +31,7 @@ class QualityReport:
     near_duplicates_within_skill: int
     label_verbatim: int  # sentences containing the skill's label as whole words
     label_only: int  # sentences that are the label and nothing else
+    placeholder: int  # sentences with an unfilled [slot]
     lengths: dict[str, Any]
     diversity: dict[str, Any]
     failures: dict[str, Any]
@@ -54,6 +55,7 @@ class QualityReport:
             "template_across_skills_%": self.share(self.duplicates["template_across_skills"]),
             "label_verbatim_%": self.share(self.label_verbatim),
             "label_only_%": self.share(self.label_only),
+            "placeholder_%": self.share(self.placeholder),
             "mean_words": self.lengths.get("mean_words", 0.0),
             "distinct_1": self.diversity.get("distinct_1", 0.0),
             "distinct_2": self.diversity.get("distinct_2", 0.0),
@@ -119,6 +121,7 @@ def quality_report(run_dir: str | Path, n_sentences: int | None = None, samples_
         near_duplicates_within_skill=metrics.near_duplicates_within_skill(keyed, near_dup_threshold),
         label_verbatim=int(keyed["has_label"].sum()) if rows.height else 0,
         label_only=int(keyed["label_only"].sum()) if rows.height else 0,
+        placeholder=int(keyed["placeholder"].sum()) if rows.height else 0,
         lengths=metrics.lengths(keyed),
         diversity=metrics.distinct_ngrams(keyed),
         failures=metrics.failures_by_reason(failures),
