@@ -7,6 +7,7 @@ local Ray instance with 2 CPUs, as the brief asks for a 2-core box.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,66 @@ def assert_complete(run_dir: Path, n_skills: int, n: int) -> Any:
     assert raw.select(["skill_id", "sample_idx"]).is_duplicated().sum() == 0
     assert sorted(raw["sample_idx"].unique().to_list()) == list(range(n))
     return raw
+
+
+def assert_billed_once(stats: dict[str, Any]) -> None:
+    """Batch mode: the simulator billed each custom_id once and received each input file once."""
+    billed = stats["batch_billed_by_custom_id"]
+    assert billed and set(billed.values()) == {1}, "a custom_id was billed twice"
+    assert set(stats["files_uploaded"].values()) == {1}, "an input file was uploaded twice"
+
+
+class LeaseWatcher:
+    """Reads a local run dir's lease every ``interval`` s while a run goes on: which holders (lease tokens) it saw,
+    and whether the batch was still open when it did. Every acquisition draws a new token, so one token seen in
+    the batch phase and again at an online tick means the run dir was never let go in between."""
+
+    def __init__(self, run_dir: Path, interval: float = 0.01) -> None:
+        self.run_dir, self.interval = run_dir, interval
+        self.seen: list[tuple[str | None, bool]] = []  # (token or None, batch still uncollected)
+        self.at_online_ticks: set[str | None] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def token(self) -> str | None:
+        from skillgen.rundir.lease import LEASE_FILE, Lease
+
+        try:
+            return Lease.from_bytes((self.run_dir / LEASE_FILE).read_bytes()).token
+        except (FileNotFoundError, ValueError):  # absent, or caught mid-replace
+            return None
+
+    def _batch_open(self) -> bool:
+        from skillgen.batch.state import load_manifest
+        from skillgen.rundir.rundir import RunDir
+
+        try:
+            manifest = load_manifest(RunDir.read_only(self.run_dir))
+        except Exception:  # noqa: BLE001 - not written yet
+            return False
+        return bool(manifest and any(not e.collected for e in manifest.entries))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.seen.append((self.token(), self._batch_open()))
+
+    def on_update(self, _state: Any, _budget: Any) -> None:
+        """``run_generation``'s hook: called on online mode's ticks only."""
+        self.at_online_ticks.add(self.token())
+
+    def __enter__(self) -> "LeaseWatcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def holders(self) -> set[str]:
+        return {t for t, _ in self.seen if t is not None}
+
+    def held_during_batch(self) -> set[str]:
+        return {t for t, open_ in self.seen if t is not None and open_}
 
 
 def assert_accounted(run_dir: Path, n_skills: int, n: int) -> tuple[set[str], set[str]]:

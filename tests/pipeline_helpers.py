@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
+
+import polars as pl
 
 from conftest import synthetic_skill_rows, write_benchmarks, write_esco_csv
 
 N_SKILLS, N_SENTENCES = 24, 4
+
+
+def pipeline_cmd(config: Path) -> list[str]:
+    return [sys.executable, "-m", "cluster.pipeline", "--config", str(config)]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
 
 
 def tiny_pipeline_config(tmp_path: Path, encoder_dir: Path, run_dir: Path) -> Path:
@@ -36,3 +49,25 @@ log_every = 2
 sets = ["tech", "house"]
 """)
     return config
+
+
+def generation_records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "generation_runs.jsonl").read_text().splitlines()]
+
+
+def check_outputs(run_dir: Path) -> None:
+    rows = pl.read_parquet(run_dir / "generation" / "shards" / "*.parquet")
+    assert rows.height == N_SKILLS * N_SENTENCES
+    assert rows.select("skill_id", "sample_idx").n_unique() == rows.height
+    results = json.loads((run_dir / "results_test.json").read_text())
+    assert set(results) == {"tech", "house"} and results["tech"]["n"] == 6
+    report = (run_dir / "report.md").read_text()
+    assert report.count("![") == 6 and "## Data quality" in report and "| label_verbatim_% |" in report
+    # the training plot's data: one loss point per logged step and every validation, resumes included
+    total = json.loads((run_dir / "model" / "fit_result.json").read_text())["history"][-1]["step"]
+    curve = json.loads((run_dir / "report_training.json").read_text())
+    assert curve["loss_steps"] == sorted(set(range(2, total + 1, 2)) | set(range(3, total + 1, 3)) | {total})
+    assert curve["val_steps"] == sorted(set(range(3, total + 1, 3)) | {total})
+    from sentence_transformers import SentenceTransformer
+
+    assert SentenceTransformer(str(run_dir / "model")).encode(["weld pipes"]).shape == (1, 32)

@@ -21,7 +21,7 @@ from skillgen.rundir.rundir import RunDir
 from skillgen.run import run_generation
 from skillgen.simulator import run_in_thread
 from skillgen.rundir.sinks import read_failures, read_rows
-from gen_helpers import assert_accounted, esco, gen_config
+from gen_helpers import assert_accounted, assert_billed_once, esco, gen_config
 
 REPO = Path(__file__).resolve().parent.parent
 FAST_POLL = dict(batch_poll_min_s=0.05, batch_poll_max_s=0.3)
@@ -31,12 +31,6 @@ def batch_config(sim, tmp_path: Path, n_skills: int, **kw):
     values = dict(mode="batch", model="gpt-4o-mini", **FAST_POLL)
     values.update(kw)
     return gen_config(sim.base_url, esco(tmp_path, n_skills), tmp_path / "run", **values)
-
-
-def assert_billed_once(stats: dict) -> None:
-    billed = stats["batch_billed_by_custom_id"]
-    assert billed and set(billed.values()) == {1}, "a custom_id was billed twice"
-    assert set(stats["files_uploaded"].values()) == {1}, "an input file was uploaded twice"
 
 
 def _cli(sim, csv: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -130,6 +124,7 @@ def test_upload_and_batch_made_but_not_recorded_are_found_not_repeated(tmp_path:
     assert_accounted(tmp_path / "run", 30, 5)
 
 
+@pytest.mark.slow  # the default suite's expired batch: tests/test_batch_chaos.py::test_expired_batch (same checks and the ledger)
 def test_expired_batch_keeps_completed_part_and_resubmits_the_rest(tmp_path: Path):
     with run_in_thread(batch_seconds_per_line=0.03, batch_validating_s=0.0, batch_expire_s=1.0) as sim:
         config = batch_config(sim, tmp_path, 60, batch_max_rounds=20)

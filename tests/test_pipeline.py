@@ -1,6 +1,10 @@
 """The main job end to end on a tiny slice: local Ray, the in-process simulator, the tiny
 encoder, 2 Ray Train workers; then a crash in the middle of training and a rerun that
-finishes without paying for any generation request again."""
+finishes without paying for any generation request again.
+
+The default suite runs the crash-and-rerun test (the pipeline to its report, resumed) and, in
+``test_ray_job_submit.py``, one uninterrupted pipeline with the same output checks; the uninterrupted
+run followed by a rerun of the finished pipeline is slow (CI runs it, ``.ci/run``)."""
 
 from __future__ import annotations
 
@@ -8,46 +12,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 
-from pipeline_helpers import N_SENTENCES, N_SKILLS, tiny_pipeline_config
+from pipeline_helpers import N_SKILLS, check_outputs, env, generation_records, pipeline_cmd, tiny_pipeline_config
 
 ROOT = Path(__file__).resolve().parent.parent
-def pipeline_cmd(config: Path) -> list[str]:
-    return [sys.executable, "-m", "cluster.pipeline", "--config", str(config)]
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
-
-
-def generation_records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "generation_runs.jsonl").read_text().splitlines()]
-
-
-def check_outputs(run_dir: Path) -> None:
-    rows = pl.read_parquet(run_dir / "generation" / "shards" / "*.parquet")
-    assert rows.height == N_SKILLS * N_SENTENCES
-    assert rows.select("skill_id", "sample_idx").n_unique() == rows.height
-    results = json.loads((run_dir / "results_test.json").read_text())
-    assert set(results) == {"tech", "house"} and results["tech"]["n"] == 6
-    report = (run_dir / "report.md").read_text()
-    assert report.count("![") == 6 and "## Data quality" in report and "| label_verbatim_% |" in report
-    # the training plot's data: one loss point per logged step and every validation, resumes included
-    total = json.loads((run_dir / "model" / "fit_result.json").read_text())["history"][-1]["step"]
-    curve = json.loads((run_dir / "report_training.json").read_text())
-    assert curve["loss_steps"] == sorted(set(range(2, total + 1, 2)) | set(range(3, total + 1, 3)) | {total})
-    assert curve["val_steps"] == sorted(set(range(3, total + 1, 3)) | {total})
-    from sentence_transformers import SentenceTransformer
-
-    assert SentenceTransformer(str(run_dir / "model")).encode(["weld pipes"]).shape == (1, 32)
-
-
+@pytest.mark.slow
 def test_pipeline_runs_end_to_end_and_a_rerun_pays_nothing(tmp_path, tiny_encoder_dir):
     run_dir = tmp_path / "run"
     config = tiny_pipeline_config(tmp_path, tiny_encoder_dir, run_dir)
@@ -89,7 +64,9 @@ def test_killed_during_training_resumes_without_new_generation_requests(tmp_path
 
     rerun = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert generation_records(run_dir)[1]["summary"]["requests"] == 0
+    assert "trained model (test)" in rerun.stdout and str(run_dir / "report.md") in rerun.stdout
+    records = generation_records(run_dir)
+    assert records[1]["summary"]["requests"] == 0 and records[1]["summary"]["skills_already_done"] == N_SKILLS
     fit = json.loads((run_dir / "model" / "fit_result.json").read_text())
     assert fit["resumed_at_steps"], "training restarted from scratch instead of its checkpoint"
     check_outputs(run_dir)
