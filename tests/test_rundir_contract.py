@@ -105,7 +105,10 @@ def _check_books(run_dir: str, mode: str, stats: dict) -> None:
     assert abs(totals.prompt_tokens + totals.completion_tokens - billed) <= 0.005 * billed
     if mode == "batch":
         assert totals.known_usd == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
-    assert set(read_ledger(run_dir)["worker"].to_list()) == ({"batch"} if mode == "batch" else {"w0", "w1"})
+    # every attempt names who sent it; which online worker took which skill is the scheduler's choice
+    # (with 12 skills one worker may take them all), so only the set of possible writers is fixed
+    writers = set(read_ledger(run_dir)["worker"].to_list())
+    assert writers == {"batch"} if mode == "batch" else (writers and writers <= {"w0", "w1"})
     info = status(run_dir)  # what `skillgen status --json` prints
     led = info["reconciliation"]["ledger"]
     assert info["cost_usd"] == pytest.approx(totals.spent_usd, rel=1e-9)
