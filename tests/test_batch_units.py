@@ -64,7 +64,7 @@ def test_results_in_any_order_are_matched_validated_and_costed():
     }
     output = "\n".join([
         _result("b", json.dumps({"sentences": ["You weld pipes daily.", "You inspect welds."]})),  # one repeat
-        _result("a", json.dumps({"sentences": ["One a.", "Two a.", "Three a."]})),
+        _result("a", json.dumps({"sentences": ["One for a.", "Two for a.", "Three for a."]})),
         _result("c", '{"sentences": ["broken'),  # invalid JSON in the body: billed, no sentence
     ])
     errors = "\n".join([
@@ -76,7 +76,7 @@ def test_results_in_any_order_are_matched_validated_and_costed():
     by_key = {}
     for row in res.rows:
         by_key.setdefault(row.request_key, []).append((row.sample_idx, row.sentence))
-    assert by_key == {"ka": [(0, "One a."), (1, "Two a."), (2, "Three a.")], "kb": [(1, "You inspect welds.")]}
+    assert by_key == {"ka": [(0, "One for a."), (1, "Two for a."), (2, "Three for a.")], "kb": [(1, "You inspect welds.")]}
     one = price.cost(100, 50)
     assert res.cost_usd == pytest.approx(3 * one) and res.unattributed_usd == pytest.approx(one)
     assert sum(r.cost_usd for r in res.rows) + res.unattributed_usd == pytest.approx(res.cost_usd)

@@ -20,9 +20,9 @@ def test_numbering_quotes_and_whitespace_stripped():
 
 def test_duplicates_overlong_and_existing_dropped():
     long = " ".join(["word"] * 70)
-    items = ["You have Python.", "you have python", long, "Already kept sentence.", 42, "New one."]
+    items = ["You have Python.", "you have python", long, "Already kept sentence.", 42, "A new one."]
     v = validate_response(json.dumps({"sentences": items}), 10, existing=["Already kept sentence"], max_words=60)
-    assert v.sentences == ["You have Python.", "New one."]
+    assert v.sentences == ["You have Python.", "A new one."]
     assert v.dropped == {"duplicate": 2, "over-long": 1, "non-string": 1}
 
 
@@ -32,9 +32,9 @@ def test_count_capped_and_extra_reported():
 
 
 def test_fenced_list_and_plain_lines():
-    assert validate_response('```json\n["a b", "c d"]\n```', 5).sentences == ["a b", "c d"]
-    v = validate_response("1. Foo bar\n2. Baz qux\n", 5)
-    assert v.sentences == ["Foo bar", "Baz qux"] and v.parse_error == "not JSON (plain lines)"
+    assert validate_response('```json\n["a b c", "d e f"]\n```', 5).sentences == ["a b c", "d e f"]
+    v = validate_response("1. Foo bar baz\n2. Baz qux quux\n", 5)
+    assert v.sentences == ["Foo bar baz", "Baz qux quux"] and v.parse_error == "not JSON (plain lines)"
 
 
 def test_truncated_json_keeps_closed_strings_only():
@@ -68,9 +68,10 @@ def test_error_text_is_redacted_before_it_reaches_records_and_logs():
 def test_a_sentence_that_is_only_the_label_is_dropped():
     """What a small model does when it has nothing to say (the quality report's label_only): the label alone,
     in any case or punctuation, is not a job-ad sentence; the label inside a sentence is kept."""
-    answer = json.dumps({"sentences": ["Python", "python.", "You will maintain our Python services.", "PYTHON!"]})
-    v = validate_response(answer, 4, label="Python")
-    assert v.sentences == ["You will maintain our Python services."]
+    answer = json.dumps({"sentences": ["Operate forklift trucks", "operate forklift trucks.",
+                                       "You will operate our forklift trucks.", "OPERATE FORKLIFT TRUCKS!"]})
+    v = validate_response(answer, 4, label="operate forklift trucks")
+    assert v.sentences == ["You will operate our forklift trucks."]
     assert v.dropped["label-only"] == 3 and "3 label-only" in v.describe()
     assert len(validate_response(answer, 4).sentences) == 2  # without the label only duplicates go
 
@@ -82,3 +83,15 @@ def test_a_sentence_with_an_unfilled_placeholder_is_dropped():
                                        "Fill out the [optional requirement] form."]})
     v = validate_response(answer, 3)
     assert v.sentences == ["You know SQL (PostgreSQL)."] and v.dropped["placeholder"] == 2
+
+
+def test_fragments_and_echoes_of_the_prompt_are_dropped():
+    """Recorded SmolLM2 answers (tests/test_real_answers.py) hold a lone "1", a timestamp with a name and the
+    prompt's "Skill: ..." line as whole "sentences". Fewer than three words is a fragment; a line that opens
+    with one of the prompt's field names is an echo; a sentence merely mentioning a skill or a description stays."""
+    items = ["1", "Bella Smith", "Skill: Electrooptic Devices, Systems and Components", "description : laser optics",
+             "Alternative labels: optics; photonics", "You know Python.", "Skills in optics are a plus: apply now.",
+             "The job description asks for laser safety skills."]
+    v = validate_response(json.dumps({"sentences": items}), 10)
+    assert v.sentences == items[5:]
+    assert v.dropped == {"too-short": 2, "prompt-echo": 3}

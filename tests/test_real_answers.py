@@ -134,7 +134,24 @@ def test_json_that_is_not_quite_json_is_read_and_its_prose_dropped():
     with pytest.raises(ValueError):
         json.loads(first)  # the recorded answer really is not JSON
     v = validate_response(first, 10, label="electrooptic devices")
-    assert v.parse_error is None and v.dropped["over-long"] == 1 and len(v.sentences) == 5
+    assert v.parse_error is None and v.dropped["over-long"] == 1 and len(v.sentences) == 3
     assert not any("A new job application" in s for s in v.sentences)
     r = replay("not_quite_json")
-    assert r.sentences[:5] == v.sentences and r.asked(1) == 5
+    assert r.sentences[:3] == v.sentences and r.asked(1) == 7
+
+
+def test_prompt_echoes_and_fragments_are_not_kept_as_sentences():
+    """The same skill's answers also held the prompt's own field line copied back ("Skill: Electrooptic
+    Devices, Systems and Components"), a timestamp with a name ("2018-09-30T07:58:57+12:46,Aaron Coaden") and a
+    lone "1" as whole "sentences". None of them is a job-ad sentence; each is dropped with its reason, and the
+    skill's failure record says why it stayed short."""
+    from skillgen.llm.validate import validate_response
+
+    contents = [e["response"]["choices"][0]["message"]["content"] for e in load_fixture("not_quite_json")["exchanges"]]
+    assert "Skill: Electrooptic Devices" in contents[0] and '"1"' in contents[1]  # what the model really wrote
+    first, second = (validate_response(c, 10, label="electrooptic devices") for c in contents[:2])
+    assert first.dropped["prompt-echo"] == 1 and first.dropped["too-short"] == 1 and second.dropped["too-short"] == 1
+    r = replay("not_quite_json")
+    assert not any(s.lower().startswith("skill:") or len(s.split()) < 3 for s in r.sentences)
+    [failure] = r.failures  # its message quotes the last three answers' drops
+    assert "too-short" in failure.message and failure.n_missing == 10 - len(r.sentences)

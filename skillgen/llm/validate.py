@@ -5,7 +5,8 @@ truncated JSON (``finish_reason == "length"``) and occasionally nonsense.
 Everything is parsed leniently but cleaned strictly: numbering and quotes are
 stripped, and empty, over-long and duplicate sentences (also duplicates of
 sentences already kept for the skill), sentences that are only the skill's
-label and sentences with an unfilled ``[placeholder]`` are dropped. The caller compares the
+label, fragments of fewer than :data:`MIN_WORDS` words, echoes of the prompt's field lines and
+sentences with an unfilled ``[placeholder]`` are dropped. The caller compares the
 count with what it asked for and re-requests the shortfall; nothing here ever
 pads or accepts fewer sentences silently.
 """
@@ -27,6 +28,12 @@ _WS = re.compile(r"\s+")
 # main job's skills (BENCHMARKS.md, issue 21): a sentence with a slot is a template, not a job ad, and the
 # slot stands where the skill should be; job-ad text rarely has square brackets.
 _PLACEHOLDER = re.compile(r"\[[^\[\]]{1,60}\]")
+# The prompt's own field lines copied back ("Skill: Electrooptic Devices, Systems and Components", SmolLM2 again):
+# an echo of the request, not a sentence from a job ad.
+_PROMPT_ECHO = re.compile(r"^(?:skill|description|alternative labels)\s*:", re.I)
+# Fewer words than this is a fragment ("1", "Bella", a timestamp and a name), not a sentence: a job-ad line that
+# shows a skill has at least a verb and its object ("You know Python").
+MIN_WORDS = 3
 MAX_CHARS = 600
 
 
@@ -138,6 +145,12 @@ def validate_response(
         key = normalise_key(s)
         if key == label_key:
             result.dropped["label-only"] += 1
+            continue
+        if len(s.split()) < MIN_WORDS:
+            result.dropped["too-short"] += 1
+            continue
+        if _PROMPT_ECHO.match(s):
+            result.dropped["prompt-echo"] += 1
             continue
         if _PLACEHOLDER.search(s):
             result.dropped["placeholder"] += 1
