@@ -197,8 +197,41 @@ def test_prometheus_scrape_shows_the_skillgen_gauges_during_and_after_a_run(ray_
     assert final("skillgen_skills_done", lambda v: v == n_skills) == n_skills
     assert final("skillgen_requests", lambda v: v == summary.requests) == summary.requests
     assert final("skillgen_spend_usd", lambda v: abs(v - summary.total_cost_usd) <= 1e-9 + 1e-6 * v) > 0
-    values = {name: final(name) for name in GAUGES if name.startswith("skillgen_")}  # every one is exported
+    values = {name: final(name) for name in GAUGES  # every online one is exported (batch mode's: the next test)
+              if name.startswith("skillgen_") and not name.startswith("skillgen_batch")}
     assert values["skillgen_failures"] == 0
     assert 0 <= values["skillgen_retries"] <= summary.requests
     assert 0 <= values["skillgen_rate_limited"] <= summary.requests
     assert values["skillgen_tokens_per_s"] > 0
+
+
+def test_batch_mode_publishes_batches_open_lines_done_and_spend(ray_local, tmp_path: Path):
+    """Batch mode's own gauges: batches open while the provider works, every line done and the run dir's
+    spend (the ledger's) at the end, next to the skills done, as Prometheus scrapes them."""
+    from promscrape import Scraper, exported, metrics_url, wait_for_value
+
+    from skillgen.simulator import run_in_thread
+
+    n_skills = 40
+    run_dir = tmp_path / "run_batch_metrics"
+    url = metrics_url()
+    tag = {"run": run_dir.name}
+    # 4 batches of 10 lines at 0.1 s a line: 4 s or more of open batches, so pushes land while they are open
+    with run_in_thread(batch_seconds_per_line=0.1, seed=3) as sim:
+        cfg = gen_config(sim.base_url, esco(tmp_path, n_skills), run_dir, mode="batch", model="gpt-4o-mini",
+                         n_sentences=2, batch_max_requests=10, batch_poll_min_s=0.05, batch_poll_max_s=0.3)
+        with Scraper(url, (exported("skillgen_"),)) as scraper:
+            summary = run_generation(cfg, progress=False)
+            ended = time.monotonic()
+    assert summary.status == "complete" and summary.skills_completed == n_skills, summary
+
+    open_during = [s.value for s in scraper.series(exported("skillgen_batches_open"), **tag) if s.t < ended]
+    assert open_during and max(open_during) >= 1, f"no open batch seen in {scraper.scrapes} scrapes ({scraper.errors[:2]})"
+    lines = wait_for_value(url, exported("skillgen_batch_lines"), tag, lambda v: v == summary.requests)
+    assert lines >= n_skills
+    assert wait_for_value(url, exported("skillgen_batch_lines_done"), tag, lambda v: v == lines) == lines
+    assert wait_for_value(url, exported("skillgen_batches_open"), tag, lambda v: v == 0) == 0
+    assert wait_for_value(url, exported("skillgen_skills_done"), tag, lambda v: v == n_skills) == n_skills
+    spend = wait_for_value(url, exported("skillgen_spend_usd"), tag,
+                           lambda v: abs(v - summary.total_cost_usd) <= 1e-9 + 1e-6 * v)
+    assert spend > 0

@@ -40,6 +40,7 @@ from skillgen.batch.collect import Collected, collect_lines, shard_tag, unproces
 from skillgen.batch.jsonl import BatchLine, build_line, pack
 from skillgen.batch.state import BatchEntry, Manifest, load_manifest, save_manifest, seq_name
 from skillgen.common.errors import UserError
+from skillgen.common.raymetrics import publish
 from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import config_batch_price
 from skillgen.plan import RunSummary, SkillTask, StopReason
@@ -302,9 +303,20 @@ class BatchRun:
             if not e.collected:
                 counts.update(e.request_counts)
         held = sum(e.worst_case_usd for e in self.manifest.open_entries())
+        self.publish()
         log.log(logging.INFO if self.verbose else logging.DEBUG,
                 "batches open: %s | requests %d/%d done, %d failed | spent $%.4f, up to $%.4f held by open batches",
                 dict(states) or "none", counts["completed"], counts["total"], counts["failed"], self.spent, held)
+
+
+    def publish(self, extra: dict[str, float] | None = None) -> None:
+        """The batch gauges (run-dir totals, as ``skillgen_spend_usd`` is) on Ray's metrics, when connected."""
+        entries = self.manifest.entries
+        done = sum(e.requests if e.collected else e.request_counts.get("completed", 0) + e.request_counts.get("failed", 0)
+                   for e in entries)
+        publish({"skillgen_batches_open": len(self.manifest.open_entries()),
+                 "skillgen_batch_lines": sum(e.requests for e in entries), "skillgen_batch_lines_done": done,
+                 "skillgen_spend_usd": self.spent, **(extra or {})}, self.run_dir.root.name)
 
 
 def reconcile_ledger(run_dir: RunDir, manifest: Manifest) -> int:
@@ -343,6 +355,7 @@ def run_batch(config: GenerationConfig, run_dir: RunDir, progress: bool = True) 
     if config.spend_cap_usd is not None and spent_before >= config.spend_cap_usd and tasks:
         raise UserError(f"spend cap ${config.spend_cap_usd:.4f} already reached by this run dir "
                         f"(${spent_before:.4f} spent, by the ledger); rerun with a higher --spend-cap-usd to continue")
+    _connect_for_metrics(config)
     api = BatchApi(config)
     run = BatchRun(config, run_dir, api, manifest, skills, progress)
     status = "complete"
@@ -355,6 +368,20 @@ def run_batch(config: GenerationConfig, run_dir: RunDir, progress: bool = True) 
         run.failures.flush()
         api.close()
     return _summary(config, run, status, skills, tasks, already, prompt_est, price, spent_before, t0, started_at)
+
+
+def _connect_for_metrics(config: GenerationConfig) -> None:
+    """Under ``ray job submit`` (``RAY_ADDRESS`` set) or with ``--address``, join the cluster so the batch
+    gauges reach its dashboard and Prometheus. Batch mode needs no Ray otherwise: a plain local run starts
+    none, and a cluster that cannot be reached costs the run its gauges, not its batches."""
+    from skillgen.common.raycluster import init_ray, resolve_address
+
+    if resolve_address(config.ray_address) == "local":
+        return  # (a pipeline that started local Ray itself is connected already: publish() sees it)
+    try:
+        init_ray(config.ray_address, log_to_driver=False)
+    except UserError as exc:
+        log.warning("no Ray metrics for this batch run: %s", exc)
 
 
 def _summary(config, run: BatchRun, status, skills, tasks, already, prompt_est, price, spent_before, t0,
@@ -371,6 +398,8 @@ def _summary(config, run: BatchRun, status, skills, tasks, already, prompt_est, 
     t = run.totals
     spend = run.run_dir.spend(config.unknown_outcome)
     batches = Counter(e.status for e in run.manifest.entries)
+    run.spent = spend.total_usd
+    run.publish({"skillgen_skills_done": completed, "skillgen_failures": failed, "skillgen_requests": t["requests"]})
     summary = RunSummary(
         run_dir=str(run.run_dir), status=status, skills_selected=len(skills), skills_already_done=already,
         skills_attempted=len(tasks), skills_completed=completed, skills_failed=failed, skills_remaining=remaining,
