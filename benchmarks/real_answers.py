@@ -6,7 +6,8 @@
 ``modes`` reads the recording proxy's exchanges (``<dir>/exchanges.jsonl``) and the generation run dir
 (``<dir>/generation``) and counts the answers that showed each failure mode of issue 21: not quite JSON,
 fewer sentences than asked, duplicates, a sentence that only repeats the label, a refusal, an answer cut
-by ``max_tokens``, and the server's slowness and (absent) rate-limit headers; each with example request
+by ``max_tokens`` (and those the validator learned from SmolLM2: fragments, echoes of the prompt,
+unfilled placeholders), and the server's slowness and (absent) rate-limit headers; each with example request
 keys. ``fixture`` copies every exchange of one skill (its request key) with the skill's ESCO fields into
 ``tests/fixtures/smollm2/NAME.json`` for ``tests/test_real_answers.py``. Modes are judged by the same
 validator the run used (:func:`skillgen.llm.validate.validate_response`), so "fewer" means fewer *usable*
@@ -29,7 +30,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 # a refusal speaks in the first person ("as an AI" alone is not one: a sentence may mention an AI assistant role)
 REFUSAL = re.compile(r"\b(I'?m sorry|I am sorry|I cannot|I can'?t|I'?m unable|I am unable|I won'?t|cannot assist)\b", re.I)
-MODES = ("not_quite_json", "fewer_than_asked", "duplicates", "label_only", "refusal", "cut_by_max_tokens")
+MODES = ("not_quite_json", "fewer_than_asked", "duplicates", "label_only", "refusal", "cut_by_max_tokens",
+         "fragment", "prompt_echo", "placeholder")
+_DROPPED = {"duplicate": "duplicates", "label-only": "label_only", "too-short": "fragment", "prompt-echo": "prompt_echo",
+            "placeholder": "placeholder"}  # the validator's reasons -> modes
 
 
 def run_skills(run_dir: Path) -> dict[str, Any]:
@@ -63,10 +67,7 @@ def answer_modes(exchange: dict[str, Any], label: str) -> tuple[list[str], dict[
         modes.append("cut_by_max_tokens")
     if len(v.sentences) < asked:
         modes.append("fewer_than_asked")
-    if v.dropped.get("duplicate"):
-        modes.append("duplicates")
-    if v.dropped.get("label-only"):
-        modes.append("label_only")
+    modes += [mode for reason, mode in _DROPPED.items() if v.dropped.get(reason)]
     if content and REFUSAL.search(content):
         modes.append("refusal")
     return modes, {"asked": asked, "raw_items": len(items), "kept": len(v.sentences), "finish_reason": finish,

@@ -82,3 +82,27 @@ def test_results_in_any_order_are_matched_validated_and_costed():
     assert sum(r.cost_usd for r in res.rows) + res.unattributed_usd == pytest.approx(res.cost_usd)
     assert res.answered == {"ka", "kb", "kc", "kd"}
     assert set(res.problems) == {"kb", "kc", "kd"} and "HTTP 500" in res.problems["kd"]
+
+
+def test_batch_mode_joins_ray_for_its_gauges_only_when_a_cluster_is_named(monkeypatch, caplog):
+    """No address and no RAY_ADDRESS: no Ray is started (batch mode needs none). A named cluster that cannot
+    be joined, for whatever reason, costs the gauges and a warning line, never the run (its batches are paid)."""
+    import skillgen.common.raycluster as raycluster
+    from skillgen.batch.driver import _connect_for_metrics
+
+    calls = []
+
+    def refuse(address=None, **kwargs):
+        calls.append(address)
+        raise RuntimeError("version mismatch: cluster 2.59, client 2.60\nsecond line")
+
+    monkeypatch.setattr(raycluster, "init_ray", refuse)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    _connect_for_metrics(GenerationConfig(model="gpt-4o-mini", mode="batch"))
+    assert calls == []
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    with caplog.at_level("WARNING", logger="skillgen.batch.driver"):
+        _connect_for_metrics(GenerationConfig(model="gpt-4o-mini", mode="batch"))
+    assert calls == [None]
+    assert "no Ray metrics for this batch run: version mismatch: cluster 2.59, client 2.60" in caplog.text
+    assert "second line" not in caplog.text

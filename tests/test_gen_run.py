@@ -216,8 +216,9 @@ def test_batch_mode_publishes_batches_open_lines_done_and_spend(ray_local, tmp_p
     run_dir = tmp_path / "run_batch_metrics"
     url = metrics_url()
     tag = {"run": run_dir.name}
-    # 4 batches of 10 lines at 0.1 s a line: 4 s or more of open batches, so pushes land while they are open
-    with run_in_thread(batch_seconds_per_line=0.1, seed=3) as sim:
+    # 4 batches of 10 lines, processed side by side at 0.3 s a line: 3 s or more of open batches against
+    # Ray's 1 s push, so scrapes land while they are open
+    with run_in_thread(batch_seconds_per_line=0.3, seed=3) as sim:
         cfg = gen_config(sim.base_url, esco(tmp_path, n_skills), run_dir, mode="batch", model="gpt-4o-mini",
                          n_sentences=2, batch_max_requests=10, batch_poll_min_s=0.05, batch_poll_max_s=0.3)
         with Scraper(url, (exported("skillgen_"),)) as scraper:
@@ -229,6 +230,8 @@ def test_batch_mode_publishes_batches_open_lines_done_and_spend(ray_local, tmp_p
     assert open_during and max(open_during) >= 1, f"no open batch seen in {scraper.scrapes} scrapes ({scraper.errors[:2]})"
     lines = wait_for_value(url, exported("skillgen_batch_lines"), tag, lambda v: v == summary.requests)
     assert lines >= n_skills
+    done_during = [s.value for s in scraper.series(exported("skillgen_batch_lines_done"), **tag) if s.t < ended]
+    assert done_during == sorted(done_during) and all(0 <= v <= lines for v in done_during)  # never back, never over
     assert wait_for_value(url, exported("skillgen_batch_lines_done"), tag, lambda v: v == lines) == lines
     assert wait_for_value(url, exported("skillgen_batches_open"), tag, lambda v: v == 0) == 0
     assert wait_for_value(url, exported("skillgen_skills_done"), tag, lambda v: v == n_skills) == n_skills

@@ -311,12 +311,17 @@ class BatchRun:
 
     def publish(self, extra: dict[str, float] | None = None) -> None:
         """The batch gauges (run-dir totals, as ``skillgen_spend_usd`` is) on Ray's metrics, when connected."""
-        entries = self.manifest.entries
-        done = sum(e.requests if e.collected else e.request_counts.get("completed", 0) + e.request_counts.get("failed", 0)
-                   for e in entries)
-        publish({"skillgen_batches_open": len(self.manifest.open_entries()),
-                 "skillgen_batch_lines": sum(e.requests for e in entries), "skillgen_batch_lines_done": done,
-                 "skillgen_spend_usd": self.spent, **(extra or {})}, self.run_dir.root.name)
+        try:
+            entries = self.manifest.entries
+            done = sum(e.requests if e.collected else
+                       e.request_counts.get("completed", 0) + e.request_counts.get("failed", 0) for e in entries)
+            values = {"skillgen_batches_open": len(self.manifest.open_entries()),
+                      "skillgen_batch_lines": sum(e.requests for e in entries), "skillgen_batch_lines_done": done,
+                      "skillgen_spend_usd": self.spent, **(extra or {})}
+        except Exception as exc:  # noqa: BLE001 - gauges must never break a paid run
+            log.debug("batch gauges not computed: %s", exc)
+            return
+        publish(values, self.run_dir.root.name)
 
 
 def reconcile_ledger(run_dir: RunDir, manifest: Manifest) -> int:
@@ -378,10 +383,10 @@ def _connect_for_metrics(config: GenerationConfig) -> None:
 
     if resolve_address(config.ray_address) == "local":
         return  # (a pipeline that started local Ray itself is connected already: publish() sees it)
-    try:
-        init_ray(config.ray_address, log_to_driver=False)
-    except UserError as exc:
-        log.warning("no Ray metrics for this batch run: %s", exc)
+    try:  # init_ray's defaults: a batch run that goes online afterwards (batch_shortfall) keeps its worker logs
+        init_ray(config.ray_address)
+    except Exception as exc:  # noqa: BLE001 - any failure to join costs the gauges only, never the paid batches
+        log.warning("no Ray metrics for this batch run: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def _summary(config, run: BatchRun, status, skills, tasks, already, prompt_est, price, spent_before, t0,

@@ -30,11 +30,14 @@ _WS = re.compile(r"\s+")
 _PLACEHOLDER = re.compile(r"\[[^\[\]]{1,60}\]")
 # The prompt's own field lines copied back ("Skill: Electrooptic Devices, Systems and Components", SmolLM2 again):
 # an echo of the request, not a sentence from a job ad.
-_PROMPT_ECHO = re.compile(r"^(?:skill|description|alternative labels)\s*:", re.I)
+_PROMPT_ECHO = re.compile(r"^\W{0,3}(?:skill|description|alternative labels)\W{0,3}:", re.I)
 # Fewer words than this is a fragment ("1", "Bella", a timestamp and a name), not a sentence: a job-ad line that
 # shows a skill has at least a verb and its object ("You know Python").
 MIN_WORDS = 3
 MAX_CHARS = 600
+# every reason a sentence is dropped for, as :meth:`Validation.describe` names it ("<n> <reason>")
+DROP_REASONS = ("non-string", "empty", "over-long", "label-only", "prompt-echo", "too-short", "placeholder", "duplicate",
+                "extra")
 
 
 @dataclass
@@ -146,11 +149,11 @@ def validate_response(
         if key == label_key:
             result.dropped["label-only"] += 1
             continue
-        if len(s.split()) < MIN_WORDS:
-            result.dropped["too-short"] += 1
-            continue
         if _PROMPT_ECHO.match(s):
             result.dropped["prompt-echo"] += 1
+            continue
+        if len(s.split()) < MIN_WORDS:
+            result.dropped["too-short"] += 1
             continue
         if _PLACEHOLDER.search(s):
             result.dropped["placeholder"] += 1

@@ -20,6 +20,8 @@ from typing import Any
 
 import polars as pl
 
+from skillgen.llm.validate import DROP_REASONS
+
 NEAR_DUP_JACCARD = 0.8  # word-set Jaccard at or above which two sentences of a skill count as near-duplicates
 _NON_WORD = r"[^\p{L}\p{N}]+"
 
@@ -121,7 +123,7 @@ def distinct_ngrams(keyed: pl.DataFrame, orders: tuple[int, ...] = (1, 2, 3)) ->
 
 # what a validation failure's message names (skillgen.llm.validate: parse problems, then "<n> <reason>" drops)
 _PROBLEM = re.compile(r"empty response|JSON without a list of sentences|truncated JSON|malformed JSON|not JSON|"
-                      r"\btruncated\b(?! JSON)|\d+ (duplicate|empty|over-long|extra|non-string|label-only)")
+                      r"\btruncated\b(?! JSON)|\d+ (" + "|".join(map(re.escape, DROP_REASONS)) + r")\b")
 
 
 def failures_by_reason(failures: pl.DataFrame) -> dict[str, Any]:
