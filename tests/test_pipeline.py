@@ -41,6 +41,7 @@ def test_pipeline_runs_end_to_end_and_a_rerun_pays_nothing(tmp_path, tiny_encode
     assert records[1]["summary"]["skills_already_done"] == N_SKILLS
 
 
+@pytest.mark.slow  # ~70 s: a pipeline killed mid-training, then its rerun; .ci/run runs it
 def test_killed_during_training_resumes_without_new_generation_requests(tmp_path, tiny_encoder_dir):
     run_dir = tmp_path / "run"
     config = tiny_pipeline_config(tmp_path, tiny_encoder_dir, run_dir)

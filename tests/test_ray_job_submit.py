@@ -56,7 +56,7 @@ def ray_head(tmp_path):
     finally:
         try:
             os.killpg(head.pid, signal.SIGTERM)
-            head.wait(timeout=30)
+            head.wait(timeout=5)  # `ray start --block` can take 30 s or more to exit on SIGTERM: SIGKILL below
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         try:
@@ -70,6 +70,7 @@ def ray_head(tmp_path):
             current.unlink()
 
 
+@pytest.mark.slow  # ~1.5 min: a Ray head of its own and a whole pipeline; .ci/run runs it
 def test_ray_job_submit_runs_the_pipeline(ray_head, tmp_path, tiny_encoder_dir):
     address, env = ray_head
     run_dir = tmp_path / "run"

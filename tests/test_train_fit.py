@@ -89,6 +89,7 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
     assert code == 0
 
 
+@pytest.mark.slow  # ~35 s: a second 2-worker fit; .ci/run runs it (and test_train_s3.py the same on S3)
 def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(baseline, inputs, tiny_encoder_dir, tmp_path):
     import ray.cloudpickle
 
