@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 # a refusal speaks in the first person ("as an AI" alone is not one: a sentence may mention an AI assistant role)
-REFUSAL = re.compile(r"\b(I'?m sorry|I am sorry|I cannot|I can'?t|I'?m unable|I am unable|I won'?t|cannot assist)\b", re.I)
+# ("I can't wait to hear more" is SmolLM2 being enthusiastic, not refusing: the verb after "can't" decides)
+REFUSAL = re.compile(r"\b(I'?m sorry|I am sorry|I (?:cannot|can'?t|won'?t) (?:help|assist|provide|write|create|"
+                     r"generate|comply|do that|fulfil)|I'?m unable|I am unable|cannot assist)\b", re.I)
 MODES = ("not_quite_json", "fewer_than_asked", "duplicates", "label_only", "refusal", "cut_by_max_tokens",
          "fragment", "prompt_echo", "placeholder")
 _DROPPED = {"duplicate": "duplicates", "label-only": "label_only", "too-short": "fragment", "prompt-echo": "prompt_echo",
