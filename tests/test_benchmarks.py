@@ -44,3 +44,30 @@ def test_eval_cli_writes_json_in_the_documented_shape(tmp_path, tiny_encoder_dir
 def test_eval_cli_rejects_unknown_set(capsys):
     assert skilltrain_main(["eval", "--sets", "tech,finance"]) == 2
     assert "unknown set(s) finance" in capsys.readouterr().err
+
+
+def test_data_relevance_ranks_each_sentence_against_every_skill(tmp_path, tiny_encoder_dir):
+    """benchmarks/data_relevance.py: a sentence that is its skill's label ranks that skill first; one that is
+    another skill's label ranks its own skill lower; the summary's shares follow from the ranks."""
+    import sys
+    from pathlib import Path
+
+    from skilltrain.model import BiEncoder
+    from skilltrain.ranking import SkillIndex
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from data_relevance import own_skill_ranks, summarise
+
+    skills = pl.DataFrame({"skill_id": [f"s{i}" for i in range(12)],
+                           "label": [row[1] for row in synthetic_skill_rows(12)]})
+    encoder = BiEncoder.from_pretrained(tiny_encoder_dir)
+    index = SkillIndex.build(encoder, skills)
+    run = tmp_path / "run"
+    (run / "shards").mkdir(parents=True)
+    sentences = skills["label"].to_list()[:3] + [skills["label"][7]]  # the last is s7's label, filed under s3
+    pl.DataFrame({"skill_id": ["s0", "s1", "s2", "s3"], "sentence": sentences, "sample_idx": [0, 0, 0, 0],
+                  "label": sentences, "request_key": "rk", "model": "m"}).write_parquet(run / "shards" / "part-00000.parquet")
+    ranks = own_skill_ranks(run, None, encoder, index, {s: i for i, s in enumerate(skills["skill_id"])})
+    assert ranks[:3] == [1, 1, 1] and ranks[3] > 1
+    summary = summarise(ranks)
+    assert summary["sentences"] == 4 and summary["own_skill_top1"] == 0.75
