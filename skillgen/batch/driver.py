@@ -308,7 +308,6 @@ class BatchRun:
                 "batches open: %s | requests %d/%d done, %d failed | spent $%.4f, up to $%.4f held by open batches",
                 dict(states) or "none", counts["completed"], counts["total"], counts["failed"], self.spent, held)
 
-
     def publish(self, extra: dict[str, float] | None = None) -> None:
         """The batch gauges (run-dir totals, as ``skillgen_spend_usd`` is) on Ray's metrics, when connected."""
         try:
@@ -403,8 +402,8 @@ def _summary(config, run: BatchRun, status, skills, tasks, already, prompt_est, 
     t = run.totals
     spend = run.run_dir.spend(config.unknown_outcome)
     batches = Counter(e.status for e in run.manifest.entries)
-    run.spent = spend.total_usd
-    run.publish({"skillgen_skills_done": completed, "skillgen_failures": failed, "skillgen_requests": t["requests"]})
+    run.publish({"skillgen_skills_done": completed, "skillgen_failures": failed, "skillgen_requests": t["requests"],
+                 "skillgen_spend_usd": spend.total_usd})
     summary = RunSummary(
         run_dir=str(run.run_dir), status=status, skills_selected=len(skills), skills_already_done=already,
         skills_attempted=len(tasks), skills_completed=completed, skills_failed=failed, skills_remaining=remaining,
