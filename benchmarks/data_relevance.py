@@ -7,7 +7,7 @@ For every sentence of each generation run dir, the stock (untrained) bundled all
 sentence's *own* skill is kept. The share of sentences whose skill comes first, in the top 10 and in the
 top 100, and the median rank, say how much of the data names or describes its skill at all: a sentence
 about something else teaches the encoder a wrong pair, whatever its fluency or diversity. Only skills
-present in every run dir given are compared (``--common``, the default), so two generators are judged on
+present in every run dir given are compared (unless ``--all-skills``), so two generators are judged on
 the same skills.
 """
 

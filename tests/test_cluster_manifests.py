@@ -102,3 +102,15 @@ def test_llamacpp_config_trains_and_evaluates_exactly_like_the_main_job():
     assert llama.training == local.training and llama.evaluation == local.evaluation
     same = ("n_sentences", "sample", "sample_seed", "temperature")
     assert {k: llama.generation[k] for k in same} == {k: local.generation[k] for k in same}
+
+
+def test_mpnet_main_job_differs_from_the_main_job_only_in_its_encoder_and_baseline():
+    """benchmarks/mainjob_mpnet.toml is the MiniLM vs mpnet comparison (BENCHMARKS.md, "Larger encoder"):
+    the same data and recipe, so it must follow local.toml when the main job changes."""
+    from cluster.config import load_pipeline_config
+
+    local = load_pipeline_config(CLUSTER / "configs" / "local.toml")
+    mpnet = load_pipeline_config(CLUSTER.parent / "benchmarks" / "mainjob_mpnet.toml")
+    assert mpnet.generation == local.generation and mpnet.simulator == local.simulator
+    assert mpnet.training == {**local.training, "model": "mpnet"}
+    assert mpnet.evaluation == local.evaluation.model_copy(update={"baseline": False})
