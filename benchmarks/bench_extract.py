@@ -144,7 +144,7 @@ def load_avg() -> str:
 def bench_single(args: argparse.Namespace) -> dict:
     import torch
 
-    from skilltrain.extraction.extract import SkillExtractor
+    from skilltrain.extraction.extractor import SkillExtractor
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,7 +180,7 @@ def load_skill_table(args: argparse.Namespace):
 
 def build_extractors(args: argparse.Namespace, backends: list[str]) -> dict:
     """One extractor per backend over one fp32 skill index (built once, cached like ``from_pretrained`` caches it)."""
-    from skilltrain.extraction.extract import SkillExtractor, index_cache_dir, taxonomy_cache_key
+    from skilltrain.extraction.extractor import SkillExtractor, index_cache_dir, taxonomy_cache_key
     from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
     from skilltrain.ranking import SkillIndex
 
@@ -307,7 +307,7 @@ def bench_ray(args: argparse.Namespace) -> list[dict]:
     load, index shipping, write) and the full run; the steady rate is the difference quotient."""
     import polars as pl
 
-    from skilltrain.extraction.extract_batch import run_batch
+    from skilltrain.extraction.bulk import run_batch
 
     out = []
     with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:

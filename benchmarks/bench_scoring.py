@@ -63,7 +63,7 @@ def speed(args: argparse.Namespace) -> dict:
     from skillgen.common.taxonomy import load_skills
     from skilltrain.evaluation.benchmarks import read_benchmark_rows
     from skilltrain.extraction.backends import TorchEncoder
-    from skilltrain.extraction.extract import SkillExtractor
+    from skilltrain.extraction.extractor import SkillExtractor
     from skilltrain.scoring import ScoringConfig
 
     base = [s for name in ("tech", "house") for s in read_benchmark_rows(name, "test")["sentence"].unique().to_list()]

@@ -19,10 +19,10 @@ _EXPORTS = {
     "FitResult": "skilltrain.training.fit",
     "evaluate": "skilltrain.evaluation.evaluate",
     "load_benchmarks": "skilltrain.evaluation.evaluate",
-    "SkillExtractor": "skilltrain.extraction.extract",
-    "SkillMatch": "skilltrain.extraction.extract",
-    "SentenceSkills": "skilltrain.extraction.extract",
-    "TextSkills": "skilltrain.extraction.extract",
+    "SkillExtractor": "skilltrain.extraction.extractor",
+    "SkillMatch": "skilltrain.extraction.extractor",
+    "SentenceSkills": "skilltrain.extraction.extractor",
+    "TextSkills": "skilltrain.extraction.extractor",
     "BiEncoder": "skilltrain.model",
 }
 

@@ -14,9 +14,9 @@ from skillgen.cli import dispatch
 PROG = "skilltrain"
 DESCRIPTION = "Contrastive bi-encoder training on generated (sentence, skill) pairs, evaluation and skill extraction."
 COMMANDS: dict[str, str] = {
-    "eval": "skilltrain.evaluation.evaluate_cli",
-    "fit": "skilltrain.training.fit_cli",
-    "extract": "skilltrain.extraction.extract_cli",
+    "eval": "skilltrain.evaluation.cli",
+    "fit": "skilltrain.training.cli",
+    "extract": "skilltrain.extraction.cli",
 }
 
 

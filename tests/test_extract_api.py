@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skilltrain.extraction.extract import SkillExtractor, TextSkills, index_cache_dir
-from skilltrain.extraction.extract import _writable as _real_writable
+from skilltrain.extraction.extractor import SkillExtractor, TextSkills, index_cache_dir
+from skilltrain.extraction.extractor import _writable as _real_writable
 from skilltrain.evaluation.metrics import rp_at_k
 from skilltrain.ranking import INDEX_DIR_NAME
 from conftest import synthetic_skill_rows
@@ -75,7 +75,7 @@ def test_index_cached_next_to_model_and_reused(tiny_encoder_dir: Path, esco_csv:
 
 
 def test_unwritable_model_dir_falls_back_to_user_cache(tiny_encoder_dir: Path, esco_csv: Path, tmp_path: Path, monkeypatch):
-    import skilltrain.extraction.extract as extract
+    import skilltrain.extraction.extractor as extract
 
     model = shutil.copytree(tiny_encoder_dir, tmp_path / "ro_model", ignore=shutil.ignore_patterns(INDEX_DIR_NAME))
     monkeypatch.setenv("SKILLGEN_CACHE_DIR", str(tmp_path / "user_cache"))

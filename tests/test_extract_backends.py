@@ -19,7 +19,7 @@ from conftest import write_esco_csv
 from skillgen.common.paths import default_benchmark_dir, default_esco_path
 from skilltrain.evaluation.metrics import top_k_indices
 from skilltrain.extraction.backends import check_backend
-from skilltrain.extraction.extract import SkillExtractor
+from skilltrain.extraction.extractor import SkillExtractor
 from skilltrain.ranking import top_k_chunked
 
 CPU_BACKENDS = ("torch-bf16", "onnx-fp32")

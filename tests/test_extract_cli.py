@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from skilltrain.cli import main
-from skilltrain.extraction.extract_io import OUTPUT_SCHEMA
+from skilltrain.extraction.documents import OUTPUT_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 

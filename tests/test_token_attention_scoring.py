@@ -25,7 +25,7 @@ from skilltrain.evaluation.evaluate import evaluate, load_benchmarks
 from skilltrain.evaluation.metrics import top_k_indices
 from skilltrain.evaluation.temperature import choose_temperature
 from skilltrain.extraction.backends import onnxruntime_available
-from skilltrain.extraction.extract import SkillExtractor
+from skilltrain.extraction.extractor import SkillExtractor
 from skilltrain.model import BiEncoder
 from skilltrain.ranking import SkillIndex, top_k_chunked
 from skilltrain.scoring import SCORING_FILE, ScoringConfig, TokenQueries, token_attention_scores

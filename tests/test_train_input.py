@@ -68,7 +68,7 @@ def test_prefetcher_raises_at_the_failing_step_and_stops_when_closed():
 def test_gradcache_chunk_sized_from_memory(tiny_encoder_dir, monkeypatch):
     from skilltrain.model import BiEncoder
     from skilltrain.training import gradcache
-    from skilltrain.training.fit_cli import _chunk
+    from skilltrain.training.cli import _chunk
 
     encoder = BiEncoder.from_pretrained(tiny_encoder_dir)
     per_text = gradcache.activation_bytes_per_text(encoder.transformer, encoder.max_seq_length, 4)

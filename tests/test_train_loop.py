@@ -188,7 +188,7 @@ def test_fit_weight_averaging_picks_alpha_on_validation_and_needs_validation(inp
     from skillgen.common.errors import UserError
     from skilltrain.model import BiEncoder
     from skilltrain.training.fit import _average_with_start, prepare
-    from skilltrain.training.fit_cli import _floats
+    from skilltrain.training.cli import _floats
 
     cfg = make_config(inputs, tiny_encoder_dir, tmp_path, average_alphas=[0.0, 0.5])
     data, _ = prepare(cfg)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from skillgen.common.errors import UserError
+from skilltrain.cache import user_cache_dir
 from skilltrain.encoders.pins import FilePin, check_file, check_pins
 from skilltrain.encoders.split_zip import extract_members
 
@@ -101,8 +102,6 @@ def materialize(model: NamedModel, parts: list[Path], cache: Path) -> Path:
 
 
 def model_cache() -> Path:
-    from skilltrain.extraction.extract import user_cache_dir
-
     return user_cache_dir() / "models"
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from skilltrain.evaluation.benchmarks import SETS, load_benchmark
 from skilltrain.evaluation.metrics import rp_at_k
-from skilltrain.extraction.extract import SkillExtractor
+from skilltrain.extraction.extractor import SkillExtractor
 
 #: the most a backend may lose against torch-fp32, in RP@5 points, to be offered at all
 MAX_RP5_LOSS = 0.3

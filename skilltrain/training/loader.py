@@ -1,11 +1,11 @@
 """The input pipeline: each step's tokenised batch, built ahead of the step on a background thread.
 
-The old step tokenised its strings inside the step (on the critical path, while the
-cores or the GPU waited). Here a :class:`Prefetcher` thread builds step ``s + 1``
-(and ``s + 2``) while step ``s`` trains:
+Tokenising inside the step would put it on the critical path while the cores or the
+GPU wait. A :class:`Prefetcher` thread builds step ``s + 1`` (and ``s + 2``) while step
+``s`` trains:
 
-* the global batch is the sampler's and augmentation's, exactly as before
-  (:func:`skilltrain.training.train.global_batch`: same plan, same texts for a seed);
+* the global batch is the sampler's and augmentation's, exactly as the in-step path's
+  (:func:`skilltrain.training.context.global_batch`: same plan, same texts for a seed);
 * label texts never change, so they are tokenised once for the run
   (:class:`Pretokenized`), and so are unaugmented sentences (memoised per pair);
   only joined sentences are tokenised per step, on the loader thread;
@@ -14,7 +14,7 @@ cores or the GPU waited). Here a :class:`Prefetcher` thread builds step ``s + 1`
 
 The HF fast tokenizer runs in Rust and releases the GIL, so the thread overlaps with
 torch's compute instead of competing with it. :func:`build_step` is also the
-single-threaded path (tests compare the two, and the batches with the old path's).
+single-threaded path (tests compare the two, and the batches with the in-step path's).
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ import queue
 import threading
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from skilltrain.training.augment import NO_PARTNER
+from skilltrain.training.context import Run, global_batch
 from skilltrain.training.gradcache import TokenGroup
 
-if TYPE_CHECKING:
-    from skilltrain.training.train import Run
 
 
 @dataclass(frozen=True)
@@ -90,9 +89,7 @@ class Pretokenized:
 
 
 def build_step(run: "Run", tokens: Pretokenized, step: int) -> StepBatch:
-    """Step ``step``'s batch for this rank: the old path's global batch, tokenised from the memo where it can be."""
-    from skilltrain.training.train import global_batch
-
+    """Step ``step``'s batch for this rank: the in-step path's global batch, tokenised from the memo where it can be."""
     cfg = run.cfg
     epoch, step_in_epoch = run.schedule.locate(step)
     batch = global_batch(run.data, run.schedule.plans[epoch], cfg, epoch, step_in_epoch)

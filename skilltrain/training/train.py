@@ -43,15 +43,15 @@ import torch
 from skillgen.common.raymetrics import publish
 from skilltrain.model import BiEncoder
 from skilltrain.ranking import SkillIndex
-from skilltrain.training import hardneg
-from skilltrain.training.augment import AugmentedBatch, augment_batch, step_rng
+from skilltrain.training.augment import AugmentedBatch
 from skilltrain.training.distributed import allreduce_gradients, allreduce_max, allreduce_sum, broadcast_module, world
 from skilltrain.training.gradcache import AUTO_CHUNK, chunk_for_memory, forward_backward, tokenize
+from skilltrain.training.context import Run, TrainData, global_batch  # noqa: F401 (re-exported for callers)
 from skilltrain.training.loader import StepBatch, loader_for
 from skilltrain.training.throughput import model_shape, peak_flops, train_flops
 from skilltrain.training.validation import validation_index
 from skilltrain.training.loss import loss_fn_for
-from skilltrain.training.sampler import Schedule, plan_schedule
+from skilltrain.training.sampler import plan_schedule
 
 if TYPE_CHECKING:  # pydantic stays out of the import path of one-GPU scripts that use the step code
     from skilltrain.config import TrainConfig
@@ -63,32 +63,7 @@ LABEL_EMBEDDINGS_FILE = "label_embeddings.npy"  # the validation skill index of 
 Report = Callable[[dict, "Path | None"], None]  # (metrics, checkpoint dir on rank 0 / None) -> None
 
 
-@dataclass
-class TrainData:
-    """What every worker needs, shipped once through the Ray object store (multi-node safe)."""
-
-    sentences: list[str]
-    labels: list[str]
-    cls: np.ndarray
-    partner_pool: np.ndarray  # pair indices whose sentences may be joined as augmentation partners
-    val_skills: Any = None  # polars frame of the taxonomy, or None (no validation)
-    val_benchmarks: list = field(default_factory=list)
-    class_labels: list[str] = field(default_factory=list)  # label text per class id (hard negatives)
-    hard_negatives: np.ndarray | None = None  # (n_classes, pool) mined class ids, or None
-
-
 # ---- one step -----------------------------------------------------------------
-
-
-def global_batch(data: TrainData, plan, cfg: "TrainConfig", epoch: int, step_in_epoch: int) -> AugmentedBatch:
-    """The augmented global batch of this step, with its hard negatives if any; identical on every rank."""
-    idx = plan.batches[step_in_epoch]
-    batch = augment_batch(idx, data.sentences, data.labels, data.cls, data.partner_pool, cfg.augment_prob, step_rng(cfg.seed, epoch, step_in_epoch))
-    if not cfg.hard_negatives or data.hard_negatives is None:
-        return batch
-    rng = np.random.default_rng([cfg.seed, 2, epoch, step_in_epoch])  # own stream: augmentation stays as without
-    neg_cls = hardneg.draw(data.hard_negatives, batch.cls, cfg.hard_negatives, rng).reshape(-1)
-    return AugmentedBatch(batch.texts, batch.labels, batch.cls, batch.partner_cls, [data.class_labels[c] for c in neg_cls], neg_cls)
 
 
 def step_gradients(
@@ -209,27 +184,6 @@ def _fmt_eta(seconds: float) -> str:
 
 
 # ---- the loop's state -----------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """What :func:`setup` builds; fixed for the run."""
-
-    cfg: "TrainConfig"
-    data: TrainData
-    encoder: BiEncoder
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    schedule: Schedule
-    device: torch.device
-    autocast: Callable[[], contextlib.AbstractContextManager]
-    rank: int
-    size: int
-    threads: int = 1  # torch threads of this worker (its share of the node's CPUs)
-    peak_flops: float = 0.0  # the device's peak for the compute dtype (CPU: a measured matmul rate)
-    peak_source: str = ""
-    setup_s: float = 0.0  # model load, optimiser, plan, peak measurement
-    chunk: int = 0  # the GradCache chunk in use (cfg's, or sized from free memory)
 
 
 @dataclass

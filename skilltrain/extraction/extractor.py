@@ -20,7 +20,6 @@ exactly; the default backend stays within 0.3 RP@5 of it (guarded by tests).
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 import torch
 
+from skilltrain.cache import user_cache_dir
 from skilltrain.extraction.backends import (
     SentenceEncoder, check_backend, default_backend, default_batch_size, load_sentence_encoder, resolve_device,
 )
@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # polars is imported where a taxonomy is loaded, so extractio
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR_ENV = "SKILLGEN_CACHE_DIR"
 #: unique sentences encoded and ranked per block by a token-attention model (bounds its n x L x D queries)
 TOKEN_QUERY_BLOCK = 1024
 
@@ -81,15 +80,6 @@ class TextSkills:
                     best[match.skill_id] = match
         ranked = sorted(best.values(), key=lambda m: -m.score)
         return ranked if k is None else ranked[:k]
-
-
-def user_cache_dir() -> Path:
-    """``$SKILLGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/skillgen``, else ``~/.cache/skillgen``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base).expanduser() if base else Path.home() / ".cache") / "skillgen"
 
 
 def _writable(directory: Path) -> bool:

@@ -2,7 +2,7 @@
 
 Input: TEXT arguments, ``--input`` files (.txt = one ad, .jsonl, .parquet;
 ``-`` = stdin) or piped stdin. Output: one row per (document, sentence) with
-the top-k skills as list columns (see ``skilltrain.extraction.extract_io.OUTPUT_SCHEMA``),
+the top-k skills as list columns (see ``skilltrain.extraction.documents.OUTPUT_SCHEMA``),
 to ``--out`` (.jsonl / .parquet), else a table on a terminal or JSONL on a pipe.
 
 Exit codes: 0 all input processed; 1 some records were skipped (each listed on
@@ -26,7 +26,7 @@ from skillgen.common.errors import UserError
 from skillgen.common.paths import ESCO_HELP
 from skillgen.common.storage import path_or_uri
 from skilltrain.extraction.backend_names import BACKENDS, DEFAULT_CPU_BACKEND, DEFAULT_GPU_BACKEND
-from skilltrain.extraction.extract_io import INPUT_FORMATS, JsonlSink, documents_table, iter_documents, open_sink, print_table
+from skilltrain.extraction.documents import INPUT_FORMATS, JsonlSink, documents_table, iter_documents, open_sink, print_table
 from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
 
 HELP = "extract ESCO skills from job-ad text (arguments, stdin, .txt, JSONL, Parquet; Ray Data batch mode)"
@@ -138,7 +138,7 @@ def _run_single(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from skilltrain.extraction.extract import SkillExtractor
+    from skilltrain.extraction.extractor import SkillExtractor
 
     extractor = SkillExtractor.from_pretrained(
         args.model, args.esco, max_seq_length=args.max_seq_length, batch_size=args.encode_batch_size,
@@ -186,7 +186,7 @@ def _run_single(args: argparse.Namespace) -> int:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from skilltrain.extraction.extract_batch import run_batch
+    from skilltrain.extraction.bulk import run_batch
 
     if args.out is None:
         raise UserError("--batch needs --out DIR (a new directory for the Parquet part files)")

@@ -11,7 +11,7 @@ the 13,896 labels and workers need no shared disk for the cache. The model
 directory must be readable at the same path on every node (shared storage or
 baked into the image), and the ``skilltrain`` package installed there.
 
-Output rows follow :data:`skilltrain.extraction.extract_io.OUTPUT_SCHEMA`, exactly as in
+Output rows follow :data:`skilltrain.extraction.documents.OUTPUT_SCHEMA`, exactly as in
 single-process mode, written as ``part-*.parquet`` files into ``--out`` (a
 directory). Documents whose text is null or empty are skipped (the driver
 reports how many); a malformed Parquet file fails the job.
@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from skillgen.common.errors import UserError
 from skillgen.common.raycluster import init_ray
 from skillgen.common.storage import Location, resolve
-from skilltrain.extraction.extract_io import PARQUET_SUFFIXES, Document, _id_value, documents_table
+from skilltrain.extraction.documents import PARQUET_SUFFIXES, Document, _id_value, documents_table
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ExtractActor:
         import ray
         import torch
 
-        from skilltrain.extraction.extract import SkillExtractor
+        from skilltrain.extraction.extractor import SkillExtractor
         from skilltrain.model import BiEncoder
         from skilltrain.ranking import SkillIndex
 
@@ -161,7 +161,7 @@ def run_batch(
     progress: bool = True,
 ) -> BatchResult:
     """Extract skills for every document of Parquet ``inputs`` into ``out_dir/part-*.parquet``."""
-    from skilltrain.extraction.extract import SkillExtractor
+    from skilltrain.extraction.extractor import SkillExtractor
     from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
 
     if actors < 1:
