@@ -11,7 +11,7 @@ lazily so that importing the package does not import torch or Ray.
 
 from __future__ import annotations
 
-from skillgen.common.lazy import lazy_exports
+from skillgen.common import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "skilltrain.config",

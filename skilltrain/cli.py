@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from skillgen.cli import dispatch
+from skillgen.common import dispatch
 
 PROG = "skilltrain"
 DESCRIPTION = "Contrastive bi-encoder training on generated (sentence, skill) pairs, evaluation and skill extraction."

@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from skillgen.common.storage import Location, is_uri, path_or_uri, resolve
+from skillgen.common import Location, is_uri, path_or_uri, resolve
 
 # A local path, or a URI (s3://, gs://, ...) kept as a string: run dirs, the model and Ray Train's
 # storage may live on object storage when the cluster's nodes share no disk.

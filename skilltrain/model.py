@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skillgen.common.errors import UserError
+from skillgen.common import UserError
 from skilltrain.scoring import Queries, ScoringConfig, TokenQueries, attended_mask
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from skillgen.common.atomic import write_atomic
+from skillgen.common import write_atomic
 from skilltrain.model import BiEncoder
 from skilltrain.scoring import Queries, TokenQueries, rows_per_chunk, score_block
 

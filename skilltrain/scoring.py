@@ -69,7 +69,7 @@ class ScoringConfig:
         path = Path(model_dir) / SCORING_FILE
         if not path.exists():
             return cls()
-        from skillgen.common.errors import UserError
+        from skillgen.common import UserError
 
         try:
             return cls(**json.loads(path.read_text()))

@@ -16,7 +16,7 @@ import skillgen
 import skillgen.simulator.__main__ as simulator_main
 import skilltrain
 from skillgen.cli import COMMANDS as SKILLGEN_COMMANDS
-from skillgen.cli import build_parser
+from skillgen.common.argparsing import build_parser
 from skilltrain.cli import COMMANDS as SKILLTRAIN_COMMANDS
 
 # The things more than one command names, and the one spelling each has everywhere.

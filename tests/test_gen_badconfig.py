@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from skillgen.cli import PROG, dispatch
+from skillgen.cli import PROG
+from skillgen.common.argparsing import dispatch
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
 from skillgen.run import run_generation

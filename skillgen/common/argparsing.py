@@ -15,7 +15,12 @@ usually ``(default: None)``. Required options and options whose default is ``Non
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import importlib
+import logging
+import sys
+from typing import Any, Sequence
+
+from skillgen.common.errors import UserError
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -35,3 +40,37 @@ PARSER_OPTIONS: dict[str, Any] = {"allow_abbrev": False, "formatter_class": Help
 def new_parser(**kwargs: Any) -> argparse.ArgumentParser:
     """``argparse.ArgumentParser`` with :data:`PARSER_OPTIONS` (overridable, e.g. ``formatter_class``)."""
     return argparse.ArgumentParser(**{**PARSER_OPTIONS, **kwargs})
+
+
+def build_parser(prog: str, description: str, commands: dict[str, str]) -> argparse.ArgumentParser:
+    parser = new_parser(prog=prog, description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in commands.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            **PARSER_OPTIONS,
+        )
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def dispatch(argv: Sequence[str] | None, prog: str, description: str, commands: dict[str, str]) -> int:
+    parser = build_parser(prog, description, commands)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)
+        return 130

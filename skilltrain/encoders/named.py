@@ -18,7 +18,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from skillgen.common.errors import UserError
+from skillgen.common import UserError
 from skilltrain.cache import user_cache_dir
 from skilltrain.encoders.pins import FilePin, check_file, check_pins
 from skilltrain.encoders.split_zip import extract_members

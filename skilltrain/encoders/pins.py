@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from skillgen.common.errors import UserError
+from skillgen.common import UserError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 
-from skillgen.common.errors import UserError
+from skillgen.common import UserError
 
 _BUFFER = 1 << 20
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from skillgen.common.errors import UserError
-from skillgen.common.paths import default_benchmark_dir
+from skillgen.common import UserError
+from skillgen.common import default_benchmark_dir
 
 SETS = ("tech", "house")
 SPLITS = ("validation", "test")

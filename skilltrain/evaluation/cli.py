@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from skillgen.common.errors import UserError
-from skillgen.common.paths import BENCHMARK_DIR_HELP, ESCO_HELP, is_bundled_esco
-from skillgen.common.taxonomy import load_skills
+from skillgen.common import UserError
+from skillgen.common import BENCHMARK_DIR_HELP, ESCO_HELP, is_bundled_esco
+from skillgen.common import load_skills
 from skilltrain.evaluation.benchmarks import SETS, SPLITS
 from skilltrain.evaluation.evaluate import dropped_gold_note, evaluate, format_table, load_benchmarks, results_json
 from skilltrain.model import BiEncoder, default_model_dir

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skillgen.common.atomic import write_atomic
-from skillgen.common.errors import UserError
+from skillgen.common import write_atomic
+from skillgen.common import UserError
 from skilltrain.extraction.backend_names import (
     BACKENDS, DEFAULT_CPU_BACKEND, DEFAULT_CPU_BATCH, DEFAULT_GPU_BACKEND, DEFAULT_GPU_BATCH,
 )

@@ -30,9 +30,9 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skillgen.common.errors import UserError
-from skillgen.common.raycluster import init_ray
-from skillgen.common.storage import Location, resolve
+from skillgen.common import UserError
+from skillgen.common import init_ray
+from skillgen.common import Location, resolve
 from skilltrain.extraction.documents import PARQUET_SUFFIXES, Document, _id_value, documents_table
 
 log = logging.getLogger(__name__)

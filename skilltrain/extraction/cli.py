@@ -22,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from skillgen.common.errors import UserError
-from skillgen.common.paths import ESCO_HELP
-from skillgen.common.storage import path_or_uri
+from skillgen.common import UserError
+from skillgen.common import ESCO_HELP
+from skillgen.common import path_or_uri
 from skilltrain.extraction.backend_names import BACKENDS, DEFAULT_CPU_BACKEND, DEFAULT_GPU_BACKEND
 from skilltrain.extraction.documents import INPUT_FORMATS, JsonlSink, documents_table, iter_documents, open_sink, print_table
 from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP

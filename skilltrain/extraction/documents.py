@@ -38,7 +38,7 @@ from typing import IO, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skillgen.common.errors import UserError
+from skillgen.common import UserError
 
 INPUT_FORMATS = ("auto", "txt", "jsonl", "parquet")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")

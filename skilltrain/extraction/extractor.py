@@ -104,7 +104,7 @@ def taxonomy_cache_key(model_dir: Path, taxonomy_path: Path | None, skills: "pl.
     """Model weights + taxonomy file content (+ skill ids, when the skills came as a frame)."""
     if taxonomy_path is None:
         return f"{model_fingerprint(model_dir)}:frame-{texts_fingerprint(column_values(skills, 'skill_id'))}"
-    from skillgen.common.taxonomy import file_sha256
+    from skillgen.common import file_sha256
 
     content = file_sha256(taxonomy_path)[:16]
     return f"{model_fingerprint(model_dir)}:{content}"
@@ -171,7 +171,7 @@ class SkillExtractor:
         model_dir = check_encoder_dir(model_dir if model_dir is not None else default_model_dir())
         import polars as pl
 
-        from skillgen.common.taxonomy import load_skills, resolve_esco_path
+        from skillgen.common import load_skills, resolve_esco_path
 
         if isinstance(taxonomy, pl.DataFrame):
             skills, taxonomy_path = taxonomy, None

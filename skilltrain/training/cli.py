@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from skillgen.common.errors import UserError
-from skillgen.common.paths import BENCHMARK_DIR_HELP, ESCO_HELP
+from skillgen.common import UserError
+from skillgen.common import BENCHMARK_DIR_HELP, ESCO_HELP
 from skilltrain.config import TrainConfig
 
 HELP = "train the bi-encoder on generated (sentence, skill) pairs with Ray Train (data parallel, global in-batch negatives)"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import polars as pl
 
-from skillgen.common.errors import UserError
-from skillgen.common.storage import is_uri, polars_storage_options, resolve
+from skillgen.common import UserError
+from skillgen.common import is_uri, polars_storage_options, resolve
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import polars as pl
 
-from skillgen.common.errors import UserError
-from skillgen.common.raycluster import init_ray
-from skillgen.common.storage import Location, staged_locally
+from skillgen.common import UserError
+from skillgen.common import init_ray
+from skillgen.common import Location, staged_locally
 from skilltrain.config import TrainConfig
 from skilltrain.training.data import load_pairs
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
@@ -60,7 +60,7 @@ class FitResult:
 
 
 def _load_taxonomy(cfg: TrainConfig, required: bool) -> pl.DataFrame | None:
-    from skillgen.common.taxonomy import load_skills
+    from skillgen.common import load_skills
 
     if not required and not cfg.val_sets:
         return None

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from skillgen.common.raymetrics import publish
+from skillgen.common import publish
 from skilltrain.model import BiEncoder
 from skilltrain.ranking import SkillIndex
 from skilltrain.training.augment import AugmentedBatch
