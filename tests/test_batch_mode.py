@@ -101,7 +101,7 @@ def test_upload_and_batch_made_but_not_recorded_are_found_not_repeated(tmp_path:
     from skillgen.batch.driver import BatchRun
     from skillgen.batch.jsonl import pack
     from skillgen.batch.state import seq_name
-    from skillgen.estimate import selected_skills
+    from skillgen.plan import selected_skills
 
     with run_in_thread(batch_seconds_per_line=0.0) as sim:
         config = batch_config(sim, tmp_path, 30)

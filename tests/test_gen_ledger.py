@@ -112,7 +112,7 @@ def test_damaged_shard_is_named_and_repair_makes_a_rerun_redo_exactly_its_slots(
     cfg = gen_config("http://127.0.0.1:9/v1", esco(tmp_path, 3), tmp_path / "run")
     RunDir.open(cfg).close()
     from skillgen.plan import build_tasks
-    from skillgen.estimate import selected_skills
+    from skillgen.plan import selected_skills
     from skillgen.rundir.runstate import request_key
 
     skills = selected_skills(cfg)

@@ -49,9 +49,9 @@ def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, ca
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["fingerprint"] == cfg.fingerprint() and meta["config"]["model"] == "simulator"
     # the request ledger: one 200 per request, its tokens the simulator's billed tokens
-    assert summary.ledger["by_outcome"] == {"200": 30}
-    assert summary.ledger["prompt_tokens"] == stats["prompt_tokens_billed"]
-    assert summary.ledger["completion_tokens"] == stats["completion_tokens_billed"]
+    assert summary.ledger.by_outcome == {"200": 30}
+    assert summary.ledger.prompt_tokens == stats["prompt_tokens_billed"]
+    assert summary.ledger.completion_tokens == stats["completion_tokens_billed"]
 
     sim.reset_stats()
     again = run_generation(cfg, progress=False)
@@ -85,7 +85,7 @@ def test_partial_rows_resume_only_missing(ray_local, sim, tmp_path: Path):
 
     csv = esco(tmp_path, 4)
     cfg = gen_config(sim.base_url, csv, tmp_path / "run", n_sentences=5)
-    from skillgen.estimate import selected_skills
+    from skillgen.plan import selected_skills
     from skillgen.rundir.rundir import RunDir
 
     skill = selected_skills(cfg)[0]

@@ -27,9 +27,10 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from skillgen.run import run_generation
+    from skillgen.summary import RunState
 
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request is noise in job logs
     config = config_from_args(args)
     summary = run_generation(config, progress=not args.no_progress)
     print(json.dumps(summary.to_dict(), indent=2, default=str) if args.json else summary.format())
-    return 0 if summary.status == "complete" else 3
+    return 0 if summary.state == RunState.COMPLETE else 3

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
 from skillgen.llm.tokens import size_max_tokens
-from skillgen.plan import StopReason
+from skillgen.summary import StopReason
 from skillgen.online.messages import ExchangeReply, ReserveItem, Settlement  # noqa: F401 (re-exported)
 from skillgen.rundir.ledger import UNKNOWN_OUTCOMES, LedgerWriter, Outcome, OutcomeEvent, SentEvent, outcome_class, unknown_cost
 

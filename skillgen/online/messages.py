@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 from skillgen.plan import SkillTask
 from skillgen.rundir.sinks import FailureRecord, Row
+from skillgen.summary import RequestCounters
+
+__all__ = ["Chunk", "Drained", "ExchangeReply", "ReserveItem", "SchedulerState", "Settlement", "SkillTask",
+           "WorkerReport"]
 
 
 @dataclass
@@ -30,7 +33,7 @@ class WorkerReport:
     failures: list[FailureRecord] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)  # request keys given back unfinished (run stopping)
-    stats: dict[str, float] | None = None
+    stats: RequestCounters | None = None  # the worker's counters so far (the latest replaces the last)
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,7 @@ class Chunk:
 
 @dataclass(frozen=True)
 class SchedulerState:
-    """What the scheduler knows (scheduler -> driver, every tick). ``workers``: the workers' counters summed
-    (requests, retries, rate_limited, truncated, prompt_tokens, completion_tokens, ...)."""
+    """What the scheduler knows (scheduler -> driver, every tick). ``workers``: the workers' counters summed."""
 
     total: int = 0
     finished: int = 0
@@ -56,10 +58,7 @@ class SchedulerState:
     duplicates_dropped: int = 0
     reassigned: int = 0
     sentences: int = 0
-    workers: dict[str, float] = field(default_factory=dict)
-
-    def worker(self, name: str) -> int:
-        return int(self.workers.get(name, 0))
+    workers: RequestCounters = field(default_factory=RequestCounters)
 
 
 @dataclass(frozen=True)

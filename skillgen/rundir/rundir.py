@@ -13,8 +13,10 @@ mode from forgetting part of the contract:
 - shards, failure records, the ledger, the batch manifest and its files all
   go through :mod:`skillgen.common.storage`, so local disk and ``s3://`` run
   the same code;
-- :meth:`RunDir.spend`, :meth:`RunDir.progress` and :meth:`RunDir.missing`
-  are the one place that says what the run dir spent, holds and lacks.
+- :meth:`RunDir.spend` and :meth:`RunDir.progress` are the one place that
+  says what the run dir spent and holds (what it lacks is the planner's
+  business: :func:`skillgen.plan.build_tasks`; the storage layer knows
+  nothing of planning).
 """
 
 from __future__ import annotations
@@ -22,22 +24,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any
 
 import polars as pl
 
 from skillgen.common.errors import UserError
 from skillgen.common.storage import Location, resolve
+from skillgen.config import GenerationConfig
 from skillgen.rundir.lease import RunDirLease
 from skillgen.rundir.ledger import LEDGER_DIR, LedgerTotals, LedgerWriter, ledger_totals
 from skillgen.rundir.runstate import (Progress, check_writable, load_progress, open_run_json, read_run_json,
                                       record_invocation)
 from skillgen.rundir.sinks import (FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, Row, ShardWriter, part_files,
                                    read_failures, read_parts, read_rows, to_frame, write_parquet_atomic)
-
-if TYPE_CHECKING:
-    from skillgen.config import GenerationConfig
-    from skillgen.plan import SkillTask
 
 BATCH_DIR = "batch"
 CANCEL_MARKER = "cancel-requested"
@@ -67,7 +66,7 @@ class RunDir:
     # ---- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, config: "GenerationConfig", purpose: str = "skillgen run") -> "RunDir":
+    def open(cls, config: GenerationConfig, purpose: str = "skillgen run") -> "RunDir":
         """Take the lease, then create or reopen ``config.run_dir`` with the same fingerprint."""
         root = resolve(config.run_dir, "run_dir")
         check_writable(root)
@@ -207,12 +206,3 @@ class RunDir:
         fails = read_parts(self.root / FAILURES_DIR, FAILURE_SCHEMA)
         by_rows = float((rows["cost_usd"].sum() or 0.0) + (fails["cost_usd"].fill_null(0).sum() or 0.0))
         return Spend(ledger_totals(self.root, policy), by_rows)
-
-    def missing(self, config: "GenerationConfig", skills: Iterable[Any],
-                progress: Progress | None = None) -> tuple[list["SkillTask"], int, int]:
-        """Tasks for the selected skills not yet finished here, how many were done, and their prompt tokens."""
-        from skillgen.plan import build_tasks
-
-        return build_tasks(config, skills, progress if progress is not None else self.progress())
-
-

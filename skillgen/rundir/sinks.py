@@ -26,15 +26,13 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import polars as pl
 
-from skillgen.common.storage import Location, resolve
 from skillgen.common.errors import UserError
-
-if TYPE_CHECKING:
-    from skillgen.plan import SkillTask
+from skillgen.common.storage import Location, resolve
+from skillgen.common.taxonomy import Skill
 
 ROWS_DIR = "shards"
 FAILURES_DIR = "failures"
@@ -107,10 +105,10 @@ class FailureRecord:
     cost_usd: float
 
     @classmethod
-    def of(cls, task: "SkillTask", error_class: str, message: str, attempts: int, n_missing: int,
+    def of(cls, skill: Skill, request_key: str, error_class: str, message: str, attempts: int, n_missing: int,
            cost: float) -> "FailureRecord":
-        return cls(task.skill.skill_id, task.request_key, error_class, message[:1000], int(attempts), utcnow(),
-                   task.skill.label, int(n_missing), float(cost))
+        return cls(skill.skill_id, request_key, error_class, message[:1000], int(attempts), utcnow(),
+                   skill.label, int(n_missing), float(cost))
 
 
 assert [f.name for f in fields(Row)] == list(ROW_SCHEMA)  # the dataclasses are the schemas' rows
