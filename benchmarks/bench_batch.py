@@ -66,7 +66,7 @@ def reconcile(run_dir: str, stats: dict) -> dict:
         "tokens_diff_pct": round(100 * (ledger_tokens - billed_tokens) / max(1, billed_tokens), 4),
         "ledger_usd": totals.spent_usd, "billed_usd": stats["batch_cost_usd"],
         "usd_diff_pct": round(100 * (totals.spent_usd - stats["batch_cost_usd"]) / max(1e-12, stats["batch_cost_usd"]), 4),
-        "status_cost_usd": status(run_dir)["cost_usd"],
+        "status_cost_usd": status(run_dir).cost_usd,
     }
 
 

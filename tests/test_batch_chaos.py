@@ -89,7 +89,7 @@ def check_books(run_dir: Path, stats: dict, unprocessed: set[str] | None = None)
     assert abs(totals.prompt_tokens + totals.completion_tokens - tokens) <= 0.005 * tokens
     assert totals.known_usd == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
     assert totals.spent_usd == pytest.approx(stats["batch_cost_usd"], rel=1e-6)  # no open line held any more
-    assert status(str(run_dir))["cost_usd"] == pytest.approx(totals.spent_usd, rel=1e-9)
+    assert status(str(run_dir)).cost_usd == pytest.approx(totals.spent_usd, rel=1e-9)
     return dict(outcomes)
 
 

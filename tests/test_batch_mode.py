@@ -198,9 +198,9 @@ def test_spend_cap_holds_in_batch_mode_and_a_higher_cap_continues(tmp_path: Path
     from skillgen.commands.status import status
 
     info = status(tmp_path / "run")
-    assert info["cost_usd"] == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
-    assert info["batches"]["by_status"] == {"completed": len(_entries(tmp_path / "run"))}
-    assert json.dumps(info)  # plain JSON for --json
+    assert info.cost_usd == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
+    assert info.batches.by_status == {"completed": len(_entries(tmp_path / "run"))}
+    assert json.dumps(info.to_dict())  # plain JSON for --json
 
 
 def test_per_line_errors_and_bad_bodies_get_follow_ups_then_failure_records(tmp_path: Path):

@@ -126,4 +126,4 @@ def test_batch_shortfall_goes_online_under_the_same_lease_and_nothing_is_paid_tw
     assert abs(totals.prompt_tokens + totals.completion_tokens - billed) <= 0.005 * billed
     batch_usd = float(ledger.filter(ledger["worker"] == BATCH_WORKER)["cost_usd"].fill_null(0).sum())
     assert batch_usd == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
-    assert status(run_dir)["cost_usd"] == pytest.approx(totals.spent_usd, rel=1e-9)
+    assert status(run_dir).cost_usd == pytest.approx(totals.spent_usd, rel=1e-9)

@@ -62,10 +62,10 @@ def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, ca
     from skillgen.commands.status import status
 
     info = status(tmp_path / "run")
-    assert info["skills_complete"] == 30 and info["sentences"] == 150 and info["skills_failed"] == 0
-    rec = info["reconciliation"]
-    assert rec["ledger"]["attempts"] == 30 and rec["invocations"] == 2
-    assert rec["rows_and_failures_usd"] == pytest.approx(rec["ledger"]["known_usd"])  # nothing paid is missing from rows
+    assert info.skills_complete == 30 and info.sentences == 150 and info.skills_failed == 0
+    rec = info.reconciliation
+    assert rec.ledger.attempts == 30 and rec.invocations == 2
+    assert rec.rows_and_failures_usd == pytest.approx(rec.ledger.known_usd)  # nothing paid is missing from rows
 
     # the API key never reaches output, logs or metadata
     out = capsys.readouterr()

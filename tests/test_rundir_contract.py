@@ -109,7 +109,7 @@ def _check_books(run_dir: str, mode: str, stats: dict) -> None:
     # (with 12 skills one worker may take them all), so only the set of possible writers is fixed
     writers = set(read_ledger(run_dir)["worker"].to_list())
     assert writers == {"batch"} if mode == "batch" else (writers and writers <= {"w0", "w1"})
-    info = status(run_dir)  # what `skillgen status --json` prints
+    info = status(run_dir).to_dict()  # what `skillgen status --json` prints
     led = info["reconciliation"]["ledger"]
     assert info["cost_usd"] == pytest.approx(totals.spent_usd, rel=1e-9)
     assert (led["attempts"], led["prompt_tokens"], led["completion_tokens"]) == (

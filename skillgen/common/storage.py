@@ -320,8 +320,20 @@ class Location:
         frame.write_parquet(buffer, compression=compression)
         self.write_bytes(buffer.getvalue())
 
+    def move_to(self, target: "Location") -> None:
+        """Move this file or folder to ``target``: a rename on local disk, a copy then a delete on object
+        storage (which has no rename; a crash in between leaves both, never neither)."""
+        target.parent.mkdir()
+        if self.is_local and target.is_local:
+            self.local_path.rename(target.local_path)
+            return
+        import pyarrow.fs as pafs
+
+        pafs.copy_files(self.path, target.path, source_filesystem=self.fs, destination_filesystem=target.fs)
+        self.delete()
+
     def delete(self) -> None:
-        """Delete a file; a missing file is fine (deleting twice is not an error)."""
+        """Delete a file or folder; a missing one is fine (deleting twice is not an error)."""
         import pyarrow.fs as pafs
 
         info = self.fs.get_file_info(self.path)

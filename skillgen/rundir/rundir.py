@@ -163,12 +163,10 @@ class RunDir:
         return part_files(self.root / kind)
 
     def move_aside(self, path: Location, folder: str) -> Location:
-        """Move a damaged part file to ``<run_dir>/<folder>/<kind>/`` (a copy + delete: works on object stores)."""
+        """Move a damaged part file to ``<run_dir>/<folder>/<kind>/`` (:meth:`Location.move_to`: on object stores too)."""
         self._writable()
         target = self.root / folder / path.parent.name / path.name
-        target.parent.mkdir()
-        target.write_bytes(path.read_bytes())
-        path.delete()
+        path.move_to(target)
         return target
 
     # ---- batch mode's files ----------------------------------------------------------------------
