@@ -28,8 +28,7 @@ from typing import Any
 from skillgen.common.raycluster import init_ray
 from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import config_price
-from skillgen.online.budget import BudgetSnapshot
-from skillgen.online.messages import Drained, SchedulerState
+from skillgen.online.messages import BudgetSnapshot, Drained, SchedulerState
 from skillgen.online.progress import ProgressReporter
 from skillgen.plan import RunPlan, plan_run, preflight
 from skillgen.rundir.rundir import RunDir
@@ -119,7 +118,8 @@ class GenerationDriver:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from skillgen.online.budget import BudgetActor
+        from skillgen.online.budget import Budget
+        from skillgen.online.budget_actor import BudgetActor
         from skillgen.llm.client import Secret
         from skillgen.online.scheduler import Scheduler
         from skillgen.online.workers import WorkerActor
@@ -136,12 +136,7 @@ class GenerationDriver:
         run_tag = uuid.uuid4().hex[:8]
         self.budget = ray.remote(BudgetActor).options(num_cpus=0, max_concurrency=1, scheduling_strategy=here,
                                                       name=f"{BUDGET_NAME_PREFIX}{run_tag}").remote(
-            ledger=self.run_dir.ledger_writer(),
-            rpm=cfg.rpm, tpm=cfg.tpm, input_tpm=cfg.input_tpm, output_tpm=cfg.output_tpm,
-            spend_cap_usd=cfg.spend_cap_usd, spent_before_usd=self.plan.spent_before,
-            price_in=self.price.input_per_1m, price_out=self.price.output_per_1m, quantile=cfg.max_tokens_quantile,
-            unknown_outcome=cfg.unknown_outcome,
-        )
+            Budget.for_run(cfg, self.price, self.plan.spent_before, self.run_dir.ledger_writer()))
         self.scheduler = ray.remote(Scheduler).options(num_cpus=0, name=f"{SCHEDULER_NAME_PREFIX}{run_tag}").remote(
             self.plan.tasks, cfg.n_sentences)
         worker_cls = ray.remote(WorkerActor)
