@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when used: every command module is imported to build `skillgen --help`
-    from skillgen.rundir.ledger import LedgerTotals
+    from skillgen.rundir.ledger import LedgerTotals, UnknownPolicy
     from skillgen.rundir.rundir import RunDir
 
 __all__ = ["BatchStatus", "LastRun", "Reconciliation", "RunDirStatus", "reconcile", "status"]
@@ -202,7 +202,7 @@ def batch_status(run_dir: RunDir) -> BatchStatus | None:
     )
 
 
-def reconcile(run_dir: RunDir, meta: dict[str, Any], policy: str) -> Reconciliation:
+def reconcile(run_dir: RunDir, meta: dict[str, Any], policy: UnknownPolicy) -> Reconciliation:
     """The run dir's spend by the ledger, next to its rows and failure records and the invocations' estimates."""
     spend = run_dir.spend(policy)
     estimates = [h.get("summary", {}).get("estimated_cost_usd") or 0.0 for h in meta.get("history") or []]

@@ -32,7 +32,7 @@ from skillgen.common.errors import UserError
 from skillgen.common.storage import Location, resolve
 from skillgen.config import GenerationConfig
 from skillgen.rundir.lease import RunDirLease
-from skillgen.rundir.ledger import LEDGER_DIR, LedgerTotals, LedgerWriter, ledger_totals
+from skillgen.rundir.ledger import LEDGER_DIR, LedgerTotals, LedgerWriter, UnknownPolicy, ledger_totals
 from skillgen.rundir.runstate import (Progress, check_writable, load_progress, open_run_json, read_run_json,
                                       record_invocation)
 from skillgen.rundir.sinks import (FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, Row, ShardWriter, part_files,
@@ -199,7 +199,7 @@ class RunDir:
     def progress(self) -> Progress:
         return load_progress(self.root)
 
-    def spend(self, policy: str = "worst_case") -> Spend:
+    def spend(self, policy: UnknownPolicy = "worst_case") -> Spend:
         rows = read_parts(self.root / ROWS_DIR, ROW_SCHEMA)
         fails = read_parts(self.root / FAILURES_DIR, FAILURE_SCHEMA)
         by_rows = float((rows["cost_usd"].sum() or 0.0) + (fails["cost_usd"].fill_null(0).sum() or 0.0))
