@@ -73,7 +73,7 @@ def reconcile(run_dir: str, stats: dict) -> dict:
 def bench(args: argparse.Namespace, run_dir: str | None) -> dict:
 
     from skillgen.config import GenerationConfig
-    from skillgen.estimate import estimate
+    from skillgen.cost_estimate import estimate
     from skillgen.run import run_generation
     from skillgen.simulator.process import SimulatorProcess
 

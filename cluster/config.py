@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from skillgen.config import GenerationConfig, format_validation_error, make_config, read_toml
-from skillgen.common.errors import UserError
+from skillgen import GenerationConfig, format_validation_error, make_config, read_toml
+from skillgen.common import UserError
 from skilltrain.config import PathOrURI, TrainConfig
 
 SIMULATOR_BASE_URL = "simulator"  # generation.base_url value that means "start the built-in simulator"

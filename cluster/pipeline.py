@@ -34,11 +34,7 @@ from typing import Any, Iterator, Sequence, TextIO
 
 from cluster.config import PipelineConfig, load_pipeline_config
 from cluster.summary import PipelineSummary
-from skillgen.common.argparsing import new_parser
-from skillgen.common.errors import UserError
-from skillgen.common.paths import BENCHMARK_DIR_HELP, ESCO_HELP
-from skillgen.common.raycluster import init_ray
-from skillgen.common.storage import Location, resolve
+from skillgen.common import BENCHMARK_DIR_HELP, ESCO_HELP, Location, UserError, init_ray, new_parser, resolve
 
 log = logging.getLogger("cluster.pipeline")
 
@@ -54,9 +50,9 @@ def fingerprint(inputs: Any) -> str:
 
 def generation_output(config: PipelineConfig) -> list[str]:
     """What training consumes: the generation shards (write-once files, so their names identify them)."""
-    from skillgen.rundir.sinks import ROWS_DIR, part_files
+    from skillgen.common import shard_files
 
-    return [p.name for p in part_files(resolve(config.generation_dir) / ROWS_DIR)]
+    return [p.name for p in shard_files(config.generation_dir)]
 
 
 def file_identity(path: Path | None) -> Any:
@@ -85,7 +81,7 @@ def enter_stage(config: PipelineConfig, stage: str, inputs: Any, outputs: Sequen
 
 def simulator_host(config: PipelineConfig) -> str:
     """Where the built-in simulator binds: see ``SimulatorSection.host``."""
-    from skillgen.common.raycluster import resolve_address
+    from skillgen.common import resolve_address
 
     if config.simulator.host != "auto":
         return config.simulator.host
@@ -98,7 +94,7 @@ def simulator_host(config: PipelineConfig) -> str:
 
 def start_simulator(config: PipelineConfig, stack: ExitStack) -> str:
     """Start the built-in simulator in this process; it stops when the pipeline does."""
-    from skillgen.simulator import SimulatorConfig, run_in_thread
+    from skillgen import SimulatorConfig, run_in_thread
 
     sim = config.simulator
     handle = run_in_thread(
@@ -112,9 +108,7 @@ def start_simulator(config: PipelineConfig, stack: ExitStack) -> str:
 
 def generate(config: PipelineConfig, base_url: str | None) -> dict[str, Any]:
     """Run (or resume) generation; each invocation's summary is appended to ``generation_runs.jsonl``."""
-    from skillgen.estimate import estimate
-    from skillgen.run import run_generation
-    from skillgen.summary import RunState
+    from skillgen import RunState, estimate, run_generation
 
     gen_config = config.generation_config(base_url)
     cost = estimate(gen_config)
@@ -138,7 +132,7 @@ def append_line(path, line: str) -> None:
 
 def print_estimate(config: PipelineConfig) -> None:
     """Cost before spending: exact prompt tokens, expected completion tokens, online and batch prices."""
-    from skillgen.estimate import estimate
+    from skillgen import estimate
 
     with ExitStack() as stack:
         base_url = start_simulator(config, stack) if config.uses_simulator else None
@@ -169,7 +163,7 @@ def train(config: PipelineConfig) -> dict[str, Any]:
 
 def evaluate(config: PipelineConfig) -> dict[str, Any]:
     """Test scores of the trained model and of the untrained start model (the baseline)."""
-    from skillgen.common.taxonomy import load_skills
+    from skillgen.common import load_skills
     from skilltrain.evaluation.evaluate import evaluate as run_eval
     from skilltrain.evaluation.evaluate import format_table, load_benchmarks, results_json
     from skilltrain.model import EVAL_RESULTS_FILE, BiEncoder
@@ -223,7 +217,7 @@ def load_model(model_dir):
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """One writer per run dir: a second pipeline on it is refused in one line (exit 2) naming the first."""
-    from skillgen.rundir.lease import RunDirLease
+    from skillgen import RunDirLease
 
     run_dir = resolve(config.run_dir, "run_dir")
     run_dir.mkdir()

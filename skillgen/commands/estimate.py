@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from skillgen.estimate import estimate
+    from skillgen.cost_estimate import estimate
 
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     config = config_from_args(args)

@@ -33,6 +33,10 @@ _EXPORTS = {
     "staged_locally": "skillgen.common.storage",
     "polars_storage_options": "skillgen.common.storage",
     "write_atomic": "skillgen.common.atomic",
+    # the run dir's layout, for readers of its shards (training, the pipeline)
+    "ROWS_DIR": "skillgen.common.layout",
+    "PART_GLOB": "skillgen.common.layout",
+    "shard_files": "skillgen.common.layout",
     # Ray
     "init_ray": "skillgen.common.raycluster",
     "resolve_address": "skillgen.common.raycluster",

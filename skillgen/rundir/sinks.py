@@ -31,10 +31,10 @@ from typing import Any, Iterable
 import polars as pl
 
 from skillgen.common.errors import UserError
+from skillgen.common.layout import PART_GLOB, ROWS_DIR
 from skillgen.common.storage import Location, resolve
 from skillgen.common.taxonomy import Skill
 
-ROWS_DIR = "shards"
 FAILURES_DIR = "failures"
 
 ROW_SCHEMA: dict[str, Any] = {
@@ -166,7 +166,7 @@ REPAIR_ADVICE = "run `skillgen repair RUN_DIR` to move it aside (a rerun then re
 
 
 def part_files(folder: str | Path | Location) -> list[Location]:
-    return resolve(folder).list("part-*.parquet")
+    return resolve(folder).list(PART_GLOB)
 
 
 def read_part(path: str | Path | Location, advice: str = REPAIR_ADVICE) -> pl.DataFrame:

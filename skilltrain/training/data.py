@@ -19,8 +19,8 @@ from pathlib import Path
 
 import polars as pl
 
-from skillgen.common import UserError
-from skillgen.common import is_uri, polars_storage_options, resolve
+from skillgen.common import PART_GLOB, ROWS_DIR, UserError
+from skillgen.common import is_uri, polars_storage_options, resolve, shard_files
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +34,15 @@ def shard_paths(run_dir: str | Path) -> list[str]:
     try:
         found = where.exists()
         is_file = found and where.is_file()
-        shards = [] if not found or is_file else (where / "shards").list("part-*.parquet")
+        shards = [] if not found or is_file else shard_files(where)
     except OSError as exc:
         raise UserError(f"{run_dir}: cannot list the run dir ({str(exc).splitlines()[0]})") from None
     if not found:
         raise UserError(f"{run_dir}: run directory does not exist (expected the output of 'skillgen generate')")
     if is_file:
-        raise UserError(f"{run_dir}: is not a directory (expected a generation run dir with shards/part-*.parquet)")
+        raise UserError(f"{run_dir}: is not a directory (expected a generation run dir with {ROWS_DIR}/{PART_GLOB})")
     if not shards:
-        raise UserError(f"{run_dir}: no shards/part-*.parquet files (is this a generation run dir? has generation run?)")
+        raise UserError(f"{run_dir}: no {ROWS_DIR}/{PART_GLOB} files (is this a generation run dir? has generation run?)")
     return [str(s) for s in shards]
 
 
