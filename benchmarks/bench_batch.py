@@ -74,7 +74,7 @@ def bench(args: argparse.Namespace, run_dir: str | None) -> dict:
 
     from skillgen.config import GenerationConfig
     from skillgen.cost_estimate import estimate
-    from skillgen.run import run_generation
+    from skillgen import run_generation
     from skillgen.simulator.process import SimulatorProcess
 
     with SimulatorProcess(latency="fixed:0.05", batch_seconds_per_line=0.001, startup_timeout=300) as sim, \

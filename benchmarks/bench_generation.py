@@ -51,7 +51,7 @@ def main() -> int:
 
     from conftest import synthetic_skill_rows, write_esco_csv
     from skillgen.config import GenerationConfig
-    from skillgen.run import run_generation
+    from skillgen import run_generation
     from skillgen.simulator.process import SimulatorProcess
     from skillgen.rundir.sinks import read_failures, read_rows
 

@@ -60,7 +60,7 @@ def main() -> None:
     from skillgen.config import make_config
     from skillgen.rundir.ledger import ledger_totals
     from skillgen.quality import quality_report
-    from skillgen.run import run_generation
+    from skillgen import run_generation
 
     args.record.parent.mkdir(parents=True, exist_ok=True)
     init_ray(None)

@@ -35,7 +35,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 def one_run(run_dir: str, base_cfg: dict) -> dict:
     from skillgen.config import GenerationConfig
-    from skillgen.run import run_generation
+    from skillgen import run_generation
     from skillgen.rundir.sinks import read_rows
 
     cfg = GenerationConfig(**base_cfg, run_dir=run_dir)

@@ -244,7 +244,7 @@ def _run_pipeline(config: PipelineConfig, run_dir: Location) -> dict[str, Any]:
         outcome["evaluation"] = evaluate(config)
     with _timed(stage_s, "report"):
         log.info("stage 4/4: report")
-        from cluster.report import write_report
+        from cluster.run_report import write_report
 
         report = write_report(config, outcome)
     paths = {"run_dir": str(run_dir), "model": str(resolve(config.model_dir)), "report": str(report)}

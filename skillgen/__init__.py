@@ -24,7 +24,7 @@ _EXPORTS = {
     # running one, and what it returns
     "estimate": "skillgen.cost_estimate",
     "CostEstimate": "skillgen.cost_estimate",
-    "run_generation": "skillgen.run",
+    "run_generation": "skillgen.generation",
     "RunSummary": "skillgen.summary",
     "RunState": "skillgen.summary",
     "StopReason": "skillgen.summary",

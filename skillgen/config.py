@@ -28,6 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from skillgen.common.errors import UserError
 from skillgen.llm.prompts import PROMPT_VERSION, PromptSpec, response_format
 
+__all__ = ["DEFAULT_BASE_URL", "GenerationConfig", "TOML_SECTIONS", "format_validation_error", "load_config",
+           "load_toml", "make_config", "read_toml"]
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 

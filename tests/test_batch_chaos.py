@@ -27,7 +27,7 @@ from skillgen.batch.state import load_manifest
 from skillgen.commands.status import status
 from skillgen.rundir.ledger import ledger_totals, read_ledger
 from skillgen.rundir.rundir import RunDir
-from skillgen.run import run_generation
+from skillgen import run_generation
 from skillgen.simulator import run_in_thread
 from gen_helpers import assert_complete, esco, gen_config
 

@@ -18,7 +18,7 @@ import pytest
 
 from skillgen.batch.state import load_manifest
 from skillgen.rundir.rundir import RunDir
-from skillgen.run import run_generation
+from skillgen import run_generation
 from skillgen.simulator import run_in_thread
 from skillgen.rundir.sinks import read_failures, read_rows
 from gen_helpers import assert_accounted, assert_billed_once, esco, gen_config

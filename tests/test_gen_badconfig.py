@@ -12,7 +12,7 @@ from skillgen.cli import PROG
 from skillgen.common.argparsing import dispatch
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
-from skillgen.run import run_generation
+from skillgen import run_generation
 from gen_helpers import esco, gen_config
 
 MY_COMMANDS = {"run": "skillgen.commands.run", "estimate": "skillgen.commands.estimate", "status": "skillgen.commands.status"}

@@ -26,7 +26,7 @@ import pytest
 
 from skillgen.rundir.ledger import UNKNOWN_OUTCOMES, ledger_totals, read_ledger
 from skillgen.online.driver import BUDGET_NAME_PREFIX, SCHEDULER_NAME_PREFIX, WORKER_NAME_PREFIX
-from skillgen.run import run_generation
+from skillgen import run_generation
 from skillgen.simulator.process import SimulatorProcess
 from gen_helpers import assert_complete, esco, gen_config, ray_local  # noqa: F401
 

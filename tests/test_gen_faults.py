@@ -9,7 +9,7 @@ import pytest
 
 from skillgen.batch.state import load_manifest
 from skillgen.commands.status import status
-from skillgen.run import run_generation
+from skillgen import run_generation
 from skillgen.rundir.ledger import BATCH_WORKER, ledger_totals, read_ledger
 from skillgen.rundir.rundir import RunDir
 from skillgen.rundir.sinks import read_failures, read_rows

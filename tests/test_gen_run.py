@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from skillgen.run import run_generation
+from skillgen import run_generation
 from skillgen.rundir.sinks import read_failures, read_rows
 from skillgen.simulator.process import SimulatorProcess
 from gen_helpers import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401

@@ -27,7 +27,7 @@ from gen_helpers import assert_accounted, esco, gen_config, ray_local  # noqa: E
 def test_skillgen_run_against_llama_cpp_with_json_schema(tmp_path: Path, ray_local):  # noqa: F811
     import httpx2
 
-    from skillgen.run import run_generation
+    from skillgen import run_generation
 
     n_skills, n = 6, 3
     with llama_server(tmp_path / "llama.log") as base_url:
@@ -60,7 +60,7 @@ def test_main_job_generation_reconciles_with_the_servers_usage(tmp_path: Path, r
     from skillgen.config import make_config
     from skillgen.quality import quality_report
     from skillgen.rundir.ledger import ledger_totals
-    from skillgen.run import run_generation
+    from skillgen import run_generation
 
     root = Path(__file__).resolve().parents[1]
     values = dict(load_pipeline_config(root / "cluster" / "configs" / "llamacpp.toml").generation)

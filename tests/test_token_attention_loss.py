@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from skilltrain.model import BiEncoder
 from skilltrain.scoring import ScoringConfig, TokenQueries, token_attention_scores
 from skilltrain.training.loss import false_negative_mask, token_attention_loss
-from skilltrain.training.train import compute_gradients
 from test_train_loss import _free_port, grads_of, make_batch
+from train_helpers import compute_gradients
 
 TOKEN = ScoringConfig("token_attention", attention_temperature=0.5)
 

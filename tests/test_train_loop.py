@@ -21,7 +21,7 @@ from skilltrain.training import hardneg
 from skilltrain.training.average import choose_alpha, interpolate
 from skilltrain.training.distributed import backend_for
 from skilltrain.training.sampler import plan_epoch
-from skilltrain.training.train import META_FILE, LoopState, autocast_for, compute_gradients, setup, train
+from skilltrain.training.train import META_FILE, LoopState, autocast_for, setup, train
 
 N_SKILLS = 24
 CPU = torch.device("cpu")
@@ -81,7 +81,7 @@ def test_hard_negatives_train_in_the_loop(inputs, tiny_encoder_dir, tmp_path):
 
 def test_bf16_autocast_on_cpu_keeps_loss_and_gradients_fp32(tiny_encoder_dir):
     """The CUDA path's precision contract, checked with CPU bf16: encoder in bf16, loss and gradients in fp32."""
-    from train_helpers import make_batch
+    from train_helpers import compute_gradients, make_batch
 
     from skilltrain.model import BiEncoder
 
@@ -152,7 +152,7 @@ def test_loss_with_hard_negatives_matches_formula_and_masks_own_and_partner_clas
 
 
 def test_gradcache_with_hard_negatives_equals_full_batch(tiny_encoder_dir):
-    from train_helpers import make_batch
+    from train_helpers import compute_gradients, make_batch
 
     from skilltrain.model import BiEncoder
 

@@ -2,7 +2,7 @@
 
 2 workers: torch.distributed with gloo on loopback, spawned with
 torch.multiprocessing, running the exact step code the trainer uses
-(:func:`skilltrain.training.train.compute_gradients`). Dropout is off (eval mode) so
+(:func:`skilltrain.training.train.step_gradients`, through ``train_helpers.compute_gradients``). Dropout is off (eval mode) so
 both sides see the same function; GradCache's RNG replay is tested separately
 with dropout on.
 """
@@ -18,13 +18,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from train_helpers import make_batch
+from train_helpers import compute_gradients, make_batch
 
 from skilltrain.training.augment import AugmentedBatch
 from skilltrain.training.gradcache import forward_backward, tokenize
 from skilltrain.training.loss import contrastive_loss, false_negative_mask, label_side_mask
 from skilltrain.model import BiEncoder
-from skilltrain.training.train import compute_gradients
 
 
 def grads_of(encoder: BiEncoder) -> dict[str, torch.Tensor]:

@@ -1,7 +1,9 @@
-"""Shared by the training tests: a synthetic loss batch, the tiny fit inputs and config, an injected worker failure."""
+"""Shared by the training tests: a synthetic loss batch and its gradients, the tiny fit inputs and config, an
+injected worker failure."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,30 @@ def make_batch(n: int = 16, seed: int = 0, negatives: int = 0) -> AugmentedBatch
     neg_cls = rng.integers(0, 2 * n, n * negatives).astype(np.int64)  # some in the batch (masked when own/partner)
     neg_texts = [f"{TOPICS[c % 8]} skill number {c}" for c in neg_cls]
     return AugmentedBatch(texts, labels, cls, partner, neg_texts, neg_cls)
+
+
+def compute_gradients(encoder, batch: AugmentedBatch, batch_size: int, scale: float = 20.0, symmetric: bool = True,
+                      gradcache_chunk: int = 0, autocast=contextlib.nullcontext) -> float:
+    """The trainer's step (:func:`skilltrain.training.train.step_gradients`) on an augmented global batch,
+    tokenising this rank's rows here instead of through the loader; returns the loss."""
+    import torch
+
+    from skilltrain.training.distributed import world
+    from skilltrain.training.gradcache import tokenize
+    from skilltrain.training.loader import StepBatch
+    from skilltrain.training.train import step_gradients
+
+    rank, _ = world()
+    rows = slice(rank * batch_size, (rank + 1) * batch_size)
+    k = len(batch.negatives) // len(batch.texts)
+    texts = [batch.texts[rows], batch.labels[rows]] + ([batch.negatives[rows.start * k : rows.stop * k]] if k else [])
+
+    def as_tensor(a):
+        return torch.as_tensor(np.asarray(a, dtype=np.int64))
+
+    step_batch = StepBatch(0, [tokenize(encoder, t) for t in texts], as_tensor(batch.cls), as_tensor(batch.partner_cls),
+                           as_tensor(batch.neg_cls))
+    return step_gradients(encoder, step_batch, scale, symmetric, gradcache_chunk, autocast)
 
 
 N_SKILLS = 24

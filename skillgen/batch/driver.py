@@ -230,7 +230,7 @@ class BatchRun:
                 continue
             answers, rounds = m.attempts.get(key, 0), m.rounds.get(key, 0)
             if rounds and cfg.batch_shortfall == "online":
-                continue  # left for online mode, under the same lease (skillgen.run)
+                continue  # left for online mode, under the same lease (skillgen.generation)
             if answers >= cfg.max_content_attempts or rounds >= cfg.batch_max_rounds:
                 self.fail(task, "validation" if answers >= cfg.max_content_attempts else "batch_unanswered",
                           f"{answers} answers in {rounds} batches: {m.problems.get(key, 'no answer')}", answers)

@@ -14,6 +14,8 @@ from typing import Any
 from skillgen.common.paths import ESCO_HELP
 from skillgen.config import GenerationConfig, load_config
 
+__all__ = ["add_config_arguments", "config_from_args"]
+
 S = argparse.SUPPRESS
 D = GenerationConfig.model_fields
 

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from skillgen.run import run_generation
+    from skillgen.generation import run_generation
     from skillgen.summary import RunState
 
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request is noise in job logs

@@ -5,6 +5,8 @@ line on stderr with a non-zero exit, so bad input never shows a traceback.
 Anything else that escapes is a bug in this project and keeps its traceback.
 """
 
+__all__ = ["UserError"]
+
 
 class UserError(Exception):
     """Bad input or configuration: the message names the file/field and what to do."""

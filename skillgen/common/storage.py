@@ -43,6 +43,9 @@ from urllib.parse import parse_qsl, urlsplit
 from skillgen.common.atomic import fsync_dir, temp_path, write_atomic
 from skillgen.common.errors import UserError
 
+__all__ = ["ConditionalWriteUnsupported", "Location", "S3Settings", "S3_SCHEMES", "check_uri", "is_remote",
+           "is_uri", "path_or_uri", "polars_storage_options", "resolve", "staged_locally"]
+
 S3_SCHEMES = ("s3", "s3a")
 _SECRET_QUERY = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")

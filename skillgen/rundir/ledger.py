@@ -49,6 +49,10 @@ import polars as pl
 
 from skillgen.common.storage import resolve
 
+__all__ = ["BATCH_WORKER", "LEDGER_DIR", "LedgerTotals", "LedgerWriter", "Outcome", "OutcomeEvent", "SCHEMA",
+           "SentEvent", "UNKNOWN_OUTCOMES", "UnknownPolicy", "ledger_totals", "outcome_class", "read_events",
+           "read_ledger", "unknown_cost"]
+
 LEDGER_DIR = "ledger"
 UnknownPolicy = Literal["worst_case", "prompt_only", "free"]  # GenerationConfig.unknown_outcome
 

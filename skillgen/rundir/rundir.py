@@ -38,6 +38,8 @@ from skillgen.rundir.runstate import (Progress, check_writable, load_progress, o
 from skillgen.rundir.sinks import (FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, Row, ShardWriter, part_files,
                                    read_failures, read_parts, read_rows, to_frame, write_parquet_atomic)
 
+__all__ = ["BATCH_DIR", "CANCEL_MARKER", "RunDir", "Spend"]
+
 BATCH_DIR = "batch"
 CANCEL_MARKER = "cancel-requested"
 

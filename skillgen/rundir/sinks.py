@@ -35,6 +35,10 @@ from skillgen.common.layout import PART_GLOB, ROWS_DIR
 from skillgen.common.storage import Location, resolve
 from skillgen.common.taxonomy import Skill
 
+__all__ = ["FAILURES_DIR", "FAILURE_SCHEMA", "FailureRecord", "REPAIR_ADVICE", "ROWS_DIR", "ROW_SCHEMA", "Row",
+           "ShardWriter", "part_files", "read_failures", "read_part", "read_parts", "read_rows", "to_frame",
+           "utcnow", "write_parquet_atomic"]
+
 FAILURES_DIR = "failures"
 
 ROW_SCHEMA: dict[str, Any] = {

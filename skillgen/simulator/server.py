@@ -56,6 +56,8 @@ from skillgen.simulator.ratelimit import RateLimiter
 from skillgen.simulator.stats import RequestOutcome, SimulatorStats
 from skillgen.llm.tokens import count_tokens, encoding_for
 
+__all__ = ["FORCE_FAULT_HEADER", "MAX_BODY_BYTES", "REQUEST_KEY_HEADER", "SimulatorServer", "serve", "url_host"]
+
 log = logging.getLogger("skillgen.simulator")
 
 FORCE_FAULT_HEADER = "X-Sim-Fault"

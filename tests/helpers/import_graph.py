@@ -44,7 +44,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("skillgen: public API", ("=skillgen",)),
     ("skillgen: commands", ("skillgen.cli", "skillgen.commands", "skillgen.simulator.cli",
                             "skillgen.simulator.__main__")),
-    ("skillgen: entry point", ("skillgen.run",)),
+    ("skillgen: entry point", ("skillgen.generation",)),
     ("skillgen: drivers", ("skillgen.online", "|", "skillgen.batch")),
     ("skillgen: plan", ("skillgen.summary", "skillgen.plan", "skillgen.cost_estimate")),
     ("skillgen: quality | export", ("skillgen.quality", "|", "skillgen.export")),
