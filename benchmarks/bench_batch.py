@@ -4,7 +4,7 @@ Starts ``skillgen sim-server`` (subprocess, gpt-4o-mini batch prices from the
 shipped table), runs ``estimate(pilot=K)`` ``--repeats`` times (the pilot is
 unseeded, so each draws other completions), then one ``--mode batch`` run of
 the same skills per storage (``--storage local s3``: a temp dir, and a bucket
-on a SeaweedFS server on loopback, tests/s3server.py), and prints every
+on a SeaweedFS server on loopback, tests/helpers/s3server.py), and prints every
 estimate's error against the billed cost (the simulator's ``batch_cost_usd``)
 and the ledger's reconciliation with what was billed (tokens, cost, ``skillgen
 status``).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # s3server.py
+sys.path.insert(0, str(ROOT / "tests"))  # helpers/s3server.py
 
 
 def main() -> int:
@@ -38,7 +38,7 @@ def main() -> int:
     args = ap.parse_args()
     server = None
     if "s3" in args.storage:
-        from s3server import S3Server
+        from helpers.s3server import S3Server
 
         server = S3Server.start(Path(tempfile.mkdtemp(prefix="bench-batch-s3-")))
         os.environ.update(server.env())

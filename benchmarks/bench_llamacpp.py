@@ -55,7 +55,7 @@ def main() -> None:
                         help="a llama.cpp server already running (e.g. http://127.0.0.1:8080/v1) instead of starting one")
     args = parser.parse_args()
 
-    from llamacpp import RecordingProxy, llama_server, read_exchanges, server_usage
+    from helpers.llamacpp import RecordingProxy, llama_server, read_exchanges, server_usage
     from skillgen.common.raycluster import init_ray
     from skillgen.config import make_config
     from skillgen.rundir.ledger import ledger_totals

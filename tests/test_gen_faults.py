@@ -15,7 +15,7 @@ from skillgen.rundir.rundir import RunDir
 from skillgen.rundir.sinks import read_failures, read_rows
 from skillgen.simulator import run_in_thread
 from skillgen.simulator.process import SimulatorProcess
-from gen_helpers import LeaseWatcher, assert_billed_once, assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
+from helpers.generation import LeaseWatcher, assert_billed_once, assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
 
 
 def test_transient_faults_and_bad_content(ray_local, tmp_path: Path):

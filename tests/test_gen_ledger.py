@@ -21,7 +21,7 @@ from skillgen.rundir.ledger import LedgerWriter, ledger_totals, read_ledger
 from skillgen.rundir.runstate import load_progress
 from skillgen.rundir.rundir import RunDir
 from skillgen.rundir.sinks import ROW_SCHEMA, ROWS_DIR, read_rows, utcnow, write_parquet_atomic
-from gen_helpers import esco, gen_config
+from helpers.generation import esco, gen_config
 
 REPO = Path(__file__).resolve().parent.parent
 PRICE = Price(1.0, 2.0)  # USD per 1M tokens

@@ -14,7 +14,7 @@ import pytest
 from skillgen import run_generation
 from skillgen.rundir.sinks import read_failures, read_rows
 from skillgen.simulator.process import SimulatorProcess
-from gen_helpers import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
+from helpers.generation import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
 
 
 SECRET = "sk-test-DO-NOT-LEAK-8f3a9c2e71b44d0f"
@@ -167,7 +167,7 @@ def test_killed_worker_actor_work_is_reassigned(ray_local, tmp_path: Path):
 
 def test_prometheus_scrape_shows_the_skillgen_gauges_during_and_after_a_run(ray_local, sim, tmp_path: Path):
     """Ray's metrics endpoint, scraped like Prometheus does, carries every skillgen_* gauge with the run's numbers."""
-    from promscrape import Scraper, exported, finite, metrics_url, wait_for_value
+    from helpers.promscrape import Scraper, exported, finite, metrics_url, wait_for_value
 
     from skillgen.common.raymetrics import GAUGES
     from skillgen.simulator import SimulatorConfig, run_in_thread
@@ -208,7 +208,7 @@ def test_prometheus_scrape_shows_the_skillgen_gauges_during_and_after_a_run(ray_
 def test_batch_mode_publishes_batches_open_lines_done_and_spend(ray_local, tmp_path: Path):
     """Batch mode's own gauges: batches open while the provider works, every line done and the run dir's
     spend (the ledger's) at the end, next to the skills done, as Prometheus scrapes them."""
-    from promscrape import Scraper, exported, metrics_url, wait_for_value
+    from helpers.promscrape import Scraper, exported, metrics_url, wait_for_value
 
     from skillgen.simulator import run_in_thread
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from online_fakes import failure, row, task
+from helpers.online_fakes import failure, row, task
 
 from skillgen.online.messages import WorkerReport
 from skillgen.online.scheduler import Scheduler

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from online_fakes import FakeBudget, FakeClock, Handle, handle_with_exchange, task
+from helpers.online_fakes import FakeBudget, FakeClock, Handle, handle_with_exchange, task
 
 from skillgen.llm.client import CallResult, ChatClient
 from skillgen.llm.pricing import Price

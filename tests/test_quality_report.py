@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from quality_fixture import EXPECTED, N, build_run_dir
+from helpers.quality_fixture import EXPECTED, N, build_run_dir
 
 
 def check(report) -> None:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from online_fakes import FakeBudget, Handle, handle_with_exchange
-from replay import ReplayServer, load_fixture
+from helpers.online_fakes import FakeBudget, Handle, handle_with_exchange
+from helpers.replay import ReplayServer, load_fixture
 
 from skillgen.common.taxonomy import Skill
 from skillgen.llm.client import ChatClient

@@ -1,18 +1,24 @@
-"""Shared by the training tests: a synthetic loss batch and its gradients, the tiny fit inputs and config, an
-injected worker failure."""
+"""Shared by the training tests: a synthetic loss batch and its gradients (one process, or two gloo ranks on
+loopback), the tiny inputs and configs of the Ray fit tests and of the in-process loop tests, an injected
+worker failure."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
-from conftest import synthetic_skill_rows, write_esco_csv, write_run_dir
+from conftest import synthetic_skill_rows, write_benchmarks, write_esco_csv, write_run_dir
+from helpers.ports import free_port
 from skilltrain.config import TrainConfig
 from skilltrain.training.augment import NO_PARTNER, AugmentedBatch
+
+CPU = torch.device("cpu")
 
 TOPICS = ["welding", "payroll", "kubernetes", "pastry", "forklift", "audit", "python", "nursing"]
 
@@ -34,8 +40,6 @@ def compute_gradients(encoder, batch: AugmentedBatch, batch_size: int, scale: fl
                       gradcache_chunk: int = 0, autocast=contextlib.nullcontext) -> float:
     """The trainer's step (:func:`skilltrain.training.train.step_gradients`) on an augmented global batch,
     tokenising this rank's rows here instead of through the loader; returns the loss."""
-    import torch
-
     from skilltrain.training.distributed import world
     from skilltrain.training.gradcache import tokenize
     from skilltrain.training.loader import StepBatch
@@ -52,6 +56,56 @@ def compute_gradients(encoder, batch: AugmentedBatch, batch_size: int, scale: fl
     step_batch = StepBatch(0, [tokenize(encoder, t) for t in texts], as_tensor(batch.cls), as_tensor(batch.partner_cls),
                            as_tensor(batch.neg_cls))
     return step_gradients(encoder, step_batch, scale, symmetric, gradcache_chunk, autocast)
+
+
+def grads_of(encoder) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in encoder.named_parameters() if p.grad is not None}
+
+
+def _encoder(model_dir, scoring=None):
+    from skilltrain.model import BiEncoder
+
+    return BiEncoder.from_pretrained(model_dir, scoring=scoring).eval()  # eval: no dropout, one function on every rank
+
+
+def one_process_gradients(model_dir, batch: AugmentedBatch, chunk: int = 0, scoring=None) -> tuple[float, dict]:
+    """Loss and gradients of the whole batch in this process (``scoring``: None is the encoder dir's own)."""
+    encoder = _encoder(model_dir, scoring)
+    loss = compute_gradients(encoder, batch, len(batch.texts), 20.0, True, chunk)
+    return loss, grads_of(encoder)
+
+
+def _gradient_rank(rank: int, world: int, port: int, model_dir: str, out_dir: str, chunk: int, scoring) -> None:
+    """One gloo rank (torch.multiprocessing.spawn): its share of each batch, saved for the parent to compare."""
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        for negatives in (0, 2):  # the in-batch pool alone, and with gathered hard-negative columns
+            batch = make_batch(negatives=negatives)
+            encoder = _encoder(model_dir, scoring)
+            loss = compute_gradients(encoder, batch, len(batch.texts) // world, 20.0, True, chunk)
+            torch.save({"loss": loss, "grads": grads_of(encoder)}, Path(out_dir) / f"rank{rank}-neg{negatives}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def assert_two_ranks_equal_one_process(model_dir: Path, out_dir: Path, chunk: int, scoring=None) -> None:
+    """Two gloo ranks with GradCache chunks of ``chunk``: each rank's loss and gradients equal one process on
+    the concatenated batch (to 1e-5), with and without hard negatives."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_gradient_rank, args=(2, free_port(), str(model_dir), str(out_dir), chunk, scoring), nprocs=2, join=True)
+    for negatives in (0, 2):
+        ref_loss, ref = one_process_gradients(model_dir, make_batch(negatives=negatives), scoring=scoring)
+        for rank in range(2):
+            got = torch.load(out_dir / f"rank{rank}-neg{negatives}.pt")
+            assert abs(got["loss"] - ref_loss) < 1e-5
+            assert got["grads"].keys() == ref.keys()
+            diff = max((got["grads"][k] - ref[k]).abs().max().item() for k in ref)
+            assert diff < 1e-5, f"rank {rank}, {negatives} hard negatives: max abs grad diff {diff}"
 
 
 N_SKILLS = 24
@@ -83,6 +137,26 @@ def make_config(inputs, tiny_encoder_dir, tmp_path, **kw) -> TrainConfig:
     )
     base.update(kw)
     return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def loop_inputs(tmp_path_factory) -> dict[str, Path]:
+    """The in-process loop tests' inputs: a synthetic taxonomy, a run dir and TECH/HOUSE files on every third label."""
+    base = tmp_path_factory.mktemp("loop_inputs")
+    rows = synthetic_skill_rows(N_SKILLS)
+    labels = [r[1] for r in rows]
+    return {
+        "esco": write_esco_csv(base / "skills_en.csv", rows),
+        "run": write_run_dir(base / "run", labels),
+        "bench": write_benchmarks(base / "benchmarks", labels[::3]),
+    }
+
+
+def loop_config(inputs, model_dir, tmp_path, **kw) -> TrainConfig:
+    """A config for the training loop in this process (no Ray): one large batch, no validation unless asked."""
+    base = dict(data=inputs["run"], out=tmp_path / "model", model=model_dir, esco=inputs["esco"], benchmark_dir=inputs["bench"],
+                batch_size=10, lr=1e-3, eval_every=1000, log_every=1000)
+    return TrainConfig(**{**base, **kw})
 
 
 def fail_once_before_report(metrics: dict, checkpoint_dir, marker: str, at_step: int) -> None:
