@@ -84,7 +84,7 @@ def check_output_dir(where: str | Path | Location, flag: str, *, overwrite: bool
         return Output(location, flag, holds="own")
     if overwrite:
         return Output(location, flag, holds="foreign")
-    what = "not empty" if is_own is None else f"not empty and not {own_kind}"
+    what = "not an empty directory" if is_own is None else f"not empty and not {own_kind}"
     raise UserError(f"{flag} {location}: {what} (holds {_names(found)}); "
                     "choose a new or empty directory, or pass --overwrite to replace its contents")
 
