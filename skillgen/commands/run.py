@@ -11,7 +11,9 @@ HELP = "generate sentences for the selected skills into a run dir (resumable, ra
 DESCRIPTION = (
     "Starts one budget actor, one scheduler and N worker actors on Ray (local, or the cluster in $RAY_ADDRESS / "
     "--ray-address). Rerunning the same command on the same --run-dir skips finished skills and pays only for the "
-    "rest. Exit code 0: complete; 3: stopped (spend cap, interrupted) or incomplete, rerun to continue."
+    "rest. Everything is checked before the run dir is created or a request sent (inputs, the API key, one cheap "
+    "request to the endpoint). Exit code 0: complete; 2: bad input, or the run dir is another run's (one line on "
+    "stderr, nothing written); 3: stopped (spend cap, interrupted) or incomplete, rerun to continue."
 )
 
 
