@@ -32,6 +32,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
+from cluster.checks import check_pipeline
 from cluster.config import PipelineConfig, load_pipeline_config
 from skillgen.common.argparsing import new_parser
 from skillgen.common.errors import UserError
@@ -384,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.config,
             {"run_dir": args.run_dir, "ray_address": args.address, "esco": args.esco, "benchmark_dir": args.benchmark_dir},
         )
+        check_pipeline(config)  # before Ray, the simulator, pipeline.json, the lease or a request
         if args.estimate:
             print_estimate(config)
         elif args.json:

@@ -78,4 +78,5 @@ def test_bad_pipeline_config_fails_with_one_line(tmp_path):
     config.write_text('[generation]\nbase_url = "simulator"\nrpm = -5\n[training]\nbatch_size = 4\n')
     proc = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"pipeline: error: [generation]: invalid configuration: rpm: Input should be greater than 0"]
+    assert proc.stderr.strip().splitlines() == [f"pipeline: error: --config {config}: [generation] rpm: Input should be greater "
+                                                "than 0 (got -5)"]

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from skillgen.common.errors import UserError
+from skillgen.rundir.rundir import MANIFEST_FILE as MANIFEST
 from skillgen.rundir.rundir import RunDir
 
-MANIFEST = "manifest.json"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
