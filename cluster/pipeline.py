@@ -168,7 +168,7 @@ def train(config: PipelineConfig) -> dict[str, Any]:
     result = fit(config.train_config())
     record = {
         "out_dir": str(result.out_dir), "best_step": result.best_step, "best_metrics": result.best_metrics,
-        "history": result.history, "wall_s": round(result.wall_s, 1), "checkpoint": result.checkpoint,
+        "history": result.history, "losses": result.losses, "wall_s": round(result.wall_s, 1), "checkpoint": result.checkpoint,
         "resumed_at_steps": result.extra.get("resumed_at_steps", []),
         "samples_per_s": round(result.extra["last_metrics"].get("samples_per_s", 0.0), 1),
         "mfu": round(result.extra["last_metrics"].get("mfu", 0.0), 4), "phase_s": result.extra.get("phase_s", {}),

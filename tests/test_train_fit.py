@@ -82,6 +82,10 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
     evals = json.loads((out / "eval_results.json").read_text())
     assert set(evals["test"]) == {"tech", "house"} and evals["best_step"] == result.best_step
 
+    assert len(result.losses) == result.history[-1]["step"] and all(np.isfinite(result.losses))
+    for h in result.history:  # every step's loss, the logged steps' among them
+        assert result.losses[h["step"] - 1] == pytest.approx(h["loss"], abs=1e-6)
+
     st = SentenceTransformer(str(out), device="cpu")
     emb = st.encode(["operate welding systems 0"])
     assert emb.shape == (1, 32) and abs(np.linalg.norm(emb) - 1) < 1e-4
@@ -107,6 +111,7 @@ def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(ba
     assert [h["step"] for h in result.history] == [h["step"] for h in baseline.history]
     for got, want in zip(result.history, baseline.history):
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-4)
+    assert result.losses == pytest.approx(baseline.losses, abs=1e-4)  # every step's loss survives the restart
     assert result.best_step == baseline.best_step
     a, b = _weights(result.out_dir), _weights(baseline.out_dir)
     diff = max((a[k] - b[k]).abs().max().item() for k in b)
