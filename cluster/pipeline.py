@@ -211,6 +211,9 @@ def evaluate(config: PipelineConfig) -> dict[str, Any]:
         results = {name: saved[name] for name in ev.sets}
     else:
         results = results_json(run_eval(load_model(model_dir), skills, benchmarks, progress=True))
+        if ev.split == "test":  # the model's own record (and so its card) keeps the test scores it lacked
+            saved_all = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+            saved_path.write_text(json.dumps({**saved_all, "test": {**(saved or {}), **results}}, indent=2))
     (run_dir / f"results_{ev.split}.json").write_text(json.dumps(results, indent=2))
     if baseline:  # without a baseline the trained model's table is the one fit() already printed
         print(format_table(baseline, title=f"zero-shot start model ({ev.split})"))
@@ -261,11 +264,23 @@ def _run_pipeline(config: PipelineConfig, run_dir: Location) -> dict[str, Any]:
     with _timed(stage_s, "report"):
         log.info("stage 4/4: report")
         from cluster.report import write_report
+        from skillgen.quality import quality_report
 
+        outcome["data_report"] = quality_report(config.generation_dir)
         report = write_report(config, outcome)
+        write_model_card(config, outcome)
     outcome["summary"] = final_summary(config, outcome, stage_s, report)
     (run_dir / "summary.json").write_text(json.dumps(outcome["summary"], indent=2))
     return outcome
+
+
+def write_model_card(config: PipelineConfig, outcome: dict[str, Any]) -> None:
+    """Rewrite the model's card (``fit`` wrote one) with what only the pipeline knows: the zero-shot
+    baseline and the data report's headline numbers, next to the test scores of ``eval_results.json``."""
+    from skilltrain.card import write_card
+
+    baseline = outcome["evaluation"].get("baseline") if config.evaluation.split == "test" else None
+    write_card(resolve(config.model_dir), baseline=baseline, data_report=outcome["data_report"].headline())
 
 
 @contextmanager

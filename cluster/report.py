@@ -187,13 +187,13 @@ def generation_totals(log_path) -> tuple[dict[str, Any], dict[str, Any]]:
     return estimate, actual
 
 
-def quality_section(generation_dir, folder: Path) -> list[str]:
-    """The generation run's data-quality report (:mod:`skillgen.quality`) with its two plots."""
+def quality_section(generation_dir, folder: Path, report=None) -> list[str]:
+    """The generation run's data-quality report (:mod:`skillgen.quality`; measured here unless given) with its two plots."""
     from skillgen.quality import quality_report
     from skillgen.quality.plots import plot_quality
     from skillgen.rundir.sinks import read_rows
 
-    report = quality_report(generation_dir)
+    report = report if report is not None else quality_report(generation_dir)
     return report.markdown(plot_quality(read_rows(generation_dir), folder, prefix="report_quality"))
 
 
@@ -242,7 +242,7 @@ def _render(config, outcome: dict[str, Any], run_dir, folder: Path) -> None:
         lines.append("- failures by class: " + ", ".join(f"{c} {n}" for c, n in by_class.iter_rows()))
     if images["sentences"]:
         lines += ["", f"![sentences]({images['sentences']})"]
-    lines += ["", "## Data quality (`skillgen report`)", ""] + quality_section(config.generation_dir, folder)
+    lines += ["", "## Data quality (`skillgen report`)", ""] + quality_section(config.generation_dir, folder, outcome.get("data_report"))
     lines += ["", "## Tokens and cost", "", "| | prompt tokens | completion tokens | cost USD |", "|---|---|---|---|"]
     lines.append(f"| estimate | {est.get('prompt_tokens', '-')} | {est.get('completion_tokens', '-')} | {est.get('cost_usd', '-')} |")
     lines.append(f"| actual | {summ.get('prompt_tokens', '-')} | {summ.get('completion_tokens', '-')} | {summ.get('cost_usd', '-')} |")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+from card_helpers import check_card
 
 from conftest import synthetic_skill_rows, write_benchmarks, write_esco_csv
 
@@ -82,6 +83,9 @@ def check_outputs(run_dir: Path) -> None:
     assert curve["loss_steps"] == list(range(1, total + 1)) and len(curve["loss_smoothed"]) == total
     assert curve["val_steps"] == sorted(set(range(3, total + 1, 3)) | {total})
     assert "No cost (simulator / self-hosted)." in report
+    # the model card, rewritten by the pipeline: the zero-shot baseline and the data report next to the test scores
+    card = check_card(run_dir / "model", baseline=json.loads((run_dir / "baseline_test.json").read_text()))
+    assert "Generator model: `simulator`" in card and "| label_verbatim_% |" in card
     from sentence_transformers import SentenceTransformer
 
     assert SentenceTransformer(str(run_dir / "model")).encode(["weld pipes"]).shape == (1, 32)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import stat
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import train_helpers
+from card_helpers import check_card
 from train_helpers import N_SKILLS, fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture)
 
 from ports import free_ports
@@ -66,6 +68,7 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
     from sentence_transformers import SentenceTransformer
 
     from skilltrain.cli import main as cli_main
+    from skilltrain.model import current_umask
 
     result = baseline
     steps = (N_SKILLS * 3) // 8
@@ -85,6 +88,9 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
     assert len(result.losses) == result.history[-1]["step"] and all(np.isfinite(result.losses))
     for h in result.history:  # every step's loss, the logged steps' among them
         assert result.losses[h["step"] - 1] == pytest.approx(h["loss"], abs=1e-6)
+    check_card(out)  # the card's header and table state eval_results.json's test scores
+    umask = current_umask()
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask for p in out.rglob("*") if p.is_file())
 
     st = SentenceTransformer(str(out), device="cpu")
     emb = st.encode(["operate welding systems 0"])

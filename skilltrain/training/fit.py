@@ -33,7 +33,7 @@ import polars as pl
 
 from skillgen.common import UserError
 from skillgen.common import init_ray
-from skillgen.common import Location, staged_locally
+from skillgen.common import Location, resolve, staged_locally
 from skilltrain.config import TrainConfig
 from skilltrain.training.data import load_pairs
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
@@ -122,6 +122,7 @@ def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
     info = {
         "model_dir": str(model_dir),
         "pairs": pairs.height,
+        "generated": len(generated),  # of the pairs: generated sentences (the rest are taxonomy pairs)
         "skills": n_skills,
         "steps_per_epoch": len(schedule.plans[0]),
         "total_steps": schedule.total,
@@ -318,9 +319,12 @@ def ray_storage(storage: Path | Location) -> dict[str, Any]:
 
 
 def save_model(encoder: BiEncoder, out: Path | str, **extra: Any) -> None:
-    """Save to a local dir, or export to a temp dir and upload it when ``out`` is a URI (s3://...)."""
+    """Save with its model card to a local dir, or export to a temp dir and upload it when ``out`` is a URI (s3://...)."""
+    from skilltrain.card import write_card
+
     with staged_locally(out) as folder:
         encoder.save(folder, **extra)
+        write_card(folder, name=resolve(out).name)
 
 
 def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData, index: "SkillIndex | None" = None) -> dict | None:
