@@ -23,6 +23,7 @@ _EXPORTS = {
     "ESCO_HELP": "skillgen.common.paths",
     "default_benchmark_dir": "skillgen.common.paths",
     "is_bundled_esco": "skillgen.common.paths",
+    "manifest": "skillgen.common.paths",
     "load_skills": "skillgen.common.taxonomy",
     "resolve_esco_path": "skillgen.common.taxonomy",
     "file_sha256": "skillgen.common.taxonomy",

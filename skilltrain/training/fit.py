@@ -57,6 +57,7 @@ class FitResult:
     wall_s: float
     test_results: dict[str, Any] | None = None  # final evaluation on the test split (eval_results.json)
     checkpoint: str = ""
+    losses: list[float | None] = field(default_factory=list)  # every step's loss: losses[s - 1] for step s
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -151,6 +152,7 @@ def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
     info = {
         "model_dir": str(model_dir),
         "pairs": pairs.height,
+        "generated": len(generated),  # of the pairs: generated sentences (the rest are taxonomy pairs)
         "skills": n_skills,
         "steps_per_epoch": len(schedule.plans[0]),
         "total_steps": schedule.total,
@@ -181,7 +183,7 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     model dir ``fit`` wrote (it is replaced); ``overwrite`` replaces anything else in it.
     """
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     started = time.perf_counter()
@@ -193,10 +195,11 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
         output.clear()  # --overwrite: the folder's old contents go before the first checkpoint lands in it
     phases["prepare"] = time.perf_counter() - started
     log.info(
-        "training %s on %d pairs / %d skills: %d steps (%d/epoch x %d epochs), global batch %d = %d workers x %d; run '%s' in %s",
-        info["model_dir"], info["pairs"], info["skills"], info["total_steps"], info["steps_per_epoch"], cfg.epochs,
-        cfg.global_batch_size, cfg.workers, cfg.batch_size, cfg.run_name, cfg.storage,
+        "training on %d pairs / %d skills: %d steps (%d/epoch x %d epochs), global batch %d = %d workers x %d",
+        info["pairs"], info["skills"], info["total_steps"], info["steps_per_epoch"], cfg.epochs,
+        cfg.global_batch_size, cfg.workers, cfg.batch_size,
     )
+    log.info("start model %s; Ray Train run '%s' in %s", info["model_dir"], cfg.run_name, cfg.storage)
     resolved = cfg.model_copy(update={"model": Path(info["model_dir"])})
     # given address, $RAY_ADDRESS, else a fresh local Ray. With the dashboard: Ray Train v2's placement-group
     # cleaner asks the State API (served by it) whether the controller lives, and without an answer it
@@ -221,6 +224,10 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
                 checkpoint_score_order="max",
             ),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
+            # Ray Train's own INFO lines (checkpoint paths, worker-group set-up, a resumed run's ~350-character
+            # snapshot notice) stay in its log files; warnings and errors still reach the console, and the loop
+            # prints its own progress. Its per-report result lines need more: train.quiet_ray_reports.
+            logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
     mark = time.perf_counter()
@@ -237,7 +244,7 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
         best_ckpt, best_metrics = max(candidates, key=lambda cm: cm[1].get("step", 0))
     with result.checkpoint.as_directory() as latest_dir:
         latest_meta = json.loads((Path(latest_dir) / META_FILE).read_text())
-    history = latest_meta["history"]
+    history, losses = latest_meta["history"], latest_meta.get("losses", [])
 
     encoder = BiEncoder.from_pretrained(resolved.model, cfg.max_seq_length, cfg.saved_scoring_config())
     with best_ckpt.as_directory() as best_dir:
@@ -266,7 +273,7 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     log.info("saved best checkpoint (step %d%s) to %s in %.1f s", best_step,
              f", val RP@5 {best_metrics['val_rp5']:.2f}" if "val_rp5" in best_metrics else "", cfg.out, wall)
     return FitResult(
-        cfg.out, best_step, dict(best_metrics), history, wall, test_results, best_ckpt.path,
+        cfg.out, best_step, dict(best_metrics), history, wall, test_results, best_ckpt.path, losses,
         extra={"resumed_at_steps": latest_meta.get("resumes", []), "last_metrics": dict(result.metrics or {}),
                "phase_s": {k: round(v, 1) for k, v in phases.items()}, **info},
     )
@@ -342,9 +349,12 @@ def ray_storage(storage: Path | Location) -> dict[str, Any]:
 
 
 def save_model(encoder: BiEncoder, out: Path | str, **extra: Any) -> None:
-    """Save to a local dir, or export to a temp dir and upload it when ``out`` is a URI (s3://...)."""
+    """Save with its model card to a local dir, or export to a temp dir and upload it when ``out`` is a URI (s3://...)."""
+    from skilltrain.card import write_card
+
     with staged_locally(out) as folder:
         encoder.save(folder, **extra)
+        write_card(folder, name=resolve(out).name)
 
 
 def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData, index: "SkillIndex | None" = None) -> dict | None:
