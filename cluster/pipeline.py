@@ -32,6 +32,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
+from cluster.checks import check_pipeline
 from cluster.config import PipelineConfig, load_pipeline_config
 from cluster.summary import PipelineSummary
 from skillgen.common import BENCHMARK_DIR_HELP, ESCO_HELP, Location, UserError, init_ray, new_parser, resolve
@@ -152,7 +153,7 @@ def train(config: PipelineConfig) -> dict[str, Any]:
     result = fit(config.train_config())
     record = {
         "out_dir": str(result.out_dir), "best_step": result.best_step, "best_metrics": result.best_metrics,
-        "history": result.history, "wall_s": round(result.wall_s, 1), "checkpoint": result.checkpoint,
+        "history": result.history, "losses": result.losses, "wall_s": round(result.wall_s, 1), "checkpoint": result.checkpoint,
         "resumed_at_steps": result.extra.get("resumed_at_steps", []),
         "samples_per_s": round(result.extra["last_metrics"].get("samples_per_s", 0.0), 1),
         "mfu": round(result.extra["last_metrics"].get("mfu", 0.0), 4), "phase_s": result.extra.get("phase_s", {}),
@@ -195,6 +196,9 @@ def evaluate(config: PipelineConfig) -> dict[str, Any]:
         results = {name: saved[name] for name in ev.sets}
     else:
         results = results_json(run_eval(load_model(model_dir), skills, benchmarks, progress=True))
+        if ev.split == "test":  # the model's own record (and so its card) keeps the test scores it lacked
+            saved_all = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+            saved_path.write_text(json.dumps({**saved_all, "test": {**(saved or {}), **results}}, indent=2))
     (run_dir / f"results_{ev.split}.json").write_text(json.dumps(results, indent=2))
     if baseline:  # without a baseline the trained model's table is the one fit() already printed
         print(format_table(baseline, title=f"zero-shot start model ({ev.split})"))
@@ -245,14 +249,26 @@ def _run_pipeline(config: PipelineConfig, run_dir: Location) -> dict[str, Any]:
     with _timed(stage_s, "report"):
         log.info("stage 4/4: report")
         from cluster.run_report import write_report
+        from skillgen import quality_report
 
+        outcome["data_report"] = quality_report(config.generation_dir)
         report = write_report(config, outcome)
+        write_model_card(config, outcome)
     paths = {"run_dir": str(run_dir), "model": str(resolve(config.model_dir)), "report": str(report)}
     summary = PipelineSummary.of(config.evaluation.split, outcome["evaluation"],
                                  outcome["generation"]["summary"].get("total_cost_usd"), stage_s, paths)
     outcome["summary"] = summary
     (run_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
     return outcome
+
+
+def write_model_card(config: PipelineConfig, outcome: dict[str, Any]) -> None:
+    """Rewrite the model's card (``fit`` wrote one) with what only the pipeline knows: the zero-shot
+    baseline and the data report's headline numbers, next to the test scores of ``eval_results.json``."""
+    from skilltrain.card import write_card
+
+    baseline = outcome["evaluation"].get("baseline") if config.evaluation.split == "test" else None
+    write_card(resolve(config.model_dir), baseline=baseline, data_report=outcome["data_report"].headline())
 
 
 @contextmanager
@@ -315,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.config,
             {"run_dir": args.run_dir, "ray_address": args.address, "esco": args.esco, "benchmark_dir": args.benchmark_dir},
         )
+        check_pipeline(config)  # before Ray, the simulator, pipeline.json, the lease or a request
         if args.estimate:
             print_estimate(config)
         elif args.json:

@@ -20,7 +20,8 @@ _EXPORTS = {
     "load_config": "skillgen.config",
     "make_config": "skillgen.config",
     "read_toml": "skillgen.config",
-    "format_validation_error": "skillgen.config",
+    "check_run": "skillgen.checks",
+    "FingerprintMismatch": "skillgen.rundir.runstate",
     # running one, and what it returns
     "estimate": "skillgen.cost_estimate",
     "CostEstimate": "skillgen.cost_estimate",

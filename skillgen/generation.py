@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from skillgen.checks import check_run
 from skillgen.common.errors import UserError
 from skillgen.config import GenerationConfig
-from skillgen.llm.pricing import config_batch_price, config_price
 from skillgen.rundir.rundir import RunDir
 from skillgen.summary import RunState, RunSummary
 
@@ -29,7 +29,7 @@ def run_generation(config: GenerationConfig, progress: bool = True, on_update: A
     ``config.mode == "batch"`` sends the same requests through the Batch API (:mod:`skillgen.batch`); with
     ``batch_shortfall = "online"`` what a finished batch left missing is then generated online, under the same lease.
     """
-    (config_batch_price if config.mode == "batch" else config_price)(config)  # unknown model: before the lease
+    check_run(config)  # inputs, run dir, credentials, endpoint: before the run dir is created or its lease taken
     with RunDir.open(config) as run_dir:
         if config.mode == "batch":
             from skillgen.batch.driver import run_batch

@@ -58,7 +58,14 @@ def preflight(config: GenerationConfig) -> None:
 
 def selected_skills(config: GenerationConfig) -> list[Skill]:
     """The skills ``config`` selects (``--limit``, ``--sample``, ``--skill-type``, labels); never empty."""
-    df = select(load_skills(config.esco), limit=config.limit, sample=config.sample, seed=config.sample_seed,
+    taxonomy = load_skills(config.esco)
+    if config.skill_types:
+        known = set(taxonomy["skill_type"].unique().to_list())
+        unknown = [t for t in config.skill_types if t not in known]
+        if unknown:
+            raise UserError(f"--skill-type (skill_types in a config) {', '.join(map(repr, unknown))}: no skill has this type; "
+                            f"the taxonomy's types: {', '.join(repr(t) for t in sorted(known) if t)}")
+    df = select(taxonomy, limit=config.limit, sample=config.sample, seed=config.sample_seed,
                 types=config.skill_types, labels=config.labels)
     skills = list(iter_skills(df))
     if not skills:

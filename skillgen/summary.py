@@ -147,8 +147,8 @@ class RunSummary:
         return (
             f"{self.status}: {self.skills_completed} skills completed, {self.skills_failed} failed, "
             f"{self.skills_remaining} remaining ({self.skills_already_done} were done before) | "
-            f"{self.rows_written} rows, {self.failures_written} failure records written | "
-            f"{self.requests} requests, {self.retries} retries, {self.rate_limited} 429s, {self.truncated} truncated | "
+            f"{self.rows_written} rows, {self.failures_written} failure records written\n"  # two lines of < 300 characters
+            f"  {self.requests} requests, {self.retries} retries, {self.rate_limited} 429s, {self.truncated} truncated | "
             f"tokens {self.prompt_tokens} prompt (estimated {self.estimated_prompt_tokens}) + {self.completion_tokens} completion | "
             f"cost ${self.actual_cost_usd:.4f} (estimate up to ${self.estimated_cost_usd:.4f}; run dir total ${self.total_cost_usd:.4f}) | "
             f"{self.elapsed_s:.1f} s"

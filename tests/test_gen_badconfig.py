@@ -36,7 +36,7 @@ def test_negative_limits(tmp_path: Path, capsys):
     for flag in ("--rpm", "--tpm", "--spend-cap-usd", "--workers"):
         rc, _, err = cli(["run", flag, "-5", "--run-dir", str(tmp_path / "r")], capsys)
         assert rc == 2 and err.count("\n") == 1, (flag, err)
-        assert flag.lstrip("-").replace("-", "_").replace("spend_cap_usd", "spend_cap_usd") in err
+        assert err.startswith(f"skillgen: error: {flag}: "), err  # the flag the user typed, not the field (issue 30)
 
 
 def test_unwritable_run_dir(tmp_path: Path, capsys):
@@ -70,7 +70,8 @@ def test_fingerprint_mismatch(tmp_path: Path):
 
     csv = esco(tmp_path, 3)
     cfg = gen_config("http://127.0.0.1:9/v1", csv, tmp_path / "r")
-    RunDir.open(cfg).close()
+    with RunDir.open(cfg) as run_dir:  # a run dir holding work (a run dir without any is taken over: issue 30)
+        run_dir.write_batch_file("manifest.json", "{}")
     with pytest.raises(UserError, match="different model/prompt/sampling"):
         RunDir.open(cfg.model_copy(update={"temperature": 0.3}))
     RunDir.open(cfg.model_copy(update={"tpm": 1000, "spend_cap_usd": 3.0})).close()  # limits may change

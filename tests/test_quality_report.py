@@ -100,6 +100,7 @@ def assert_loads(folder: Path) -> None:
 def test_export_of_a_run_dir_without_rows_is_one_line(tmp_path: Path, capsys):
     from skillgen.cli import main
 
+    (tmp_path / "nothing").mkdir()  # a path that does not exist says so (tests/test_bad_input.py)
     assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no run.json" in err

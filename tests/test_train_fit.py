@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import stat
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import helpers.training
+from helpers.card import check_card
 from helpers.training import N_SKILLS, fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture)
 
 from helpers.ports import free_ports
@@ -66,6 +68,7 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
     from sentence_transformers import SentenceTransformer
 
     from skilltrain.cli import main as cli_main
+    from skilltrain.model import current_umask
 
     result = baseline
     steps = (N_SKILLS * 3) // 8
@@ -81,6 +84,13 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
     assert saved["workers"] == 2 and saved["batch_size"] == 4 and saved["best_step"] == result.best_step
     evals = json.loads((out / "eval_results.json").read_text())
     assert set(evals["test"]) == {"tech", "house"} and evals["best_step"] == result.best_step
+
+    assert len(result.losses) == result.history[-1]["step"] and all(np.isfinite(result.losses))
+    for h in result.history:  # every step's loss, the logged steps' among them
+        assert result.losses[h["step"] - 1] == pytest.approx(h["loss"], abs=1e-6)
+    check_card(out)  # the card's header and table state eval_results.json's test scores
+    umask = current_umask()
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask for p in out.rglob("*") if p.is_file())
 
     st = SentenceTransformer(str(out), device="cpu")
     emb = st.encode(["operate welding systems 0"])
@@ -107,6 +117,7 @@ def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(ba
     assert [h["step"] for h in result.history] == [h["step"] for h in baseline.history]
     for got, want in zip(result.history, baseline.history):
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-4)
+    assert result.losses == pytest.approx(baseline.losses, abs=1e-4)  # every step's loss survives the restart
     assert result.best_step == baseline.best_step
     a, b = _weights(result.out_dir), _weights(baseline.out_dir)
     diff = max((a[k] - b[k]).abs().max().item() for k in b)

@@ -48,6 +48,7 @@ def test_shorter_last_epoch_still_ends_with_validation_and_checkpoint(loop_input
     metrics, meta = reports[-1]
     assert "val_rp5" in metrics and metrics["epoch"] == 1
     assert meta["step"] == total and meta["history"][-1]["step"] == total
+    assert len(meta["losses"]) == total and all(np.isfinite(meta["losses"]))  # every step's loss: the report's plot
 
 
 def test_hard_negatives_train_in_the_loop(loop_inputs, tiny_encoder_dir, tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import helpers.training
+from helpers.card import check_card
 from helpers.training import fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture reused)
 
 from skillgen.common.storage import resolve
@@ -58,6 +59,7 @@ def test_worker_failure_resumes_from_checkpoints_on_s3(ray_with_s3_env, inputs, 
     assert json.loads((model / "eval_results.json").read_text())["best_step"] == result.best_step
     copy = tmp_path / "model_copy"
     model.download_dir(copy)
+    assert "# ESCO skill extraction: model" in check_card(copy)  # the card travels with the model
     assert BiEncoder.from_pretrained(copy).encode(["weld pipes"]).shape == (1, 32)
     assert list(local.iterdir()) == []  # nothing of the run landed on local disk
 

@@ -219,11 +219,13 @@ def resolve_api_key(api_key_env: str, base_url: str, fallback: "Secret | None" =
     """The key from ``$api_key_env`` (or the driver's, passed masked); endpoints other than OpenAI may need none."""
     import os
 
-    key = os.environ.get(api_key_env) or (fallback.get() if fallback is not None else None)
+    raw = os.environ.get(api_key_env)
+    key = raw or (fallback.get() if fallback is not None else None)
     if key:
         return key
     if is_openai_host(base_url):
-        raise UserError(f"environment variable {api_key_env} is not set (it must hold the API key for {base_url})")
+        state = "is empty" if raw == "" else "is not set"
+        raise UserError(f"environment variable {api_key_env} {state} (it must hold the API key for {base_url})")
     return KEYLESS_PLACEHOLDER
 
 

@@ -41,6 +41,8 @@ from skillgen.rundir.sinks import (FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROW
 __all__ = ["BATCH_DIR", "CANCEL_MARKER", "RunDir", "Spend"]
 
 BATCH_DIR = "batch"
+MANIFEST_FILE = "manifest.json"  # batch mode's record of intents, files and batches (skillgen.batch.state)
+DAMAGED_DIR = "damaged"  # where `skillgen repair` moves unreadable shards
 CANCEL_MARKER = "cancel-requested"
 
 
@@ -56,6 +58,25 @@ class Spend:
     @property
     def total_usd(self) -> float:
         return max(self.ledger.spent_usd, self.rows_and_failures_usd)
+
+
+def holds_no_work(root: Location) -> bool:
+    """No row, failure record, ledger entry, batch manifest or damaged shard: nothing was sent from this run dir."""
+    if any(part_files(root / kind) for kind in (ROWS_DIR, FAILURES_DIR, LEDGER_DIR)):
+        return False
+    return not (root / BATCH_DIR / MANIFEST_FILE).exists() and not (root / DAMAGED_DIR).list(recursive=True)
+
+
+def existing_run_dir(run_dir: str | Path | Location) -> Location:
+    """``run_dir`` resolved, refused in one line unless it is a run dir (a typo, an empty folder, a file)."""
+    root = resolve(run_dir, "run_dir")
+    if root.is_local and not root.local_path.exists():
+        raise UserError(f"{root}: no such run dir (the path does not exist)")
+    if root.is_local and not root.local_path.is_dir():
+        raise UserError(f"{root}: is a file, not a run dir")
+    if read_run_json(root) is None:
+        raise UserError(f"{root}: no run.json (not a skillgen run dir)")
+    return root
 
 
 class RunDir:
@@ -74,7 +95,7 @@ class RunDir:
         check_writable(root)
         lease = RunDirLease.acquire(root, purpose=purpose)
         try:
-            open_run_json(root, config)
+            open_run_json(root, config, takeover=holds_no_work(root))
         except BaseException:
             lease.release()
             raise
@@ -83,18 +104,13 @@ class RunDir:
     @classmethod
     def attach(cls, run_dir: str | Path | Location, purpose: str) -> "RunDir":
         """Take the lease of an existing run dir (repair, cancel): no config, no fingerprint to check."""
-        root = resolve(run_dir, "run_dir")
-        if not (root / "run.json").exists():
-            raise UserError(f"{root}: no such run dir (no run.json)")
+        root = existing_run_dir(run_dir)
         return cls(root, RunDirLease.acquire(root, purpose=purpose))
 
     @classmethod
     def read_only(cls, run_dir: str | Path | Location) -> "RunDir":
         """Readers only (``skillgen status``, the pipeline's report): no lease, so every writer refuses."""
-        root = resolve(run_dir, "run_dir")
-        if read_run_json(root) is None:
-            raise UserError(f"{root}: no run.json (not a skillgen run dir)")
-        return cls(root, None)
+        return cls(existing_run_dir(run_dir), None)
 
     def close(self) -> None:
         if self.lease is not None:
