@@ -17,10 +17,8 @@ naming the file and key (or the flag), anything it can know early:
 from __future__ import annotations
 
 from cluster.config import SIMULATOR_PLACEHOLDER_URL, PipelineConfig
-from skillgen.common.errors import UserError
-from skillgen.common.outputs import check_output_dir, check_writable_path, folder_entries
-from skillgen.common.storage import Location, resolve
-from skillgen.rundir.lease import RunDirLease
+from skillgen import RunDirLease
+from skillgen.common import Location, UserError, check_output_dir, check_writable_path, folder_entries, resolve
 
 # what a pipeline run dir holds (besides files it writes at the top: pipeline.json, stages.json, report.md, ...)
 PIPELINE_DIRS = ("generation", "model", "train", "stale")
@@ -28,9 +26,8 @@ PIPELINE_DIRS = ("generation", "model", "train", "stale")
 
 def check_pipeline(config: PipelineConfig) -> None:
     """Raise :class:`UserError` for anything above; reads files, writes nothing, starts nothing."""
-    from skillgen.checks import check_run
-    from skillgen.common.taxonomy import load_skills
-    from skillgen.rundir.runstate import FingerprintMismatch
+    from skillgen import FingerprintMismatch, check_run
+    from skillgen.common import load_skills
     from skilltrain.evaluation.evaluate import load_benchmarks
     from skilltrain.model import check_encoder_dir, default_model_dir
 

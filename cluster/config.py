@@ -18,9 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from skillgen.common.errors import format_validation_error
-from skillgen.config import GenerationConfig, make_config, read_toml
-from skillgen.common.errors import UserError
+from skillgen import GenerationConfig, make_config, read_toml
+from skillgen.common import UserError, format_validation_error
 from skilltrain.config import PathOrURI, TrainConfig
 
 SIMULATOR_BASE_URL = "simulator"  # generation.base_url value that means "start the built-in simulator"

@@ -3,7 +3,7 @@
 ``skillgen run`` used to open the run dir (create it, take the lease, write ``run.json``) and only then
 read the taxonomy, the credentials and the endpoint: a run refused for a missing key left a stub run dir
 behind, whose fingerprint then refused the corrected rerun. :func:`check_run` reads and asks, and
-writes nothing; :func:`skillgen.run.run_generation` calls it before :meth:`RunDir.open`:
+writes nothing; :func:`skillgen.generation.run_generation` calls it before :meth:`RunDir.open`:
 
 - the model has a price (the spend cap needs one);
 - the taxonomy reads and the skill selection is not empty;
@@ -21,6 +21,8 @@ from skillgen.common.outputs import check_output_dir, check_writable_path
 from skillgen.common.storage import Location, resolve
 from skillgen.common.taxonomy import Skill
 from skillgen.config import GenerationConfig
+
+__all__ = ["RUN_DIR_NAMES", "RunCheck", "check_run", "check_run_dir", "is_run_dir"]
 
 RUN_DIR_NAMES = ("run.json", "shards", "failures", "ledger", "batch", "damaged")  # what a run dir holds
 
@@ -43,8 +45,9 @@ class RunCheck:
 def check_run(config: GenerationConfig, endpoint: bool = True) -> RunCheck:
     """:class:`~skillgen.common.errors.UserError` for any of the above (``endpoint=False``: all but the
     credentials and the endpoint, which the caller checks later with :meth:`RunCheck.check_endpoint`)."""
-    from skillgen.estimate import selected_skills
     from skillgen.llm.pricing import config_batch_price, config_price
+
+    from skillgen.plan import selected_skills
 
     (config_batch_price if config.mode == "batch" else config_price)(config)
     skills = selected_skills(config)
@@ -56,6 +59,7 @@ def check_run(config: GenerationConfig, endpoint: bool = True) -> RunCheck:
 
 def check_run_dir(config: GenerationConfig, skills: list[Skill]) -> bool:
     """The run dir's checks (see the module docstring); whether it still lacks work (always True for a new one)."""
+    from skillgen.plan import build_tasks
     from skillgen.rundir.lease import RunDirLease
     from skillgen.rundir.rundir import RunDir, holds_no_work
     from skillgen.rundir.runstate import check_fingerprint, read_run_json
@@ -72,7 +76,7 @@ def check_run_dir(config: GenerationConfig, skills: list[Skill]) -> bool:
         return True  # a corrected rerun takes it over (RunDir.open)
     check_fingerprint(root, meta, config)
     run_dir = RunDir.read_only(root)
-    tasks, _, _ = run_dir.missing(config, skills)
+    tasks, _, _ = build_tasks(config, skills, run_dir.progress())
     return bool(tasks) or (config.mode == "batch" and _open_batches(run_dir))
 
 

@@ -28,6 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from skillgen.common.errors import UserError, format_validation_error, suggest
 from skillgen.llm.prompts import PROMPT_VERSION, PromptSpec, response_format
 
+__all__ = ["DEFAULT_BASE_URL", "GenerationConfig", "TOML_SECTIONS", "load_config", "make_config", "read_toml",
+           "toml_values"]
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 

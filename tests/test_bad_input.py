@@ -29,7 +29,7 @@ from typing import Callable
 import pytest
 
 from conftest import synthetic_skill_rows, write_esco_csv
-from quality_fixture import build_run_dir
+from helpers.quality_fixture import build_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,9 @@ from skillgen.cli import PROG
 from skillgen.common.argparsing import dispatch
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
-from skillgen.run import run_generation
-from gen_helpers import esco, gen_config
+from skillgen import run_generation
+from helpers.generation import esco, gen_config
+from helpers.ports import free_port
 
 MY_COMMANDS = {"run": "skillgen.commands.run", "estimate": "skillgen.commands.estimate", "status": "skillgen.commands.status"}
 
@@ -22,14 +22,6 @@ def cli(argv, capsys):
     rc = dispatch(argv, PROG, "", MY_COMMANDS)
     out = capsys.readouterr()
     return rc, out.out, out.err
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_unknown_model_without_price(tmp_path: Path, capsys):

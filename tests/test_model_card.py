@@ -14,10 +14,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from card_helpers import check_card
+from helpers.card import check_card
 
 from conftest import synthetic_skill_rows, write_benchmarks, write_esco_csv
-from quality_fixture import build_run_dir
+from helpers.quality_fixture import build_run_dir
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_helpers import N_SKILLS, check_console, check_outputs, env, generation_records, pipeline_cmd, tiny_pipeline_config
+from helpers.pipeline import N_SKILLS, check_console, check_outputs, env, generation_records, pipeline_cmd, tiny_pipeline_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

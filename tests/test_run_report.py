@@ -9,7 +9,7 @@ import pytest
 
 
 def test_training_curve_has_every_step_a_smoothed_line_and_the_validations():
-    from cluster.report import smoothing_window, training_curve
+    from cluster.run_report import smoothing_window, training_curve
 
     rng = np.random.default_rng(0)
     losses = [float(v) for v in 2.0 - np.linspace(0, 1, 60) + rng.normal(0, 0.2, 60)]
@@ -25,7 +25,7 @@ def test_training_curve_has_every_step_a_smoothed_line_and_the_validations():
 
 
 def test_steps_an_older_checkpoint_did_not_keep_come_from_the_logged_history():
-    from cluster.report import training_curve
+    from cluster.run_report import training_curve
 
     losses = [None] * 20 + [1.0] * 10  # resumed at step 20 from a checkpoint without per-step losses
     history = [{"step": s, "loss": 2.0} for s in (10, 20)]
@@ -34,7 +34,7 @@ def test_steps_an_older_checkpoint_did_not_keep_come_from_the_logged_history():
 
 
 def test_training_plot_is_written_with_its_data(tmp_path):
-    from cluster.report import plot_training
+    from cluster.run_report import plot_training
 
     losses = [1.0 / s for s in range(1, 47)]
     name = plot_training([{"step": 46, "loss": losses[-1], "val_rp5": 50.0}], tmp_path / "report_training.png", losses)
@@ -45,7 +45,7 @@ def test_training_plot_is_written_with_its_data(tmp_path):
 def test_cost_of_a_free_run_is_said_not_drawn_as_an_empty_axis(tmp_path):
     import matplotlib.pyplot as plt
 
-    from cluster.report import NO_COST, draw_cost, plot_cost
+    from cluster.run_report import NO_COST, draw_cost, plot_cost
 
     fig, (free, paid) = plt.subplots(1, 2)
     draw_cost(free, 0.0, 0.0)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import train_helpers
-from card_helpers import check_card
-from train_helpers import N_SKILLS, fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture)
+import helpers.training
+from helpers.card import check_card
+from helpers.training import N_SKILLS, fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture)
 
-from ports import free_ports
-from promscrape import METRICS_SYSTEM_CONFIG, Scraper, exported, finite, metrics_url
+from helpers.ports import free_ports
+from helpers.promscrape import METRICS_SYSTEM_CONFIG, Scraper, exported, finite, metrics_url
 
 from skillgen.common.errors import UserError
 
@@ -106,7 +106,7 @@ def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(ba
     from skilltrain.training.fit import fit
     from skilltrain.training.train import train_loop_per_worker
 
-    ray.cloudpickle.register_pickle_by_value(train_helpers)  # the workers cannot import the test helpers
+    ray.cloudpickle.register_pickle_by_value(helpers.training)  # the workers cannot import the test helpers
     marker = tmp_path / "injected_failure"
     loop = partial(train_loop_per_worker, report=partial(fail_once_before_report, marker=str(marker), at_step=8))
     cfg = make_config(inputs, tiny_encoder_dir, tmp_path, max_failures=1)

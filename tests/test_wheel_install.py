@@ -19,7 +19,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import MAX_CONSOLE_LINE, long_lines
+from helpers.pipeline import MAX_CONSOLE_LINE, long_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,6 +25,8 @@ from skillgen.common.errors import UserError
 from skillgen.rundir.rundir import MANIFEST_FILE as MANIFEST
 from skillgen.rundir.rundir import RunDir
 
+__all__ = ["BatchEntry", "MANIFEST", "Manifest", "TERMINAL", "load_manifest", "save_manifest", "seq_name"]
+
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 

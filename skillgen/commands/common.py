@@ -16,6 +16,8 @@ from skillgen.common.argparsing import new_parser
 from skillgen.common.paths import ESCO_HELP
 from skillgen.config import GenerationConfig, load_config
 
+__all__ = ["add_config_arguments", "config_from_args"]
+
 S = argparse.SUPPRESS
 D = GenerationConfig.model_fields
 

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from skillgen.common.errors import UserError
-    from skillgen.estimate import estimate
+    from skillgen.cost_estimate import estimate
 
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     config = config_from_args(args)

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     from skillgen.common.errors import UserError
     from skillgen.rundir.runstate import FingerprintMismatch
-    from skillgen.run import run_generation
+    from skillgen.generation import run_generation
+    from skillgen.summary import RunState
 
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request is noise in job logs
     config = config_from_args(args)
@@ -39,4 +40,4 @@ def run(args: argparse.Namespace) -> int:
     except FingerprintMismatch as exc:  # name the settings the way the user typed them
         raise UserError(exc.describe(config_flags())) from None
     print(json.dumps(summary.to_dict(), indent=2, default=str) if args.json else summary.format())
-    return 0 if summary.status == "complete" else 3
+    return 0 if summary.state == RunState.COMPLETE else 3

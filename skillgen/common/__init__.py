@@ -41,6 +41,10 @@ _EXPORTS = {
     "check_output_file": "skillgen.common.outputs",
     "check_writable_path": "skillgen.common.outputs",
     "folder_entries": "skillgen.common.outputs",
+    # the run dir's layout, for readers of its shards (training, the pipeline)
+    "ROWS_DIR": "skillgen.common.layout",
+    "PART_GLOB": "skillgen.common.layout",
+    "shard_files": "skillgen.common.layout",
     # Ray
     "init_ray": "skillgen.common.raycluster",
     "resolve_address": "skillgen.common.raycluster",

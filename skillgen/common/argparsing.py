@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 from skillgen.common.errors import UserError
 
+__all__ = ["HelpFormatter", "PARSER_OPTIONS", "build_parser", "dispatch", "new_parser"]
+
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """``(default: X)`` after the help, unless the help already names its default or there is none."""

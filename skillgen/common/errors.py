@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
+__all__ = ["UserError", "format_validation_error", "suggest"]
+
 
 class UserError(Exception):
     """Bad input or configuration: the message names the file/field and what to do."""

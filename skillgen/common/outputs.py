@@ -26,6 +26,9 @@ from typing import Callable, Iterable
 from skillgen.common.errors import UserError
 from skillgen.common.storage import Location, resolve
 
+__all__ = ["Output", "SHOWN", "check_no_overlap", "check_output_dir", "check_output_file", "check_writable_path",
+           "folder_entries"]
+
 SHOWN = 3  # entries of a refused folder named in the message
 
 

@@ -23,6 +23,9 @@ import polars as pl
 from skillgen.common.errors import UserError
 from skillgen.common.paths import BUNDLED_ESCO_VERSION, ESCO_CSV_ENV, default_esco_path, is_bundled_esco
 
+__all__ = ["LABEL_COLUMN", "OPTIONAL_COLUMNS", "SCHEMA", "Skill", "by_labels", "by_type", "file_sha256", "first_n",
+           "iter_skills", "label_skill_id", "load_skills", "random_n", "resolve_esco_path", "select"]
+
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # files whose shared-URI warning was already logged by this process
 

@@ -22,6 +22,9 @@ import polars as pl
 from skillgen.common.errors import UserError
 from skillgen.common.storage import Location
 
+__all__ = ["COLUMNS", "DATA_FILE", "ESCO_LICENCE", "ExportResult", "dataset_card", "export_dataset",
+           "size_category", "taxonomy_facts"]
+
 DATA_FILE = "data/train-00000-of-00001.parquet"
 COLUMNS = ("skill_id", "label", "skill_type", "sentence", "sample_idx", "model", "prompt_version")
 ESCO_LICENCE = "cc-by-4.0"  # ESCO is published by the European Commission under CC BY 4.0

@@ -31,6 +31,11 @@ import tenacity
 
 from skillgen.common.errors import UserError
 
+__all__ = ["CallResult", "ChatClient", "KEYLESS_PLACEHOLDER", "RUN_STOPPING", "RequestError", "Secret",
+           "backoff_wait", "call_with_retry", "chat_params", "classify", "is_openai_host", "make_retrying",
+           "max_tokens_param", "parse_retry_after", "rate_headers", "redact", "resolve_api_key",
+           "uses_max_completion_tokens"]
+
 RUN_STOPPING = {"authentication", "permission", "not_found", "insufficient_quota"}
 KEYLESS_PLACEHOLDER = "no-key-needed"
 

@@ -43,6 +43,9 @@ from typing import Any, Protocol
 from skillgen.common.atomic import fsync_dir, temp_path, write_atomic
 from skillgen.common.errors import UserError
 
+__all__ = ["DEFAULT_TTL_S", "LEASE_FILE", "Lease", "LeaseBackend", "LocalLeaseBackend", "RunDirInUse",
+           "RunDirLease", "StorageLeaseBackend", "TTL_ENV", "backend_for", "default_ttl_s"]
+
 log = logging.getLogger(__name__)
 
 LEASE_FILE = ".skillgen.lease"

@@ -33,6 +33,9 @@ from skillgen.common.errors import UserError
 from skillgen.common.outputs import check_writable_path
 from skillgen.rundir.sinks import FAILURES_DIR, ROWS_DIR, _read_folder, FAILURE_SCHEMA, read_rows, utcnow
 
+__all__ = ["Progress", "RUN_JSON", "check_writable", "load_progress", "open_run_json", "read_run_json",
+           "record_invocation", "request_key"]
+
 RUN_JSON = "run.json"
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
-from skillgen.common import UserError
-from skillgen.common import is_uri, polars_storage_options, resolve
+from skillgen.common import PART_GLOB, ROWS_DIR, UserError
+from skillgen.common import is_uri, polars_storage_options, resolve, shard_files
 
 REQUIRED = {"skill_id": pl.String, "label": pl.String, "sentence": pl.String}
 PAIR_COLUMNS = ["sentence", "label", "skill_id", "source", "cls"]
@@ -31,7 +31,7 @@ def shard_paths(run_dir: str | Path) -> list[str]:
     try:
         found = where.exists()
         is_file = found and where.is_file()
-        shards = [] if not found or is_file else (where / "shards").list("part-*.parquet")
+        shards = [] if not found or is_file else shard_files(where)
     except OSError as exc:
         raise UserError(f"{run_dir}: cannot list the run dir ({str(exc).splitlines()[0]})") from None
     if not found:
@@ -39,7 +39,7 @@ def shard_paths(run_dir: str | Path) -> list[str]:
     if is_file:
         raise UserError(f"--data {run_dir}: is a file, not a directory (expected the --run-dir of 'skillgen run')")
     if not shards:
-        raise UserError(f"--data {run_dir}: no shards/part-*.parquet files (expected the --run-dir of a 'skillgen run' "
+        raise UserError(f"--data {run_dir}: no {ROWS_DIR}/{PART_GLOB} files (expected the --run-dir of a 'skillgen run' "
                         "that wrote sentences)")
     return [str(s) for s in shards]
 

@@ -44,9 +44,8 @@ import torch
 from skillgen.common import publish
 from skilltrain.model import BiEncoder
 from skilltrain.ranking import SkillIndex
-from skilltrain.training.augment import AugmentedBatch
 from skilltrain.training.distributed import allreduce_gradients, allreduce_max, allreduce_sum, broadcast_module, world
-from skilltrain.training.gradcache import AUTO_CHUNK, chunk_for_memory, forward_backward, tokenize
+from skilltrain.training.gradcache import AUTO_CHUNK, chunk_for_memory, forward_backward
 from skilltrain.training.context import Run, TrainData, global_batch  # noqa: F401 (re-exported for callers)
 from skilltrain.training.loader import StepBatch, loader_for
 from skilltrain.training.throughput import model_shape, peak_flops, train_flops
@@ -85,25 +84,6 @@ def step_gradients(
     local_loss = forward_backward(encoder, batch.groups, loss_fn, gradcache_chunk, autocast)
     allreduce_gradients(encoder.parameters())
     return allreduce_sum(local_loss.item(), encoder.device)
-
-
-def compute_gradients(
-    encoder: BiEncoder,
-    batch: AugmentedBatch,
-    batch_size: int,
-    scale: float = 20.0,
-    symmetric: bool = True,
-    gradcache_chunk: int = 0,
-    autocast=contextlib.nullcontext,
-) -> float:
-    """:func:`step_gradients` on an augmented global batch, tokenising this rank's rows here (no loader)."""
-    rank, _ = world()
-    rows = slice(rank * batch_size, (rank + 1) * batch_size)
-    k = len(batch.negatives) // len(batch.texts)
-    texts = [batch.texts[rows], batch.labels[rows]] + ([batch.negatives[rows.start * k : rows.stop * k]] if k else [])
-    as_tensor = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))  # noqa: E731
-    step_batch = StepBatch(0, [tokenize(encoder, t) for t in texts], as_tensor(batch.cls), as_tensor(batch.partner_cls), as_tensor(batch.neg_cls))
-    return step_gradients(encoder, step_batch, scale, symmetric, gradcache_chunk, autocast)
 
 
 def lr_lambda(total_steps: int, warmup_ratio: float):

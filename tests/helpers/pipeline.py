@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
-from card_helpers import check_card
+from helpers.card import check_card
 
 from conftest import synthetic_skill_rows, write_benchmarks, write_esco_csv
 

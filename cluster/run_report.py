@@ -189,17 +189,15 @@ def generation_totals(log_path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def quality_section(generation_dir, folder: Path, report=None) -> list[str]:
     """The generation run's data-quality report (:mod:`skillgen.quality`; measured here unless given) with its two plots."""
-    from skillgen.quality import quality_report
-    from skillgen.quality.plots import plot_quality
-    from skillgen.rundir.sinks import read_rows
+    from skillgen import RunDir, plot_quality, quality_report
 
     report = report if report is not None else quality_report(generation_dir)
-    return report.markdown(plot_quality(read_rows(generation_dir), folder, prefix="report_quality"))
+    return report.markdown(plot_quality(RunDir.read_only(generation_dir).rows(), folder, prefix="report_quality"))
 
 
 def write_report(config, outcome: dict[str, Any]):
     """Write ``<run_dir>/report.md`` and its PNGs (rendered locally, uploaded when the run dir is a URI)."""
-    from skillgen.common.storage import resolve, staged_locally
+    from skillgen.common import resolve, staged_locally
 
     run_dir = resolve(config.run_dir)
     with staged_locally(run_dir) as folder:
@@ -208,7 +206,7 @@ def write_report(config, outcome: dict[str, Any]):
 
 
 def _render(config, outcome: dict[str, Any], run_dir, folder: Path) -> None:
-    from skillgen.rundir.rundir import RunDir
+    from skillgen import RunDir
 
     est, summ = generation_totals(run_dir / "generation_runs.jsonl")
     training = outcome.get("training", {})
