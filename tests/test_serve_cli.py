@@ -84,28 +84,36 @@ def test_the_command_serves_until_ctrl_c_and_stops_ray(tiny_encoder_dir: Path, e
            "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     command = [sys.executable, "-m", "skilltrain.cli", "serve", "--model", str(tiny_encoder_dir), "--esco", str(esco_csv),
                "--port", str(port), "--backend", "torch-fp32"]
-    log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log = tmp_path / "serve.log"
+    with log.open("a") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        with client(timeout_s=10) as http:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline and process.poll() is None:
-                try:
-                    if http.get(f"{url}/healthz").status_code == 200:
-                        break
-                except Exception:  # noqa: BLE001 - not listening yet
-                    pass
-                time.sleep(1)
+        deadline = time.monotonic() + 300
+        while process.poll() is None and time.monotonic() < deadline and "skilltrain: serving" not in log.read_text():
+            time.sleep(1)
+        with client() as http:
+            assert http.get(f"{url}/healthz").json() == {"status": "ok"}
             answer = http.post(f"{url}/v1/extract", json={"texts": ["We need a welder. Payroll audits."]})
             assert answer.status_code == 200 and len(answer.json()["results"][0]["sentences"]) == 2
+        assert len(session_processes(process.pid)) > 3  # the command, Ray's GCS, raylet, Serve's actors and replicas
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 0
+        deadline = time.monotonic() + 30
+        while session_processes(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert session_processes(process.pid) == []  # Serve and Ray stopped with it
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    log.seek(0)
-    output = log.read()
+    output = log.read_text()
     assert f"serving {tiny_encoder_dir} at {url}" in output, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
+
+
+
+def session_processes(sid: int) -> list[str]:
+    """Processes still alive in the command's session (it was started in a new one): their command lines."""
+    listing = subprocess.run(["ps", "-s", str(sid), "-o", "stat=,args="], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if line.strip() and not line.lstrip().startswith("Z")]

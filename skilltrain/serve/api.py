@@ -64,6 +64,11 @@ def create_api(config: AppConfig, backend: Backend, api_key: bytes | None) -> Fa
     app.add_exception_handler(Exception, _internal_error)
     model_info: dict[str, Any] = {}
 
+    async def cached_info() -> dict[str, Any]:
+        if not model_info:  # the same for every replica and for the app's life: asked once
+            model_info.update(await backend.info())
+        return model_info
+
     @app.post("/v1/extract", response_model=ExtractResponse, openapi_extra=_request_body(config),
               summary="ESCO skills of each sentence of each text")
     async def extract(request: Request) -> JSONResponse:
@@ -75,12 +80,11 @@ def create_api(config: AppConfig, backend: Backend, api_key: bytes | None) -> Fa
 
     @app.get("/v1/model", response_model=ModelInfo, summary="the model being served and its saved test scores")
     async def model() -> dict[str, Any]:
-        if not model_info:  # the same for every replica and for the app's life: asked once
-            model_info.update(await backend.info())
-        return model_info
+        return await cached_info()
 
-    @app.get("/healthz", response_model=Health)
+    @app.get("/healthz", response_model=Health, summary="ok once this ingress has reached a model replica (503 before)")
     async def healthz() -> dict[str, str]:
+        await cached_info()
         return {"status": "ok"}
 
     return app
