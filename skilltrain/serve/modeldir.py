@@ -65,7 +65,8 @@ def model_info(model: str, local_dir: Path, taxonomy: Path, n_skills: int, backe
     results = _read_json(local_dir / EVAL_RESULTS_FILE)
     return {
         "model": model,
-        "base_encoder": training.get("model") if training else None,
+        # TrainConfig.model: a dir or a name; None = the bundled MiniLM
+        "base_encoder": (training.get("model") or "minilm") if training else None,
         "trained": training is not None,
         "scoring": asdict(ScoringConfig.load(local_dir)),
         "taxonomy": taxonomy_info(taxonomy, n_skills),

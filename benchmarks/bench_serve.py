@@ -1,0 +1,283 @@
+"""``skilltrain serve`` under a bounded load on loopback, next to the same model's in-process SkillExtractor.
+
+One run, one machine: a private local Ray (``--cpus``, 2 by default) serves the model with each
+``--config`` in turn; for one-sentence and ten-sentence job ads it measures
+
+* **in process**: ``SkillExtractor.extract`` on the same ads, in chunks (``--chunk-sentences`` sentences
+  per call), in this process with all cores: what a user gets without a server. Timed right before
+  and right after each shape's served runs (the mean is the reference), so load drifting on a shared
+  machine hits both sides alike;
+* **served**: ``CLIENTS`` concurrent HTTP clients (1, 8, 32; aiohttp, keep-alive) each sending one ad
+  per ``POST /v1/extract`` until ``--requests-per-client`` are answered or ``--time-limit-s`` passes:
+  throughput (sentences/s, requests/s), p50/p99 latency, and errors (any non-200 is counted, and fails
+  the run's check).
+
+For one-sentence requests it also reports where the time goes, from the ``Server-Timing`` header the
+ingress sets: *proxy* (client round trip minus the ingress: HTTP, Serve's proxy, the hop to the ingress),
+*ingress* (parsing, limits, the handle call to the model replica, JSON), *queue* (waiting for a batch to
+fill or for the batch before it) and *model* (the batch's split + encode + rank). The check that counts:
+at 32 clients with ten-sentence ads, served sentences/s >= 0.8x in process (``ratio_32x10``).
+
+    # the lead's command on a quiet 2-core box (~12 min with the main job's token-attention model):
+    .venv/bin/python benchmarks/bench_serve.py --model runs/local/model --out benchmarks/results/serve_2cpu.json
+    # a smoke run (~3 min): fewer requests, one config
+    .venv/bin/python benchmarks/bench_serve.py --quick --model runs/local/model
+
+The model directory is copied to a temp dir first (the replicas cache the skill index and ONNX graph
+next to the model; the run dir stays untouched). Only stdlib at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))  # ports.py
+
+from bench_extract import load_avg, unique_sentences  # noqa: E402
+
+CLIENTS = (1, 8, 32)
+SHAPES = (1, 10)  # sentences per ad
+#: serving configurations tried by default (key=value of AppConfig fields); the first is the recommended one
+DEFAULT_CONFIGS = ("replicas=1 cpus_per_replica=2 max_batch_size=64 batch_wait_ms=5",
+                   "replicas=2 cpus_per_replica=1 max_batch_size=64 batch_wait_ms=5")
+
+
+def make_ads(sentences_per_ad: int, count: int, pool: list[str], offset: int = 0) -> list[str]:
+    """``count`` ads of ``sentences_per_ad`` distinct bullet lines each (the splitter gives one sentence per line)."""
+    ads = []
+    for n in range(count):
+        start = (offset + n * sentences_per_ad) % (len(pool) - sentences_per_ad)
+        ads.append("\n".join(f"- {s}" for s in pool[start : start + sentences_per_ad]))
+    return ads
+
+
+def in_process_rate(extractor: Any, ads: list[str], chunk_sentences: int, sentences_per_ad: int) -> dict[str, float]:
+    chunk = max(1, chunk_sentences // sentences_per_ad)
+    started = time.perf_counter()
+    sentences = 0
+    for i in range(0, len(ads), chunk):
+        sentences += sum(len(t.sentences) for t in extractor.extract(ads[i : i + chunk], top_k=5))
+    seconds = time.perf_counter() - started
+    return {"sentences": sentences, "seconds": seconds, "sentences_per_s": sentences / seconds}
+
+
+def server_timing(header: str) -> dict[str, float]:
+    out = {}
+    for part in header.split(","):
+        name, _, value = part.strip().partition(";dur=")
+        if value:
+            out[name] = float(value)
+    return out
+
+
+async def load(url: str, ads: list[str], clients: int, per_client: int, time_limit_s: float, timeout_s: float) -> dict[str, Any]:
+    """``clients`` concurrent clients, each sending ads one per request; bounded in count and time."""
+    import aiohttp
+
+    latencies: list[float] = []
+    timings: list[dict[str, float]] = []
+    errors: dict[str, int] = {}
+    sentences = 0
+    next_ad = 0
+    started = time.perf_counter()
+
+    async def one_client(session: aiohttp.ClientSession) -> None:
+        nonlocal sentences, next_ad
+        for _ in range(per_client):
+            if time.perf_counter() - started > time_limit_s:
+                return
+            ad = ads[next_ad % len(ads)]
+            next_ad += 1
+            sent = time.perf_counter()
+            try:
+                async with session.post(f"{url}/v1/extract", json={"texts": [ad]}) as response:
+                    body = await response.json()
+                    elapsed = time.perf_counter() - sent
+                    if response.status != 200:
+                        errors[str(response.status)] = errors.get(str(response.status), 0) + 1
+                        continue
+                    latencies.append(elapsed)
+                    sentences += len(body["results"][0]["sentences"])
+                    timings.append({"client": elapsed * 1e3, **server_timing(response.headers.get("Server-Timing", ""))})
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+        await asyncio.gather(*(one_client(session) for _ in range(clients)))
+    seconds = time.perf_counter() - started
+    return {
+        "clients": clients, "requests": len(latencies), "errors": errors, "seconds": seconds, "sentences": sentences,
+        "sentences_per_s": sentences / seconds, "requests_per_s": len(latencies) / seconds,
+        "p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3,
+        "time_split_ms": time_split(timings),
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def time_split(timings: list[dict[str, float]]) -> dict[str, float]:
+    """Median of each part of a request's time (ms): proxy, ingress, queue, model, the replica's rest."""
+    if not timings or "ingress" not in timings[0]:
+        return {}
+    parts = {
+        "proxy": [t["client"] - t["ingress"] for t in timings],
+        "ingress": [t["ingress"] - t["replica"] for t in timings],
+        "queue": [t["queue"] for t in timings],
+        "model": [t["model"] for t in timings],
+        "replica_other": [t["replica"] - t["queue"] - t["model"] for t in timings],
+        "total": [t["client"] for t in timings],
+    }
+    return {name: round(statistics.median(values), 2) for name, values in parts.items()}
+
+
+def parse_config(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in text.split():
+        key, _, value = pair.partition("=")
+        out[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false", "null") else value
+    return out
+
+
+def bench_config(url: str, extractor: Any, pool: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for shape in SHAPES:
+        in_process_ads = make_ads(shape, max(1, args.in_process_sentences // shape), pool)
+        before = in_process_rate(extractor, in_process_ads, args.chunk_sentences, shape)
+        served = {}
+        for clients in CLIENTS:
+            ads = make_ads(shape, clients * args.requests_per_client, pool, offset=clients * 7919)
+            served[clients] = asyncio.run(load(url, ads, clients, args.requests_per_client, args.time_limit_s,
+                                               args.request_timeout_s + 10))
+            print(f"  {shape:>2}-sentence ads, {clients:>2} clients: {served[clients]['sentences_per_s']:7.1f} sentences/s, "
+                  f"p50 {served[clients]['p50_ms']:7.1f} ms, p99 {served[clients]['p99_ms']:7.1f} ms, "
+                  f"errors {served[clients]['errors'] or 0}", file=sys.stderr)
+        after = in_process_rate(extractor, in_process_ads, args.chunk_sentences, shape)
+        in_process = (before["sentences_per_s"] + after["sentences_per_s"]) / 2
+        results[f"{shape}_sentence"] = {
+            "in_process_sentences_per_s": in_process, "in_process_runs": [before, after],
+            "served": served, "ratio": {c: served[c]["sentences_per_s"] / in_process for c in CLIENTS},
+        }
+        print(f"  {shape:>2}-sentence ads in process: {in_process:7.1f} sentences/s "
+              f"(before {before['sentences_per_s']:.1f}, after {after['sentences_per_s']:.1f})", file=sys.stderr)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="minilm", help="model dir or name (copied to a temp dir first)")
+    parser.add_argument("--esco", default=None, help="taxonomy (default: the bundled ESCO)")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (and torch threads in process)")
+    parser.add_argument("--config", action="append", default=None, metavar="KEY=VALUE ...",
+                        help=f"a serving configuration, repeatable (default: {' | '.join(DEFAULT_CONFIGS)})")
+    parser.add_argument("--requests-per-client", type=int, default=None, help="default: 40 (8 with --quick)")
+    parser.add_argument("--time-limit-s", type=float, default=None, help="per load phase (default: 120, 40 with --quick)")
+    parser.add_argument("--in-process-sentences", type=int, default=None, help="default: 1280 (320 with --quick)")
+    parser.add_argument("--chunk-sentences", type=int, default=320, help="sentences per in-process extract() call")
+    parser.add_argument("--request-timeout-s", type=float, default=60.0)
+    parser.add_argument("--quick", action="store_true", help="smaller load, first config only")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="keep the model copy (and its cached skill index) here for the next run (default: a temp dir)")
+    args = parser.parse_args(argv)
+    configs = args.config or (DEFAULT_CONFIGS[:1] if args.quick else DEFAULT_CONFIGS)
+    args.requests_per_client = args.requests_per_client or (8 if args.quick else 40)
+    args.time_limit_s = args.time_limit_s or (40.0 if args.quick else 120.0)
+    args.in_process_sentences = args.in_process_sentences or (320 if args.quick else 1280)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray runs workers at nice 15; the replicas must compete for the cores on the in-process side's terms
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    if args.work_dir is not None:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+        result = run(args, configs, args.work_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+            result = run(args, configs, Path(tmp))
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    return 0 if result["checks"]["no_errors"] else 1
+
+
+def run(args: argparse.Namespace, configs: list[str], tmp: Path) -> dict[str, Any]:
+    import ray
+    import torch
+    from ray import serve
+
+    from ports import free_ports
+    from skilltrain import SkillExtractor
+    from skilltrain.model import check_encoder_dir
+    from skilltrain.serve.cli import deploy
+    from skilltrain.serve.config import AppConfig, HttpConfig, ServeConfig
+
+    source = check_encoder_dir(args.model)
+    model = tmp / f"{source.name}-{hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]}"
+    if not model.exists():
+        shutil.copytree(source, model)
+    started, load_before = time.perf_counter(), load_avg()
+    torch.set_num_threads(args.cpus)
+    extractor = SkillExtractor.from_pretrained(model, args.esco, device="cpu")  # also builds the index the replicas load
+    pool = unique_sentences(4000)
+    port = free_ports(1)[0]
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    runs = []
+    try:
+        for n, text in enumerate(configs):
+            options = parse_config(text)
+            app = AppConfig(model=str(model), esco=args.esco, request_timeout_s=args.request_timeout_s, **options)
+            url = deploy(ServeConfig(http=HttpConfig(port=port), app=app)) if n == 0 else _redeploy(app, port)
+            print(f"config {text}", file=sys.stderr)
+            runs.append({"config": options, "results": bench_config(url, extractor, pool, args)})
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    best = max(runs, key=lambda r: r["results"]["10_sentence"]["ratio"][32])
+    return {
+        "model": str(args.model), "scoring": extractor.encoder.scoring.scoring, "backend": extractor.backend,
+        "machine": {"cpus": args.cpus, "cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count(),
+                    "load_avg_before": load_before, "load_avg_after": load_avg()},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "config", "work_dir")},
+        "runs": runs,
+        "checks": {
+            "ratio_32x10": best["results"]["10_sentence"]["ratio"][32], "best_config": best["config"],
+            "meets_0.8x": best["results"]["10_sentence"]["ratio"][32] >= 0.8,
+            "no_errors": all(not s["errors"] for r in runs for shape in r["results"].values() for s in shape["served"].values()),
+        },
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def _redeploy(app: Any, port: int) -> str:
+    """The next configuration replaces the application (Serve keeps its proxy and port)."""
+    from ray import serve
+
+    from skilltrain.serve.app import build_app
+    from skilltrain.serve.config import APP_NAME
+
+    serve.run(build_app(app), name=APP_NAME, route_prefix="/")
+    return f"http://127.0.0.1:{port}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
