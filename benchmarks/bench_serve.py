@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # ports.py
 from bench_extract import load_avg, unique_sentences  # noqa: E402
 
 CLIENTS = (1, 8, 32)
+METRICS_LAG_S = 2.5
 SHAPES = (1, 10)  # sentences per ad
 #: serving configurations tried by default (key=value of AppConfig fields); the first is the recommended one
 DEFAULT_CONFIGS = ("replicas=1 cpus_per_replica=2 max_batch_size=64 batch_wait_ms=5",
@@ -151,6 +152,55 @@ def time_split(timings: list[dict[str, float]]) -> dict[str, float]:
     return {name: round(statistics.median(values), 2) for name, values in parts.items()}
 
 
+#: Serve's processes by the title Ray gives them (ray::<actor class>...)
+PROCESS_GROUPS = {"proxy": "ray::ProxyActor", "ingress": "ray::ServeReplica:skilltrain:SkillAPI",
+                  "model": "ray::ServeReplica:skilltrain:SkillModel", "controller": "ray::ServeController"}
+
+
+def serve_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by this Ray's Serve processes (by group, from /proc) and by this process (the clients).
+
+    CPU time rather than wall time: on a shared machine it says what each part costs per request, whatever else runs.
+    """
+    import ray
+
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    tick = os.sysconf("SC_CLK_TCK")
+    out = dict.fromkeys(PROCESS_GROUPS, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        group = next((g for g, prefix in PROCESS_GROUPS.items() if title.startswith(prefix)), None)
+        if group is not None and int(stat[1]) == raylet:  # ppid: a worker of this Ray, not another user's
+            out[group] += (int(stat[11]) + int(stat[12])) / tick
+    out["clients"] = time.process_time()
+    return out
+
+
+def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    return {k: round((after[k] - before[k]) * 1e3 / max(1, requests), 2) for k in after}
+
+
+def batch_totals() -> tuple[float, float]:
+    """(sentences, model calls) so far, from the replicas' skilltrain_serve_batch_size histogram in Prometheus."""
+    from promscrape import exported, metrics_url, scrape
+
+    time.sleep(METRICS_LAG_S)  # the replicas push every second
+    samples = scrape(metrics_url(), (exported("skilltrain_serve_batch_size"),))
+    total = {s.name: s.value for s in samples if s.name.endswith(("_sum", "_count"))}
+    return (total.get(exported("skilltrain_serve_batch_size_sum"), 0.0), total.get(exported("skilltrain_serve_batch_size_count"), 0.0))
+
+
+def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    calls, sentences = after[1] - before[1], after[0] - before[0]
+    return round(sentences / calls, 1) if calls > 0 and sentences >= 0 else None  # None: a replaced replica's series left
+
+
 def parse_config(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in text.split():
@@ -167,11 +217,16 @@ def bench_config(url: str, extractor: Any, pool: list[str], args: argparse.Names
         served = {}
         for clients in CLIENTS:
             ads = make_ads(shape, clients * args.requests_per_client, pool, offset=clients * 7919)
+            before_batches, before_cpu = batch_totals(), serve_cpu_seconds()
             served[clients] = asyncio.run(load(url, ads, clients, args.requests_per_client, args.time_limit_s,
                                                args.request_timeout_s + 10))
+            served[clients]["cpu_ms_per_request"] = cpu_ms_per_request(before_cpu, serve_cpu_seconds(), served[clients]["requests"])
+            served[clients]["mean_batch_sentences"] = mean_batch(before_batches, batch_totals())
             print(f"  {shape:>2}-sentence ads, {clients:>2} clients: {served[clients]['sentences_per_s']:7.1f} sentences/s, "
                   f"p50 {served[clients]['p50_ms']:7.1f} ms, p99 {served[clients]['p99_ms']:7.1f} ms, "
-                  f"errors {served[clients]['errors'] or 0}", file=sys.stderr)
+                  f"errors {served[clients]['errors'] or 0}, mean batch {served[clients]['mean_batch_sentences']} sentences; "
+                  f"median ms {served[clients]['time_split_ms']}; CPU ms/request {served[clients]['cpu_ms_per_request']}",
+                  file=sys.stderr)
         after = in_process_rate(extractor, in_process_ads, args.chunk_sentences, shape)
         in_process = (before["sentences_per_s"] + after["sentences_per_s"]) / 2
         results[f"{shape}_sentence"] = {
@@ -226,6 +281,7 @@ def run(args: argparse.Namespace, configs: list[str], tmp: Path) -> dict[str, An
     from ray import serve
 
     from ports import free_ports
+    from promscrape import METRICS_SYSTEM_CONFIG
     from skilltrain import SkillExtractor
     from skilltrain.model import check_encoder_dir
     from skilltrain.serve.cli import deploy
@@ -239,8 +295,9 @@ def run(args: argparse.Namespace, configs: list[str], tmp: Path) -> dict[str, An
     torch.set_num_threads(args.cpus)
     extractor = SkillExtractor.from_pretrained(model, args.esco, device="cpu")  # also builds the index the replicas load
     pool = unique_sentences(4000)
-    port = free_ports(1)[0]
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    port, metrics_port = free_ports(2)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+             _metrics_export_port=metrics_port, _system_config=METRICS_SYSTEM_CONFIG)
     runs = []
     try:
         for n, text in enumerate(configs):
@@ -269,12 +326,14 @@ def run(args: argparse.Namespace, configs: list[str], tmp: Path) -> dict[str, An
 
 
 def _redeploy(app: Any, port: int) -> str:
-    """The next configuration replaces the application (Serve keeps its proxy and port)."""
+    """The next configuration, once the last one is gone (an in-place update would wait for CPUs the old replicas
+    hold); Serve keeps its proxy and port."""
     from ray import serve
 
     from skilltrain.serve.app import build_app
     from skilltrain.serve.config import APP_NAME
 
+    serve.delete(APP_NAME)
     serve.run(build_app(app), name=APP_NAME, route_prefix="/")
     return f"http://127.0.0.1:{port}"
 

@@ -97,6 +97,10 @@ def test_the_command_serves_until_ctrl_c_and_stops_ray(tiny_encoder_dir: Path, e
             answer = http.post(f"{url}/v1/extract", json={"texts": ["We need a welder. Payroll audits."]})
             assert answer.status_code == 200 and len(answer.json()["results"][0]["sentences"]) == 2
         assert len(session_processes(process.pid)) > 3  # the command, Ray's GCS, raylet, Serve's actors and replicas
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)  # the port is taken
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert second.stderr.strip() == (f"skilltrain: error: --host/--port 127.0.0.1:{port}: cannot listen there "
+                                         "(Address already in use); choose another --port")
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 0
         deadline = time.monotonic() + 30

@@ -17,6 +17,7 @@ import importlib.util
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -114,11 +115,14 @@ def run(args: argparse.Namespace) -> int:
     from skillgen.common import init_ray, resolve_address
 
     local = resolve_address(args.address) == "local"
-    init_ray(args.address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+    if local:
+        _check_port_free(config.http.host, config.http.port)
+    # replicas log to Ray's log files, not here: a failing replica's traceback is not the user's error line
+    init_ray(args.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         url = deploy(config)
-        print(f"skilltrain: serving {config.app.model} at {url} (POST /v1/extract, GET /v1/model; OpenAPI at {url}/docs)",
-              file=sys.stderr)
+        print(f"skilltrain: serving {config.app.model} at {url} (POST /v1/extract, GET /v1/model; OpenAPI at {url}/docs; "
+              f"replica logs in {_serve_logs()})", file=sys.stderr)
         if not local:
             return 0
         print("skilltrain: Ctrl-C stops the service", file=sys.stderr)
@@ -144,6 +148,17 @@ def _check_before_deploy(app: AppConfig) -> None:
         raise UserError(f"--esco {app.esco}: file does not exist")
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port in use before starting anything. Serve's proxy binds with SO_REUSEPORT, so a second
+    ``skilltrain serve`` on the port of a running one would otherwise start, and the two would split the traffic."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        raise UserError(f"--host/--port {host}:{port}: cannot listen there ({exc.strerror or exc}); choose another --port") from None
+
+
 def deploy(config: ServeConfig) -> str:
     """Start Serve's proxies and deploy the application; returns its URL once every replica is up."""
     from ray import serve
@@ -151,13 +166,25 @@ def deploy(config: ServeConfig) -> str:
     from skilltrain.serve.app import build_app
     from skilltrain.serve.config import APP_NAME
 
-    serve.start(http_options=config.http_options())
+    try:
+        serve.start(http_options=config.http_options())
+    except Exception as exc:  # noqa: BLE001 - Serve wraps the proxy's failure (a port in use) in a RayTaskError
+        raise UserError(f"--host/--port {config.http.host}:{config.http.port}: {_failure(exc)}") from None
     try:
         serve.run(build_app(config.app), name=APP_NAME, route_prefix="/", blocking=False)
     except RuntimeError as exc:  # a replica's constructor failed
         raise UserError(f"deployment failed: {_failure(exc)}") from None
     host = config.http.host if config.http.host not in ("0.0.0.0", "::") else LOOPBACK
     return f"http://{host}:{config.http.port}"
+
+
+def _serve_logs() -> str:
+    import ray
+
+    try:
+        return str(Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve")
+    except AttributeError:  # joined a cluster through Ray Client: the logs are on its nodes
+        return "the Ray nodes' session logs (logs/serve)"
 
 
 def _failure(exc: Exception) -> str:
