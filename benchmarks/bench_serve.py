@@ -278,13 +278,12 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, configs: list[str], tmp: Path) -> dict[str, Any]:
     import ray
     import torch
-    from ray import serve
 
     from ports import free_ports
     from promscrape import METRICS_SYSTEM_CONFIG
     from skilltrain import SkillExtractor
     from skilltrain.model import check_encoder_dir
-    from skilltrain.serve.cli import deploy
+    from skilltrain.serve.deploy import deploy, shutdown
     from skilltrain.serve.config import AppConfig, HttpConfig, ServeConfig
 
     source = check_encoder_dir(args.model)
@@ -307,8 +306,7 @@ def run(args: argparse.Namespace, configs: list[str], tmp: Path) -> dict[str, An
             print(f"config {text}", file=sys.stderr)
             runs.append({"config": options, "results": bench_config(url, extractor, pool, args)})
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        shutdown()
     best = max(runs, key=lambda r: r["results"]["10_sentence"]["ratio"][32])
     return {
         "model": str(args.model), "scoring": extractor.encoder.scoring.scoring, "backend": extractor.backend,

@@ -1,7 +1,7 @@
 """A real ``skilltrain serve`` application on a private local Ray, a real HTTP client, and what the tests compare.
 
 :func:`serving` starts Ray (2 CPUs, a known Prometheus port), deploys through the same
-:func:`skilltrain.serve.cli.deploy` the command uses, on a free loopback port, and stops Serve and
+:func:`skilltrain.serve.deploy.deploy` the command uses, on a free loopback port, and stops Serve and
 Ray afterwards whatever happened.
 """
 
@@ -49,9 +49,8 @@ def serving(app: Any, env: dict[str, str] | None = None, num_cpus: int = 2) -> I
     """
     import pytest
     import ray
-    from ray import serve
 
-    from skilltrain.serve.cli import deploy
+    from skilltrain.serve.deploy import deploy, shutdown
     from skilltrain.serve.config import HttpConfig, ServeConfig
 
     port, metrics_port = free_ports(2)
@@ -63,10 +62,7 @@ def serving(app: Any, env: dict[str, str] | None = None, num_cpus: int = 2) -> I
         try:
             yield deploy(ServeConfig(http=HttpConfig(port=port), app=app))
         finally:
-            try:
-                serve.shutdown()
-            finally:
-                ray.shutdown()
+            shutdown()
 
 
 def ray_logs_dir() -> Path:

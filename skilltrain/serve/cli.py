@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import re
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -34,7 +32,6 @@ DESCRIPTION = (
     "concurrent requests are batched into one encoder call, replicas scale with --replicas or --autoscale, "
     "and what a caller may send is capped. Binds 127.0.0.1 unless --host says otherwise."
 )
-_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 
 
 def _positive_int(text: str) -> int:
@@ -114,23 +111,29 @@ def run(args: argparse.Namespace) -> int:
     _check_before_deploy(config.app)
     from skillgen.common import init_ray, resolve_address
 
+    from skilltrain.serve.deploy import check_port_free, deploy, logs_dir
+
     local = resolve_address(args.address) == "local"
     if local:
-        _check_port_free(config.http.host, config.http.port)
+        check_port_free(config.http.host, config.http.port)
     # replicas log to Ray's log files, not here: a failing replica's traceback is not the user's error line
     init_ray(args.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    print(f"skilltrain: deploying {config.app.model} (the first start on a node also encodes the taxonomy's skills; "
+          "minutes on a small CPU)", file=sys.stderr)
     try:
         url = deploy(config)
         print(f"skilltrain: serving {config.app.model} at {url} (POST /v1/extract, GET /v1/model; OpenAPI at {url}/docs; "
-              f"replica logs in {_serve_logs()})", file=sys.stderr)
+              f"replica logs in {logs_dir()})", file=sys.stderr)
         if not local:
             return 0
         print("skilltrain: Ctrl-C stops the service", file=sys.stderr)
         _wait_for_signal()
         return 0
     finally:
-        if local:
-            _shutdown()
+        if local:  # the private Ray goes, and Serve with it (serve.shutdown first only adds Ray's noise about its controller)
+            import ray
+
+            ray.shutdown()
 
 
 def _check_before_deploy(app: AppConfig) -> None:
@@ -148,63 +151,6 @@ def _check_before_deploy(app: AppConfig) -> None:
         raise UserError(f"--esco {app.esco}: file does not exist")
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """Refuse a port in use before starting anything. Serve's proxy binds with SO_REUSEPORT, so a second
-    ``skilltrain serve`` on the port of a running one would otherwise start, and the two would split the traffic."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.bind(address)
-    except OSError as exc:
-        raise UserError(f"--host/--port {host}:{port}: cannot listen there ({exc.strerror or exc}); choose another --port") from None
-
-
-def deploy(config: ServeConfig) -> str:
-    """Start Serve's proxies and deploy the application; returns its URL once every replica is up."""
-    from ray import serve
-
-    from skilltrain.serve.app import build_app
-    from skilltrain.serve.config import APP_NAME
-
-    try:
-        serve.start(http_options=config.http_options())
-    except Exception as exc:  # noqa: BLE001 - Serve wraps the proxy's failure (a port in use) in a RayTaskError
-        raise UserError(f"--host/--port {config.http.host}:{config.http.port}: {_failure(exc)}") from None
-    try:
-        serve.run(build_app(config.app), name=APP_NAME, route_prefix="/", blocking=False)
-    except RuntimeError as exc:  # a replica's constructor failed
-        raise UserError(f"deployment failed: {_failure(exc)}") from None
-    host = config.http.host if config.http.host not in ("0.0.0.0", "::") else LOOPBACK
-    return f"http://{host}:{config.http.port}"
-
-
-def _serve_logs() -> str:
-    import ray
-
-    try:
-        return str(Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve")
-    except AttributeError:  # joined a cluster through Ray Client: the logs are on its nodes
-        return "the Ray nodes' session logs (logs/serve)"
-
-
-def _failure(exc: Exception) -> str:
-    """The error line of the replica's traceback (in Serve's deployment status), else Serve's own message."""
-    from ray import serve
-
-    from skilltrain.serve.config import APP_NAME
-
-    try:
-        app = serve.status().applications.get(APP_NAME)
-        messages = [d.message for d in app.deployments.values() if d.message] if app is not None else []
-    except Exception:  # noqa: BLE001 - the status is a better message when there is one, nothing more
-        messages = []
-    for message in [*messages, str(exc)]:
-        errors = [line.strip() for line in message.splitlines() if _ERROR_LINE.match(line.strip())]
-        if errors:
-            return errors[-1]
-    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-
-
 def _wait_for_signal() -> None:
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
@@ -213,13 +159,3 @@ def _wait_for_signal() -> None:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-
-
-def _shutdown() -> None:
-    import ray
-    from ray import serve
-
-    try:
-        serve.shutdown()
-    finally:
-        ray.shutdown()
