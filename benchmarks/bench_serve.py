@@ -12,11 +12,15 @@ One run, one machine: a private local Ray (``--cpus``, 2 by default) serves the 
   throughput (sentences/s, requests/s), p50/p99 latency, and errors (any non-200 is counted, and fails
   the run's check).
 
-For one-sentence requests it also reports where the time goes, from the ``Server-Timing`` header the
-ingress sets: *proxy* (client round trip minus the ingress: HTTP, Serve's proxy, the hop to the ingress),
-*ingress* (parsing, limits, the handle call to the model replica, JSON), *queue* (waiting for a batch to
-fill or for the batch before it) and *model* (the batch's split + encode + rank). The check that counts:
-at 32 clients with ten-sentence ads, served sentences/s >= 0.8x in process (``ratio_32x10``).
+For every load it also reports where the time goes, from the ``Server-Timing`` header the ingress sets
+(medians, ms): *proxy* (client round trip minus the ingress: HTTP, Serve's proxy, the hop to the ingress),
+*ingress* (parsing, limits, JSON, and the hop to the model replica including the wait at its door while it
+runs the batch before), *queue* (in the replica's batch queue) and *model* (the batch's split + encode +
+rank); and the CPU milliseconds per request each part used (from /proc: Serve's proxy, ingress, model
+replicas and controller, and this process's clients), which on a shared machine is the steadier number;
+and the mean sentences per model call (the replicas' ``skilltrain_serve_batch_size`` histogram, scraped
+from Ray's Prometheus endpoint). The check that counts: at 32 clients with ten-sentence ads, served
+sentences/s >= 0.8x in process (``checks.ratio_32x10``, the best config's).
 
     # the lead's command on a quiet 2-core box (~12 min with the main job's token-attention model):
     .venv/bin/python benchmarks/bench_serve.py --model runs/local/model --out benchmarks/results/serve_2cpu.json
@@ -245,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (and torch threads in process)")
     parser.add_argument("--config", action="append", default=None, metavar="KEY=VALUE ...",
                         help=f"a serving configuration, repeatable (default: {' | '.join(DEFAULT_CONFIGS)})")
-    parser.add_argument("--requests-per-client", type=int, default=None, help="default: 40 (8 with --quick)")
-    parser.add_argument("--time-limit-s", type=float, default=None, help="per load phase (default: 120, 40 with --quick)")
-    parser.add_argument("--in-process-sentences", type=int, default=None, help="default: 1280 (320 with --quick)")
+    parser.add_argument("--requests-per-client", type=int, default=None, help="default: 20 (8 with --quick)")
+    parser.add_argument("--time-limit-s", type=float, default=None, help="per load phase (default: 60, 30 with --quick)")
+    parser.add_argument("--in-process-sentences", type=int, default=None, help="default: 640 (320 with --quick)")
     parser.add_argument("--chunk-sentences", type=int, default=320, help="sentences per in-process extract() call")
     parser.add_argument("--request-timeout-s", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="smaller load, first config only")
@@ -256,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the model copy (and its cached skill index) here for the next run (default: a temp dir)")
     args = parser.parse_args(argv)
     configs = args.config or (DEFAULT_CONFIGS[:1] if args.quick else DEFAULT_CONFIGS)
-    args.requests_per_client = args.requests_per_client or (8 if args.quick else 40)
-    args.time_limit_s = args.time_limit_s or (40.0 if args.quick else 120.0)
-    args.in_process_sentences = args.in_process_sentences or (320 if args.quick else 1280)
+    args.requests_per_client = args.requests_per_client or (8 if args.quick else 20)
+    args.time_limit_s = args.time_limit_s or (30.0 if args.quick else 60.0)
+    args.in_process_sentences = args.in_process_sentences or (320 if args.quick else 640)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # Ray runs workers at nice 15; the replicas must compete for the cores on the in-process side's terms
