@@ -67,6 +67,21 @@ def test_bad_flags_exit_2_with_one_line_before_anything_starts(capsys, monkeypat
     assert not ray.is_initialized()
 
 
+def test_a_port_in_use_is_refused_before_ray_starts(capsys, tiny_encoder_dir: Path):
+    import socket
+
+    import ray
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert exit_code(["serve", "--model", str(tiny_encoder_dir), "--port", str(port)]) == 2
+    assert capsys.readouterr().err.strip() == (f"skilltrain: error: --host/--port 127.0.0.1:{port}: cannot listen there "
+                                               "(Address already in use); choose another --port")
+    assert not ray.is_initialized()
+
+
 def exit_code(argv: list[str]) -> int:
     """What the command exits with: its return value, or argparse's SystemExit code."""
     try:

@@ -108,19 +108,17 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(config.serve_yaml())
         return 0
-    _check_before_deploy(config.app)
     from skillgen.common import init_ray, resolve_address
 
-    from skilltrain.serve.deploy import check_port_free, deploy, logs_dir
-
     local = resolve_address(args.address) == "local"
-    if local:
-        check_port_free(config.http.host, config.http.port)
+    _check_before_deploy(config, local)
     # replicas log to Ray's log files, not here: a failing replica's traceback is not the user's error line
     init_ray(args.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     print(f"skilltrain: deploying {config.app.model} (the first start on a node also encodes the taxonomy's skills; "
           "minutes on a small CPU)", file=sys.stderr)
     try:
+        from skilltrain.serve.deploy import deploy, logs_dir
+
         url = deploy(config)
         print(f"skilltrain: serving {config.app.model} at {url} (POST /v1/extract, GET /v1/model; OpenAPI at {url}/docs; "
               f"replica logs in {logs_dir()})", file=sys.stderr)
@@ -136,11 +134,17 @@ def run(args: argparse.Namespace) -> int:
             ray.shutdown()
 
 
-def _check_before_deploy(app: AppConfig) -> None:
-    """What can be checked here fails here, in one line, before Serve starts anything."""
+def _check_before_deploy(config: ServeConfig, local: bool) -> None:
+    """What can be checked here fails here, in one line, before Ray starts. On a cluster the model path and the
+    key's variable are the nodes' business: a replica that lacks them fails the deployment with one line."""
     missing = [name for name in ("fastapi", "uvicorn", "starlette") if importlib.util.find_spec(name) is None]
     if missing:
         raise UserError(f"skilltrain serve needs Ray Serve ({', '.join(missing)} missing): pip install 'esco-skillgen[serve]'")
+    if not local:
+        return
+    from skilltrain.serve.deploy import check_port_free
+
+    app = config.app
     if app.api_key_env is not None and not os.environ.get(app.api_key_env, "").strip():
         raise UserError(f"--api-key-env: ${app.api_key_env} is not set or empty (export it before serving)")
     if not is_uri(app.model):
@@ -149,6 +153,7 @@ def _check_before_deploy(app: AppConfig) -> None:
         check_encoder_dir(app.model)
     if app.esco is not None and not Path(app.esco).exists():
         raise UserError(f"--esco {app.esco}: file does not exist")
+    check_port_free(config.http.host, config.http.port)
 
 
 def _wait_for_signal() -> None:
