@@ -58,8 +58,8 @@ CLIENTS = (1, 8, 32)
 METRICS_LAG_S = 2.5
 SHAPES = (1, 10)  # sentences per ad
 #: serving configurations tried by default (key=value of AppConfig fields); the first is the recommended one
-DEFAULT_CONFIGS = ("replicas=1 cpus_per_replica=2 max_batch_size=64 batch_wait_ms=5",
-                   "replicas=2 cpus_per_replica=1 max_batch_size=64 batch_wait_ms=5")
+DEFAULT_CONFIGS = ("replicas=2 cpus_per_replica=1 max_batch_size=64 batch_wait_ms=5",
+                   "replicas=1 cpus_per_replica=2 max_batch_size=64 batch_wait_ms=5")
 
 
 def make_ads(sentences_per_ad: int, count: int, pool: list[str], offset: int = 0) -> list[str]:
@@ -196,8 +196,9 @@ def batch_totals() -> tuple[float, float]:
 
     time.sleep(METRICS_LAG_S)  # the replicas push every second
     samples = scrape(metrics_url(), (exported("skilltrain_serve_batch_size"),))
-    total = {s.name: s.value for s in samples if s.name.endswith(("_sum", "_count"))}
-    return (total.get(exported("skilltrain_serve_batch_size_sum"), 0.0), total.get(exported("skilltrain_serve_batch_size_count"), 0.0))
+    name = exported("skilltrain_serve_batch_size")
+    # one series per replica process (and a replaced replica's lingers): add them up
+    return (sum(s.value for s in samples if s.name == f"{name}_sum"), sum(s.value for s in samples if s.name == f"{name}_count"))
 
 
 def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
@@ -297,7 +298,7 @@ def run(args: argparse.Namespace, configs: list[str], tmp: Path) -> dict[str, An
     started, load_before = time.perf_counter(), load_avg()
     torch.set_num_threads(args.cpus)
     extractor = SkillExtractor.from_pretrained(model, args.esco, device="cpu")  # also builds the index the replicas load
-    pool = unique_sentences(4000)
+    pool = [s for s in unique_sentences(6000) if len(extractor.split(s)) == 1]  # so an ad of n lines is n sentences
     port, metrics_port = free_ports(2)
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
              _metrics_export_port=metrics_port, _system_config=METRICS_SYSTEM_CONFIG)
