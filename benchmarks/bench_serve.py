@@ -18,8 +18,8 @@ For every load it also reports where the time goes, from the ``Server-Timing`` h
 runs the batch before), *queue* (in the replica's batch queue) and *model* (the batch's split + encode +
 rank); and the CPU milliseconds per request each part used (from /proc: Serve's proxy, ingress, model
 replicas and controller, and this process's clients), which on a shared machine is the steadier number;
-and the mean sentences per model call (the replicas' ``skilltrain_serve_batch_size`` histogram, scraped
-from Ray's Prometheus endpoint). The check that counts: at 32 clients with ten-sentence ads, served
+and the mean sentences per model call (the replicas' ``skilltrain_serve_sentences`` and ``_batches``
+counters, scraped from Ray's Prometheus endpoint). The check that counts: at 32 clients with ten-sentence ads, served
 sentences/s >= 0.8x in process (``checks.ratio_32x10``, the best config's).
 
     # the lead's command on a quiet 2-core box (~12 min with the main job's token-attention model):
@@ -191,14 +191,13 @@ def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], reques
 
 
 def batch_totals() -> tuple[float, float]:
-    """(sentences, model calls) so far, from the replicas' skilltrain_serve_batch_size histogram in Prometheus."""
+    """(sentences, model calls) so far, from the replicas' skilltrain_serve_* counters in Prometheus."""
     from promscrape import exported, metrics_url, scrape
 
     time.sleep(METRICS_LAG_S)  # the replicas push every second
-    samples = scrape(metrics_url(), (exported("skilltrain_serve_batch_size"),))
-    name = exported("skilltrain_serve_batch_size")
+    samples = scrape(metrics_url(), (exported("skilltrain_serve_"),))
     # one series per replica process (and a replaced replica's lingers): add them up
-    return (sum(s.value for s in samples if s.name == f"{name}_sum"), sum(s.value for s in samples if s.name == f"{name}_count"))
+    return tuple(sum(s.value for s in samples if s.name == exported(f"skilltrain_serve_{name}_total")) for name in ("sentences", "batches"))
 
 
 def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
