@@ -22,10 +22,11 @@ and the mean sentences per model call (the replicas' ``skilltrain_serve_sentence
 counters, scraped from Ray's Prometheus endpoint). The check that counts: at 32 clients with ten-sentence ads, served
 sentences/s >= 0.8x in process (``checks.ratio_32x10``, the best config's).
 
-    # the lead's command on a quiet 2-core box (~12 min with the main job's token-attention model):
-    .venv/bin/python benchmarks/bench_serve.py --model runs/local/model --out benchmarks/results/serve_2cpu.json
-    # a smoke run (~3 min): fewer requests, one config
-    .venv/bin/python benchmarks/bench_serve.py --quick --model runs/local/model
+    # on a quiet 2-core box; on the shared development box (load 12-30) these took 18.5 min and 9 min:
+    .venv/bin/python benchmarks/bench_serve.py --model runs/local/model --out benchmarks/results/serve_mainjob_2cpu.json
+    .venv/bin/python benchmarks/bench_serve.py --model minilm --out benchmarks/results/serve_minilm_2cpu.json
+    # a smoke run: one config, 8 requests per client or 30 s per load (2.5 min there, index cached)
+    .venv/bin/python benchmarks/bench_serve.py --quick --model minilm
 
 The model directory is copied to a temp dir first (the replicas cache the skill index and ONNX graph
 next to the model; the run dir stays untouched). Only stdlib at module level.
