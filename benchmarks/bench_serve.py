@@ -51,7 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "tests"))  # ports.py
+sys.path.insert(0, str(ROOT / "tests"))  # helpers/ports.py, helpers/promscrape.py
 
 from bench_extract import load_avg, unique_sentences  # noqa: E402
 
@@ -193,7 +193,7 @@ def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], reques
 
 def batch_totals() -> tuple[float, float]:
     """(sentences, model calls) so far, from the replicas' skilltrain_serve_* counters in Prometheus."""
-    from promscrape import exported, metrics_url, scrape
+    from helpers.promscrape import exported, metrics_url, scrape
 
     time.sleep(METRICS_LAG_S)  # the replicas push every second
     samples = scrape(metrics_url(), (exported("skilltrain_serve_"),))
@@ -284,8 +284,8 @@ def run(args: argparse.Namespace, configs: list[str], tmp: Path) -> dict[str, An
     import ray
     import torch
 
-    from ports import free_ports
-    from promscrape import METRICS_SYSTEM_CONFIG
+    from helpers.ports import free_ports
+    from helpers.promscrape import METRICS_SYSTEM_CONFIG
     from skilltrain import SkillExtractor
     from skilltrain.model import check_encoder_dir
     from skilltrain.serve.deploy import deploy, shutdown

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_helpers import ADS, TEST_KEY, TEST_KEY_ENV, assert_same_results, auth, client, expected_results, ray_logs_dir, serving
+from helpers.serve import ADS, TEST_KEY, TEST_KEY_ENV, assert_same_results, auth, client, expected_results, ray_logs_dir, serving
 
 MAX_TEXTS, MAX_CHARS, MAX_TOP_K = 8, 400, 20
 TRAINING = {"model": "minilm", "scoring": "pooled", "run_name": "tiny-test"}
@@ -153,7 +153,7 @@ def test_openapi_schema_describes_the_routes_and_the_limits(service: str):
 def test_the_key_is_in_no_log_and_counters_reach_prometheus(service: str):
     import time
 
-    from promscrape import exported, metrics_url, scrape
+    from helpers.promscrape import exported, metrics_url, scrape
 
     with client() as http:
         for _ in range(3):

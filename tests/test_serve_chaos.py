@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_helpers import ADS, client, serving
+from helpers.serve import ADS, client, serving
 
 CLIENTS, REQUESTS, LOAD_LIMIT_S = 8, 160, 120.0
 REQUEST_TIMEOUT_S = 20.0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serve_helpers import client
+from helpers.serve import client
 
 from skilltrain.cli import main
 
@@ -92,7 +92,7 @@ def exit_code(argv: list[str]) -> int:
 
 @pytest.mark.slow
 def test_the_command_serves_until_ctrl_c_and_stops_ray(tiny_encoder_dir: Path, esco_csv: Path, tmp_path: Path):
-    from ports import free_ports
+    from helpers.ports import free_ports
 
     port = free_ports(1)[0]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")])),

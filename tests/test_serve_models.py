@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_helpers import ADS, assert_same_results, client, expected_results, serving
+from helpers.serve import ADS, assert_same_results, client, expected_results, serving
 
 TEMPERATURE = 0.5
 

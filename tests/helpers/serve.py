@@ -15,8 +15,8 @@ from typing import Any, Iterator, Sequence
 
 import httpx2 as httpx
 
-from ports import free_ports
-from promscrape import METRICS_SYSTEM_CONFIG
+from helpers.ports import free_ports
+from helpers.promscrape import METRICS_SYSTEM_CONFIG
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
