@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "eval": "skilltrain.evaluation.cli",
     "fit": "skilltrain.training.cli",
     "extract": "skilltrain.extraction.cli",
+    "serve": "skilltrain.serve.cli",
 }
 
 

@@ -1,5 +1,5 @@
-"""The cluster manifests are checked offline: Ray's own schema for `ray up`, and the fields the
-KubeRay RayJob CRD requires (KubeRay's API reference, ray.io/v1)."""
+"""The cluster manifests are checked offline: Ray's own schema for `ray up` and for Serve config files, and
+the fields the KubeRay RayJob and RayService CRDs require (KubeRay's API reference, ray.io/v1)."""
 
 from __future__ import annotations
 
@@ -114,3 +114,59 @@ def test_mpnet_main_job_differs_from_the_main_job_only_in_its_encoder_and_baseli
     assert mpnet.generation == local.generation and mpnet.simulator == local.simulator
     assert mpnet.training == {**local.training, "model": "mpnet"}
     assert mpnet.evaluation == local.evaluation.model_copy(update={"baseline": False})
+
+
+def load_rayservice() -> tuple[dict, str]:
+    text = (CLUSTER / "rayservice.yaml").read_text()
+    return next(d for d in yaml.safe_load_all(text) if d["kind"] == "RayService"), text
+
+
+def test_rayservice_has_the_required_kuberay_fields_and_a_valid_serve_config():
+    from ray.serve.schema import ServeDeploySchema
+
+    from skilltrain.serve.app import build_app
+    from skilltrain.serve.config import AppConfig
+
+    service, _ = load_rayservice()
+    assert service["apiVersion"] == "ray.io/v1" and service["metadata"]["name"]
+    serve_config = ServeDeploySchema.model_validate(yaml.safe_load(service["spec"]["serveConfigV2"]))  # Serve's own schema
+    [app] = serve_config.applications
+    module, _, name = app.import_path.partition(":")
+    assert getattr(__import__(module, fromlist=[name]), name) is build_app
+    args = AppConfig.model_validate(app.args)
+    assert args.model.startswith("s3://")  # nodes share no disk: the model comes from object storage
+    assert serve_config.http_options.host == "0.0.0.0" and args.api_key_env  # reachable from the pod network: auth on
+    assert "working_dir" in app.runtime_env and "torch==2.13.0" in app.runtime_env["pip"]
+    cluster = service["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]
+    assert "rayStartParams" in head and containers(head["template"])[0]["image"]
+    for group in [head, *cluster["workerGroupSpecs"]]:
+        ports = {p["name"]: p["containerPort"] for c in containers(group["template"]) for p in c.get("ports", [])}
+        assert ports["serve"] == serve_config.http_options.port  # KubeRay's serve Service targets the port named serve
+    for group in cluster["workerGroupSpecs"]:
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+        cpus = float(containers(group["template"])[0]["resources"]["limits"]["cpu"])
+        assert cpus >= args.cpus_per_replica  # a model replica fits on a worker
+
+
+def test_rayservice_secrets_come_from_kubernetes_secrets_on_every_pod():
+    service, _ = load_rayservice()
+    args = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]
+    cluster = service["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        env = {e["name"]: e for c in containers(group["template"]) for e in c.get("env", [])}
+        for name in (args["api_key_env"], "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert "secretKeyRef" in env[name]["valueFrom"] and "value" not in env[name]
+
+
+def test_rayservice_serve_config_is_what_print_config_writes(capsys):
+    """serveConfigV2 is the command in the manifest's comment, plus the runtime_env: the two cannot drift apart."""
+    from skilltrain.cli import main
+
+    service, text = load_rayservice()
+    command = next(line.strip("# ").strip() for line in text.splitlines() if line.lstrip("# ").startswith("skilltrain serve "))
+    assert main(shlex.split(command)[1:]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    manifest = yaml.safe_load(service["spec"]["serveConfigV2"])
+    manifest["applications"][0].pop("runtime_env")
+    assert manifest == printed

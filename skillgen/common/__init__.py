@@ -20,6 +20,7 @@ _EXPORTS = {
     "lazy_exports": "skillgen.common.lazy",
     # bundled data and the taxonomy
     "BENCHMARK_DIR_HELP": "skillgen.common.paths",
+    "BUNDLED_ESCO_VERSION": "skillgen.common.paths",
     "ESCO_HELP": "skillgen.common.paths",
     "default_benchmark_dir": "skillgen.common.paths",
     "is_bundled_esco": "skillgen.common.paths",

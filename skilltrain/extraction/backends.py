@@ -62,6 +62,7 @@ class SentenceEncoder(Protocol):
     dim: int
     device: torch.device
     scoring: ScoringConfig
+    max_seq_length: int  # tokens per sentence; longer ones are truncated
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor: ...
 
@@ -147,6 +148,10 @@ class TorchEncoder:
     @property
     def scoring(self) -> ScoringConfig:
         return self.model.scoring
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.model.max_seq_length
 
     def _hidden(self, texts: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         features = self.model.tokenize(texts)
