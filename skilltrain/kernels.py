@@ -7,11 +7,13 @@ touches every pair: computed over a padded (n, L, S) tensor of 13,896 skills,
 the softmax and the weighted sum are memory-bound and cost several times the
 matrix product (issue 19 measured 7x the pooled time). Here:
 
-* sentences come from :meth:`~skilltrain.packed.PackedQueries.buckets`, so a
-  block holds sentences of one length and no padding;
-* a block is ``rows`` token rows x ``cols`` skills, sized so its product fits a
-  core's L2 cache (:func:`block_shape`); it is one GEMM, then the softmax
-  statistics and the weighted sum read it while it is still in cache, in place;
+* sentences are sorted by length and cut into blocks of whole sentences of
+  about :data:`BLOCK_ROWS` tokens (packed: no padding); each run of
+  equal-length sentences in a block is a dense (sentences, L, skills) view;
+* a block is those token rows x ``cols`` skills, sized so its product fits the
+  cores' L2 caches (:func:`block_shape`); it is one GEMM, then the softmax and
+  the weighted sum read it while it is still in cache, in place, with exp2 on
+  pre-scaled products (:func:`scaled_tokens`, :func:`attend`);
 * two-stage ranking scores only C candidate skills per sentence
   (:func:`candidate_scores`: a gather and one batched matmul per bucket).
 
@@ -22,8 +24,10 @@ the reference the tests hold these to (1e-5).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable, Sequence, TypeVar
 
 import torch
 
@@ -38,6 +42,7 @@ BLOCK_ROWS = 256
 MIN_BLOCK_COLS = 256
 #: candidate skills gathered per candidate-scoring block (bounds the (sentences, C, D) gather)
 CANDIDATE_BLOCK_ELEMENTS = 4 * 2**20
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=1)
@@ -57,11 +62,43 @@ def l2_cache_bytes() -> int:
 
 
 def block_shape(n_skills: int, block_bytes: int | None = None) -> tuple[int, int]:
-    """(token rows, skills) per block: the block's float32 product fits ``block_bytes`` (default: one core's L2
-    per torch thread, as the GEMM and the passes over its product split the block across threads)."""
-    budget = (block_bytes or l2_cache_bytes() * max(1, torch.get_num_threads())) // 4
+    """(token rows, skills) per block: the block's float32 product fits ``block_bytes`` (default: one core's L2;
+    each thread works on its own blocks, see :func:`in_parallel`)."""
+    budget = (block_bytes or l2_cache_bytes()) // 4
     cols = max(MIN_BLOCK_COLS, budget // BLOCK_ROWS)
     return BLOCK_ROWS, min(n_skills, cols)
+
+
+def in_parallel(work: Callable[[T], None], parts: Sequence[T], device: torch.device) -> None:
+    """``work(part)`` for every part: on a CPU, spread over torch's intra-op thread count of Python threads, each
+    running torch single-threaded (torch releases the GIL in its kernels).
+
+    Why not torch's own threads: the kernels issue many small operations (a few hundred microseconds each), and
+    each of those ends at an OpenMP barrier. On a shared machine one descheduled thread stalls every barrier: on
+    the 2-core box at load ~17 the exhaustive kernel ran 15-25x slower with 2 OpenMP threads than as 2 Python
+    threads of 1 (threads.py measurement in BENCHMARKS.md "Extraction"). Independent parts have no barrier.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads <= 1 or len(parts) <= 1:
+        for part in parts:
+            work(part)
+        return
+
+    def single_threaded(part: T) -> None:
+        torch.set_num_threads(1)  # OpenMP's thread count is per calling thread
+        work(part)
+
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(min(threads, len(parts))) as pool:
+            list(pool.map(single_threaded, parts))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def spread(items: Sequence[T], count: int) -> list[list[T]]:
+    """``items`` dealt round-robin into at most ``count`` non-empty lists."""
+    return [list(items[i::count]) for i in range(min(count, len(items)))]
 
 
 def attend(dots: torch.Tensor, inv_norms: torch.Tensor, shifted: bool) -> torch.Tensor:
@@ -69,7 +106,7 @@ def attend(dots: torch.Tensor, inv_norms: torch.Tensor, shifted: bool) -> torch.
     (n, L) = ``T ln 2 / |x_t|``, so that ``softmax_t = 2^dots / sum 2^dots`` and ``cos = dots * inv_norms``.
 
     ``shifted``: subtract each column's max first (needed only when ``2^dots`` could leave float32's
-    normal range, see :func:`needs_shift`). Passes over the block while it is in cache: exp2, sum, one
+    normal range, see :func:`scaled_tokens`). Passes over the block while it is in cache: exp2, sum, one
     in-place product, one batched contraction over tokens (exp2 is ~4x cheaper than exp in torch's CPU kernels).
     """
     weights = torch.sub(dots, dots.amax(dim=1, keepdim=True)).exp2_() if shifted else torch.exp2(dots)
@@ -99,23 +136,32 @@ def exhaustive_scores(queries: PackedQueries, matrix: torch.Tensor, block_bytes:
 
     Sentences are sorted by length and cut into blocks of whole sentences of about ``BLOCK_ROWS`` tokens;
     per block and skill slice, one GEMM, then each run of equal-length sentences in it is reduced as a
-    dense (sentences, L, skills) view of the product: no copy, no padded position.
+    dense (sentences, L, skills) view of the product: no copy, no padded position. Each thread takes a
+    contiguous share of the skills.
     """
     n_skills = matrix.shape[0]
     order = torch.argsort(queries.lengths, stable=True)
     packed = queries[order]
     tokens, inv, shifted = scaled_tokens(packed.tokens, queries.temperature, matrix.dtype)
     rows, cols = block_shape(n_skills, block_bytes)
+    blocks = sentence_blocks(packed.lengths.tolist(), rows)
     result = torch.empty((len(packed), n_skills), dtype=matrix.dtype, device=matrix.device)
-    for block in sentence_blocks(packed.lengths.tolist(), rows):
-        x = tokens[block.first_token : block.end_token]
-        for col in range(0, n_skills, cols):
-            dots = torch.mm(x, matrix[col : col + cols].T)
-            for run in block.runs:
-                t0, t1 = run.first_token - block.first_token, run.end_token - block.first_token
-                view = dots[t0:t1].view(run.count, run.length, -1)
-                result[run.first : run.first + run.count, col : col + cols] = attend(
-                    view, inv[run.first_token : run.end_token].view(run.count, run.length), shifted)
+
+    def columns(span: range) -> None:
+        for block in blocks:
+            x = tokens[block.first_token : block.end_token]
+            for col in span:
+                dots = torch.mm(x, matrix[col : col + cols].T)
+                for run in block.runs:
+                    t0, t1 = run.first_token - block.first_token, run.end_token - block.first_token
+                    view = dots[t0:t1].view(run.count, run.length, -1)
+                    result[run.first : run.first + run.count, col : col + cols] = attend(
+                        view, inv[run.first_token : run.end_token].view(run.count, run.length), shifted)
+
+    starts = range(0, n_skills, cols)
+    shares = max(1, torch.get_num_threads())
+    in_parallel(columns, [starts[i * len(starts) // shares : (i + 1) * len(starts) // shares] for i in range(shares)
+                          if (i + 1) * len(starts) // shares > i * len(starts) // shares], matrix.device)
     return torch.empty_like(result).index_copy_(0, order.to(result.device), result)
 
 
@@ -169,13 +215,17 @@ def candidate_scores(queries: PackedQueries, matrix: torch.Tensor, candidates: t
     out = torch.empty(candidates.shape, dtype=matrix.dtype, device=matrix.device)
     tokens, inv, shifted = scaled_tokens(queries.tokens, queries.temperature, matrix.dtype)
     per_block = max(1, CANDIDATE_BLOCK_ELEMENTS // max(1, candidates.shape[1] * matrix.shape[1]))
-    for bucket in queries.buckets():
-        for first in range(0, bucket.rows.shape[0], per_block):
-            rows = bucket.rows[first : first + per_block]
-            index = bucket.token_index[first : first + per_block]
-            skills = matrix[candidates[rows]]  # (n_b, C, D)
-            dots = torch.bmm(tokens[index], skills.transpose(1, 2))  # (n_b, L, C)
-            out[rows] = attend(dots, inv[index], shifted)
+
+    def score(buckets: list) -> None:
+        for bucket in buckets:
+            for first in range(0, bucket.rows.shape[0], per_block):
+                rows = bucket.rows[first : first + per_block]
+                index = bucket.token_index[first : first + per_block]
+                skills = matrix[candidates[rows]]  # (n_b, C, D)
+                dots = torch.bmm(tokens[index], skills.transpose(1, 2))  # (n_b, L, C)
+                out[rows] = attend(dots, inv[index], shifted)
+
+    in_parallel(score, spread(list(queries.buckets()), torch.get_num_threads()), matrix.device)
     return out
 
 
@@ -184,12 +234,16 @@ def score_shares(queries: PackedQueries, matrix: torch.Tensor, skills: torch.Ten
     (the token's term of the score) over the sum of the positive terms, 0 where the term is negative (evidence)."""
     out = torch.empty((queries.tokens.shape[0], skills.shape[1]), dtype=torch.float32, device=matrix.device)
     tokens = queries.tokens.to(matrix.dtype)
-    for bucket in queries.buckets():
-        block = tokens[bucket.token_index]
-        dots = torch.bmm(block, matrix[skills[bucket.rows]].transpose(1, 2)).float()  # (n_b, L, m)
-        terms = torch.softmax(dots / queries.temperature, dim=1) * dots / block.float().norm(dim=-1, keepdim=True).clamp(min=1e-6)
-        terms = terms.clamp_(min=0)
-        out[bucket.token_index.flatten()] = (terms / terms.sum(dim=1, keepdim=True).clamp(min=1e-12)).flatten(0, 1)
+
+    def share(buckets: list) -> None:
+        for bucket in buckets:
+            block = tokens[bucket.token_index]
+            dots = torch.bmm(block, matrix[skills[bucket.rows]].transpose(1, 2)).float()  # (n_b, L, m)
+            terms = torch.softmax(dots / queries.temperature, dim=1) * dots / block.float().norm(dim=-1, keepdim=True).clamp(min=1e-6)
+            terms = terms.clamp_(min=0)
+            out[bucket.token_index.flatten()] = (terms / terms.sum(dim=1, keepdim=True).clamp(min=1e-12)).flatten(0, 1)
+
+    in_parallel(share, spread(list(queries.buckets()), torch.get_num_threads()), matrix.device)
     return out
 
 

@@ -170,7 +170,8 @@ def rank_tokens(queries: PackedQueries, matrix: torch.Tensor, k: int, candidates
                 diversity: float | None = None, pool: int = DIVERSE_POOL) -> TokenRanking:
     """Top ``k`` (two-stage given ``candidates``); coverage-aware (:mod:`skilltrain.coverage`) among the best ``pool``
     when ``diversity`` is a strength (None: plain top-k). Scores stay sentence scores; only the order changes."""
-    idx, scores = top_k(queries, matrix, max(k, pool) if diversity is not None else k, candidates)
+    width = max(k, min(pool, candidates or pool)) if diversity is not None else k  # two-stage: the pool is within the C
+    idx, scores = top_k(queries, matrix, width, candidates)
     if diversity is not None and len(queries):
         order = diverse_order(coverage_scores(queries, matrix, idx, scores), matrix, idx, k, diversity)
         idx, scores = torch.gather(idx, 1, order), torch.gather(scores, 1, order)
