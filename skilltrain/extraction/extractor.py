@@ -33,7 +33,7 @@ from skilltrain.cache import user_cache_dir
 from skilltrain.extraction.backends import (
     SentenceEncoder, check_backend, default_backend, default_batch_size, load_sentence_encoder, resolve_device,
 )
-from skilltrain.extraction.evidence import Evidence, sentence_evidence
+from skilltrain.extraction.evidence import Evidence, evidence_spans
 from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, split_sentences
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
 from skilltrain.packed import PackedQueries, Queries
@@ -106,9 +106,7 @@ class TextSkills:
 
 def _evidence(sentences: list[str], queries: PackedQueries, weights: np.ndarray) -> list[list[tuple[Evidence, ...]]]:
     """Evidence spans per sentence and skill from each token's share of the chosen skills' scores, packed (T, k)."""
-    spans, words = queries.spans.cpu().numpy(), queries.words.cpu().numpy()
-    bounds = np.r_[0, np.cumsum(queries.lengths.cpu().numpy())]
-    return [sentence_evidence(text, spans[a:b], words[a:b], weights[a:b]) for text, a, b in zip(sentences, bounds[:-1], bounds[1:])]
+    return evidence_spans(sentences, queries.spans.cpu().numpy(), queries.words.cpu().numpy(), queries.lengths.cpu().numpy(), weights)
 
 
 def _writable(directory: Path) -> bool:
