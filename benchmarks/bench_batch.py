@@ -4,7 +4,7 @@ Starts ``skillgen sim-server`` (subprocess, gpt-4o-mini batch prices from the
 shipped table), runs ``estimate(pilot=K)`` ``--repeats`` times (the pilot is
 unseeded, so each draws other completions), then one ``--mode batch`` run of
 the same skills per storage (``--storage local s3``: a temp dir, and a bucket
-on a SeaweedFS server on loopback, tests/s3server.py), and prints every
+on a SeaweedFS server on loopback, tests/helpers/s3server.py), and prints every
 estimate's error against the billed cost (the simulator's ``batch_cost_usd``)
 and the ledger's reconciliation with what was billed (tokens, cost, ``skillgen
 status``).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # s3server.py
+sys.path.insert(0, str(ROOT / "tests"))  # helpers/s3server.py
 
 
 def main() -> int:
@@ -38,7 +38,7 @@ def main() -> int:
     args = ap.parse_args()
     server = None
     if "s3" in args.storage:
-        from s3server import S3Server
+        from helpers.s3server import S3Server
 
         server = S3Server.start(Path(tempfile.mkdtemp(prefix="bench-batch-s3-")))
         os.environ.update(server.env())
@@ -66,15 +66,15 @@ def reconcile(run_dir: str, stats: dict) -> dict:
         "tokens_diff_pct": round(100 * (ledger_tokens - billed_tokens) / max(1, billed_tokens), 4),
         "ledger_usd": totals.spent_usd, "billed_usd": stats["batch_cost_usd"],
         "usd_diff_pct": round(100 * (totals.spent_usd - stats["batch_cost_usd"]) / max(1e-12, stats["batch_cost_usd"]), 4),
-        "status_cost_usd": status(run_dir)["cost_usd"],
+        "status_cost_usd": status(run_dir).cost_usd,
     }
 
 
 def bench(args: argparse.Namespace, run_dir: str | None) -> dict:
 
     from skillgen.config import GenerationConfig
-    from skillgen.estimate import estimate
-    from skillgen.run import run_generation
+    from skillgen.cost_estimate import estimate
+    from skillgen import run_generation
     from skillgen.simulator.process import SimulatorProcess
 
     with SimulatorProcess(latency="fixed:0.05", batch_seconds_per_line=0.001, startup_timeout=300) as sim, \

@@ -51,7 +51,7 @@ def main() -> int:
 
     from conftest import synthetic_skill_rows, write_esco_csv
     from skillgen.config import GenerationConfig
-    from skillgen.run import run_generation
+    from skillgen import run_generation
     from skillgen.simulator.process import SimulatorProcess
     from skillgen.rundir.sinks import read_failures, read_rows
 
@@ -92,9 +92,9 @@ def main() -> int:
         "duplicates": int(rows.select(["skill_id", "sample_idx"]).is_duplicated().sum()),
         "prompt_tokens_billed": stats["prompt_tokens_billed"], "completion_tokens_billed": stats["completion_tokens_billed"],
         "estimated_prompt_tokens": summary.estimated_prompt_tokens,
-        "ledger_by_outcome": summary.ledger.get("by_outcome"),
-        "ledger_tokens": summary.ledger.get("prompt_tokens", 0) + summary.ledger.get("completion_tokens", 0),
-        "ledger_unknown_attempts": summary.ledger.get("unknown_attempts"),
+        "ledger_by_outcome": summary.ledger.by_outcome,
+        "ledger_tokens": summary.ledger.prompt_tokens + summary.ledger.completion_tokens,
+        "ledger_unknown_attempts": summary.ledger.unknown_attempts,
         "driver_cpu_ms_per_request": round(1000 * ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / max(1, stats["received"]), 2),
     }
     out["rate_limited_pct"] = round(100 * out["rate_limited"] / max(1, out["requests_sent"]), 2)

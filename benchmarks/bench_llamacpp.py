@@ -55,12 +55,12 @@ def main() -> None:
                         help="a llama.cpp server already running (e.g. http://127.0.0.1:8080/v1) instead of starting one")
     args = parser.parse_args()
 
-    from llamacpp import RecordingProxy, llama_server, read_exchanges, server_usage
+    from helpers.llamacpp import RecordingProxy, llama_server, read_exchanges, server_usage
     from skillgen.common.raycluster import init_ray
     from skillgen.config import make_config
     from skillgen.rundir.ledger import ledger_totals
     from skillgen.quality import quality_report
-    from skillgen.run import run_generation
+    from skillgen import run_generation
 
     args.record.parent.mkdir(parents=True, exist_ok=True)
     init_ray(None)

@@ -36,7 +36,7 @@ def main() -> None:
 
     from skillgen.config import make_config
     from skillgen.common.raycluster import init_ray
-    from skillgen.run import run_generation
+    from skillgen import run_generation
     from skillgen.simulator import run_in_thread
     from skillgen.common.taxonomy import load_skills
     from skilltrain.config import TrainConfig

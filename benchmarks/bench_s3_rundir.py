@@ -2,7 +2,7 @@
 
 One Ray instance and one simulator (no latency, no limits, so storage is a visible share of
 the time) serve every run; runs alternate local / S3 (``--repeats`` pairs) so machine load
-hits both alike. S3 is a SeaweedFS server on loopback (tests/s3server.py), so the numbers are
+hits both alike. S3 is a SeaweedFS server on loopback (tests/helpers/s3server.py), so the numbers are
 the client-side cost of the object-store protocol (HTTP, signing, no rename), not a WAN's latency.
 Per run it reports:
 
@@ -35,7 +35,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 def one_run(run_dir: str, base_cfg: dict) -> dict:
     from skillgen.config import GenerationConfig
-    from skillgen.run import run_generation
+    from skillgen import run_generation
     from skillgen.rundir.sinks import read_rows
 
     cfg = GenerationConfig(**base_cfg, run_dir=run_dir)
@@ -77,7 +77,7 @@ def main() -> int:
     import ray
 
     from conftest import synthetic_skill_rows, write_esco_csv
-    from s3server import S3Server
+    from helpers.s3server import S3Server
     from skillgen.simulator.process import SimulatorProcess
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-s3-"))

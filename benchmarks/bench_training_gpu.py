@@ -119,7 +119,7 @@ def ensure_generated(gen_dir: Path, n_sentences: int) -> None:
     """Simulator sentences for every ESCO skill, as benchmarks/bench_quality.py makes them (resumes if partial)."""
     from skillgen.common.raycluster import init_ray
     from skillgen.config import make_config
-    from skillgen.run import run_generation
+    from skillgen import run_generation
     from skillgen.simulator import run_in_thread
 
     init_ray(None)

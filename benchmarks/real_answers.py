@@ -90,7 +90,7 @@ def _asked(request: dict[str, Any]) -> int:
 
 
 def modes_report(base: Path) -> dict[str, Any]:
-    from llamacpp import read_exchanges
+    from helpers.llamacpp import read_exchanges
 
     exchanges = read_exchanges(base / "exchanges.jsonl")
     skills = run_skills(base / "generation")
@@ -117,7 +117,7 @@ def modes_report(base: Path) -> dict[str, Any]:
 
 
 def write_fixture(base: Path, key: str, name: str) -> Path:
-    from llamacpp import read_exchanges
+    from helpers.llamacpp import read_exchanges
 
     skill = run_skills(base / "generation")[key]
     mine = [e for e in read_exchanges(base / "exchanges.jsonl") if (e.get("request_key") or "").split(":")[0] == key]
@@ -125,7 +125,7 @@ def write_fixture(base: Path, key: str, name: str) -> Path:
         raise SystemExit(f"no exchange with request key {key}")
     fixture = {
         "source": f"{base / 'exchanges.jsonl'}: SmolLM2-135M-Instruct on llama-cpp-python's server, recorded by "
-                  "tests/llamacpp.py's RecordingProxy during benchmarks/bench_llamacpp.py",
+                  "tests/helpers/llamacpp.py's RecordingProxy during benchmarks/bench_llamacpp.py",
         "skill": {"skill_id": skill.skill_id, "label": skill.label, "description": skill.description,
                   "alt_labels": list(skill.alt_labels), "skill_type": skill.skill_type},
         "exchanges": [{k: e[k] for k in ("request_key", "elapsed_s", "status", "limit_headers", "request", "response")}

@@ -16,13 +16,14 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from skillgen.config import GenerationConfig, format_validation_error, make_config, read_toml
-from skillgen.common.errors import UserError
+from skillgen import GenerationConfig, make_config, read_toml
+from skillgen.common import UserError, format_validation_error
 from skilltrain.config import PathOrURI, TrainConfig
 
 SIMULATOR_BASE_URL = "simulator"  # generation.base_url value that means "start the built-in simulator"
+SIMULATOR_PLACEHOLDER_URL = "http://127.0.0.1:1/v1"  # stands in for the simulator's URL when checking a config
 
 
 class SimulatorSection(BaseModel):
@@ -47,9 +48,20 @@ class EvaluationSection(BaseModel):
     split: Literal["test", "validation"] = "test"
     baseline: bool = True  # also score the untrained start model (cached in the run dir)
 
+    @field_validator("sets")
+    @classmethod
+    def _sets(cls, value: list[str]) -> list[str]:
+        from skilltrain.evaluation.benchmarks import SETS
+
+        bad = [s for s in value if s not in SETS]
+        if bad or not value:
+            raise ValueError(f"unknown benchmark set(s) {bad}; choose from {list(SETS)}")
+        return value
+
 
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _source: str = PrivateAttr(default="pipeline config")  # "--config FILE": how errors name the file
 
     run_dir: PathOrURI = Path("runs/local")  # or s3://bucket/prefix (keys from AWS_* env) on a cluster without a shared disk
     ray_address: str | None = None
@@ -61,6 +73,11 @@ class PipelineConfig(BaseModel):
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
 
     # ---- derived stage configs ------------------------------------------------
+
+    @property
+    def source(self) -> str:
+        """``--config FILE``, the way error messages name the file."""
+        return self._source
 
     @property
     def uses_simulator(self) -> bool:
@@ -86,19 +103,21 @@ class PipelineConfig(BaseModel):
             values["base_url"] = base_url
             values.setdefault("model", "simulator")
         if "run_dir" in values:
-            raise UserError("[generation] run_dir: set the top-level run_dir; the pipeline keeps generation in <run_dir>/generation")
+            raise UserError(f"{self._source}: [generation] run_dir: set the top-level run_dir; the pipeline keeps generation "
+                            "in <run_dir>/generation")
         values["run_dir"] = str(self.generation_dir)
         if self.esco is not None:
             values.setdefault("esco", str(self.esco))
         if self.ray_address:
             values.setdefault("ray_address", self.ray_address)
-        return make_config(values, source="[generation]")
+        return make_config(values, source=f"{self._source}: [generation]", names=self.section_names("generation"))
 
     def train_config(self) -> TrainConfig:
         values = dict(self.training)
         clash = sorted({"data", "out"} & set(values))
         if clash:
-            raise UserError(f"[training] {', '.join(clash)}: derived from the top-level run_dir (generation -> training -> <run_dir>/model)")
+            raise UserError(f"{self._source}: [training] {', '.join(clash)}: derived from the top-level run_dir "
+                            "(generation -> training -> <run_dir>/model)")
         values.update(data=self.generation_dir, out=self.model_dir)
         values.setdefault("storage_path", self.under_run_dir("train"))
         values.setdefault("name", "skilltrain")
@@ -111,21 +130,35 @@ class PipelineConfig(BaseModel):
         try:
             return TrainConfig(**values)
         except ValidationError as exc:
-            raise UserError(format_validation_error(exc, "[training]")) from None
+            raise UserError(format_validation_error(exc, f"{self._source}: [training]", self.section_names("training"),
+                                                    TrainConfig.model_fields)) from None
+
+    def section_names(self, section: str) -> dict[str, str]:
+        """How the config file spells each key of a stage section, for error messages."""
+        return {key: f"{self._source}: [{section}] {key}" for key in getattr(self, section)}
 
     def public_json(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
 
 
+CLI_FLAGS = {"run_dir": "--run-dir", "ray_address": "--address", "esco": "--esco", "benchmark_dir": "--benchmark-dir"}
+
+
 def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a pipeline TOML; ``overrides`` (from the CLI) win over the file."""
     raw = read_toml(path, "pipeline config file")
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    source = f"--config {path}"
+    names = {key: f"{source}: [{key}]" if isinstance(value, dict) else f"{source}: {key}" for key, value in raw.items()}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    raw.update(given)
+    names.update({key: CLI_FLAGS.get(key, key) for key in given})
     try:
         config = PipelineConfig(**raw)
     except ValidationError as exc:
-        raise UserError(format_validation_error(exc, str(path))) from None
+        sections = {"simulator": SimulatorSection.model_fields, "evaluation": EvaluationSection.model_fields}
+        raise UserError(format_validation_error(exc, source, names, PipelineConfig.model_fields, sections)) from None
+    config._source = source
     # Validate both stages now, before any token is spent or any worker starts.
-    config.generation_config(base_url="http://127.0.0.1:1/v1" if config.uses_simulator else None)
+    config.generation_config(base_url=SIMULATOR_PLACEHOLDER_URL if config.uses_simulator else None)
     config.train_config()
     return config

@@ -32,12 +32,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
+from cluster.checks import check_pipeline
 from cluster.config import PipelineConfig, load_pipeline_config
-from skillgen.common.argparsing import new_parser
-from skillgen.common.errors import UserError
-from skillgen.common.paths import BENCHMARK_DIR_HELP, ESCO_HELP
-from skillgen.common.raycluster import init_ray
-from skillgen.common.storage import Location, resolve
+from cluster.summary import PipelineSummary
+from skillgen.common import BENCHMARK_DIR_HELP, ESCO_HELP, Location, UserError, init_ray, new_parser, resolve
 
 log = logging.getLogger("cluster.pipeline")
 
@@ -53,9 +51,9 @@ def fingerprint(inputs: Any) -> str:
 
 def generation_output(config: PipelineConfig) -> list[str]:
     """What training consumes: the generation shards (write-once files, so their names identify them)."""
-    from skillgen.rundir.sinks import ROWS_DIR, part_files
+    from skillgen.common import shard_files
 
-    return [p.name for p in part_files(resolve(config.generation_dir) / ROWS_DIR)]
+    return [p.name for p in shard_files(config.generation_dir)]
 
 
 def file_identity(path: Path | None) -> Any:
@@ -76,27 +74,15 @@ def enter_stage(config: PipelineConfig, stage: str, inputs: Any, outputs: Sequen
         stale = run_dir / "stale" / f"{stage}-{time.strftime('%Y%m%dT%H%M%S')}"
         for output in (resolve(o) for o in outputs):
             if output.exists() or output.list(recursive=True):
-                move_aside(output, stale / output.name)
+                output.move_to(stale / output.name)
         log.warning("%s: inputs changed since the last run; redoing it (old outputs moved to %s)", stage, stale)
     record[stage] = fp
     path.write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
-def move_aside(source: Location, target: Location) -> None:
-    """Move a file or folder: a rename on local disk, copy then delete on object storage (no rename there)."""
-    if source.is_local:
-        target.parent.mkdir()
-        source.local_path.rename(target.local_path)
-        return
-    import pyarrow.fs as pafs
-
-    pafs.copy_files(source.path, target.path, source_filesystem=source.fs, destination_filesystem=target.fs)
-    source.delete()
-
-
 def simulator_host(config: PipelineConfig) -> str:
     """Where the built-in simulator binds: see ``SimulatorSection.host``."""
-    from skillgen.common.raycluster import resolve_address
+    from skillgen.common import resolve_address
 
     if config.simulator.host != "auto":
         return config.simulator.host
@@ -109,7 +95,7 @@ def simulator_host(config: PipelineConfig) -> str:
 
 def start_simulator(config: PipelineConfig, stack: ExitStack) -> str:
     """Start the built-in simulator in this process; it stops when the pipeline does."""
-    from skillgen.simulator import SimulatorConfig, run_in_thread
+    from skillgen import SimulatorConfig, run_in_thread
 
     sim = config.simulator
     handle = run_in_thread(
@@ -123,8 +109,7 @@ def start_simulator(config: PipelineConfig, stack: ExitStack) -> str:
 
 def generate(config: PipelineConfig, base_url: str | None) -> dict[str, Any]:
     """Run (or resume) generation; each invocation's summary is appended to ``generation_runs.jsonl``."""
-    from skillgen.estimate import estimate
-    from skillgen.run import run_generation
+    from skillgen import RunState, estimate, run_generation
 
     gen_config = config.generation_config(base_url)
     cost = estimate(gen_config)
@@ -132,7 +117,7 @@ def generate(config: PipelineConfig, base_url: str | None) -> dict[str, Any]:
     summary = run_generation(gen_config, progress=True)  # logs its own summary line
     record = {"estimate": cost.to_dict(), "summary": summary.to_dict()}
     append_line(resolve(config.run_dir) / GENERATION_LOG, json.dumps(record))
-    if summary.status != "complete":
+    if summary.state != RunState.COMPLETE:
         raise UserError(
             f"generation did not finish ({summary.status}); "
             "fix the cause (e.g. raise spend_cap_usd) and rerun the same command to continue"
@@ -148,7 +133,7 @@ def append_line(path, line: str) -> None:
 
 def print_estimate(config: PipelineConfig) -> None:
     """Cost before spending: exact prompt tokens, expected completion tokens, online and batch prices."""
-    from skillgen.estimate import estimate
+    from skillgen import estimate
 
     with ExitStack() as stack:
         base_url = start_simulator(config, stack) if config.uses_simulator else None
@@ -168,7 +153,7 @@ def train(config: PipelineConfig) -> dict[str, Any]:
     result = fit(config.train_config())
     record = {
         "out_dir": str(result.out_dir), "best_step": result.best_step, "best_metrics": result.best_metrics,
-        "history": result.history, "wall_s": round(result.wall_s, 1), "checkpoint": result.checkpoint,
+        "history": result.history, "losses": result.losses, "wall_s": round(result.wall_s, 1), "checkpoint": result.checkpoint,
         "resumed_at_steps": result.extra.get("resumed_at_steps", []),
         "samples_per_s": round(result.extra["last_metrics"].get("samples_per_s", 0.0), 1),
         "mfu": round(result.extra["last_metrics"].get("mfu", 0.0), 4), "phase_s": result.extra.get("phase_s", {}),
@@ -179,7 +164,7 @@ def train(config: PipelineConfig) -> dict[str, Any]:
 
 def evaluate(config: PipelineConfig) -> dict[str, Any]:
     """Test scores of the trained model and of the untrained start model (the baseline)."""
-    from skillgen.common.taxonomy import load_skills
+    from skillgen.common import load_skills
     from skilltrain.evaluation.evaluate import evaluate as run_eval
     from skilltrain.evaluation.evaluate import format_table, load_benchmarks, results_json
     from skilltrain.model import EVAL_RESULTS_FILE, BiEncoder
@@ -211,6 +196,9 @@ def evaluate(config: PipelineConfig) -> dict[str, Any]:
         results = {name: saved[name] for name in ev.sets}
     else:
         results = results_json(run_eval(load_model(model_dir), skills, benchmarks, progress=True))
+        if ev.split == "test":  # the model's own record (and so its card) keeps the test scores it lacked
+            saved_all = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+            saved_path.write_text(json.dumps({**saved_all, "test": {**(saved or {}), **results}}, indent=2))
     (run_dir / f"results_{ev.split}.json").write_text(json.dumps(results, indent=2))
     if baseline:  # without a baseline the trained model's table is the one fit() already printed
         print(format_table(baseline, title=f"zero-shot start model ({ev.split})"))
@@ -233,7 +221,7 @@ def load_model(model_dir):
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """One writer per run dir: a second pipeline on it is refused in one line (exit 2) naming the first."""
-    from skillgen.rundir.lease import RunDirLease
+    from skillgen import RunDirLease
 
     run_dir = resolve(config.run_dir, "run_dir")
     run_dir.mkdir()
@@ -260,12 +248,27 @@ def _run_pipeline(config: PipelineConfig, run_dir: Location) -> dict[str, Any]:
         outcome["evaluation"] = evaluate(config)
     with _timed(stage_s, "report"):
         log.info("stage 4/4: report")
-        from cluster.report import write_report
+        from cluster.run_report import write_report
+        from skillgen import quality_report
 
+        outcome["data_report"] = quality_report(config.generation_dir)
         report = write_report(config, outcome)
-    outcome["summary"] = final_summary(config, outcome, stage_s, report)
-    (run_dir / "summary.json").write_text(json.dumps(outcome["summary"], indent=2))
+        write_model_card(config, outcome)
+    paths = {"run_dir": str(run_dir), "model": str(resolve(config.model_dir)), "report": str(report)}
+    summary = PipelineSummary.of(config.evaluation.split, outcome["evaluation"],
+                                 outcome["generation"]["summary"].get("total_cost_usd"), stage_s, paths)
+    outcome["summary"] = summary
+    (run_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
     return outcome
+
+
+def write_model_card(config: PipelineConfig, outcome: dict[str, Any]) -> None:
+    """Rewrite the model's card (``fit`` wrote one) with what only the pipeline knows: the zero-shot
+    baseline and the data report's headline numbers, next to the test scores of ``eval_results.json``."""
+    from skilltrain.card import write_card
+
+    baseline = outcome["evaluation"].get("baseline") if config.evaluation.split == "test" else None
+    write_card(resolve(config.model_dir), baseline=baseline, data_report=outcome["data_report"].headline())
 
 
 @contextmanager
@@ -275,62 +278,6 @@ def _timed(into: dict[str, float], stage: str) -> Iterator[None]:
         yield
     finally:
         into[stage] = round(time.perf_counter() - started, 1)
-
-
-def final_summary(config: PipelineConfig, outcome: dict[str, Any], stage_s: dict[str, float], report: Any) -> dict[str, Any]:
-    """What a user wants at the end: scores before -> after with 95% intervals, cost, time per stage, paths."""
-    evaluation = outcome["evaluation"]
-    baseline = evaluation.get("baseline") or {}
-    scores = {}
-    for name, after in evaluation["results"].items():
-        before = baseline.get(name, {})
-        scores[name] = {metric: {"before": _with_ci(before, metric), "after": _with_ci(after, metric)} for metric in ("RP@5", "MRR")}
-    gen = outcome["generation"]["summary"]
-    return {
-        "split": config.evaluation.split,
-        "scores": scores,
-        "cost_usd": gen.get("total_cost_usd"),
-        "stage_seconds": stage_s,
-        "total_seconds": round(sum(stage_s.values()), 1),
-        "paths": {"run_dir": str(resolve(config.run_dir)), "model": str(resolve(config.model_dir)), "report": str(report)},
-    }
-
-
-def _with_ci(report: dict[str, Any], metric: str) -> dict[str, float] | None:
-    """``{"value", "lo", "hi"}`` in percent from a results_json entry, or None when absent."""
-    if metric not in report:
-        return None
-    value = report[metric]
-    ci = report.get("ci95", {}).get(metric)
-    out = {"value": value}
-    if ci:
-        out.update(lo=ci[0], hi=ci[1])
-    return out
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    lines = [f"\npipeline finished in {summary['total_seconds'] / 60:.1f} min "
-             f"({', '.join(f'{k} {v:.0f} s' for k, v in summary['stage_seconds'].items())})"]
-    for name, metrics in summary["scores"].items():
-        parts = []
-        for metric, pair in metrics.items():
-            before, after = pair["before"], pair["after"]
-            shown = _fmt_score(after)
-            if before is not None:
-                shown = f"{_fmt_score(before)} -> {shown}"
-            parts.append(f"{metric} {shown}")
-        lines.append(f"  {name.upper():6s} {summary['split']}: " + "; ".join(parts))
-    if summary.get("cost_usd") is not None:
-        lines.append(f"  cost:     ${summary['cost_usd']:.4f}")
-    for key, path in summary["paths"].items():
-        lines.append(f"  {key + ':':9s} {path}")
-    return "\n".join(lines)
-
-
-def _fmt_score(score: dict[str, float]) -> str:
-    if "lo" in score:
-        return f"{score['value']:.1f} [{score['lo']:.1f}, {score['hi']:.1f}]"
-    return f"{score['value']:.1f}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -384,14 +331,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.config,
             {"run_dir": args.run_dir, "ray_address": args.address, "esco": args.esco, "benchmark_dir": args.benchmark_dir},
         )
+        check_pipeline(config)  # before Ray, the simulator, pipeline.json, the lease or a request
         if args.estimate:
             print_estimate(config)
         elif args.json:
             with stdout_kept_for_result() as result:
                 summary = run_pipeline(config)["summary"]
-                result.write(json.dumps(summary, indent=2) + "\n")
+                result.write(json.dumps(summary.to_dict(), indent=2) + "\n")
         else:
-            print(format_summary(summary := run_pipeline(config)["summary"]), flush=True)
+            print(run_pipeline(config)["summary"].format(), flush=True)
     except UserError as exc:
         print(f"pipeline: error: {exc}", file=sys.stderr)
         return 2

@@ -4,8 +4,10 @@ The public API, importable from the package itself::
 
     from skillgen import GenerationConfig, estimate, run_generation, load_skills
 
-Names are resolved lazily so that ``import skillgen`` (and ``skillgen.common``,
-which ``skilltrain`` uses) does not pull in Ray or the OpenAI client.
+This and :mod:`skillgen.common` are the only ways into skillgen from skilltrain and cluster
+(``tests/test_import_graph.py`` holds that line); everything else may be reorganised. Names are
+resolved lazily so that ``import skillgen`` (and ``skillgen.common``) does not pull in Ray or the
+OpenAI client.
 """
 
 from __future__ import annotations
@@ -13,13 +15,31 @@ from __future__ import annotations
 from skillgen.common.lazy import lazy_exports
 
 _EXPORTS = {
+    # configuring a run
     "GenerationConfig": "skillgen.config",
     "load_config": "skillgen.config",
-    "run_generation": "skillgen.run",
-    "RunSummary": "skillgen.run",
-    "estimate": "skillgen.estimate",
-    "CostEstimate": "skillgen.estimate",
+    "make_config": "skillgen.config",
+    "read_toml": "skillgen.config",
+    "check_run": "skillgen.checks",
+    "FingerprintMismatch": "skillgen.rundir.runstate",
+    # running one, and what it returns
+    "estimate": "skillgen.cost_estimate",
+    "CostEstimate": "skillgen.cost_estimate",
+    "run_generation": "skillgen.generation",
+    "RunSummary": "skillgen.summary",
+    "RunState": "skillgen.summary",
+    "StopReason": "skillgen.summary",
+    # reading a run dir
+    "RunDir": "skillgen.rundir.rundir",
+    "RunDirLease": "skillgen.rundir.lease",
     "status": "skillgen.commands.status",
+    "quality_report": "skillgen.quality",
+    "QualityReport": "skillgen.quality",
+    "plot_quality": "skillgen.quality.plots",
+    # the built-in OpenAI-compatible simulator
+    "SimulatorConfig": "skillgen.simulator",
+    "run_in_thread": "skillgen.simulator",
+    # the taxonomy and errors (also in skillgen.common)
     "Skill": "skillgen.common.taxonomy",
     "load_skills": "skillgen.common.taxonomy",
     "UserError": "skillgen.common.errors",

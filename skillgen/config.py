@@ -23,10 +23,13 @@ from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from skillgen.common.errors import UserError
+from skillgen.common.errors import UserError, format_validation_error, suggest
 from skillgen.llm.prompts import PROMPT_VERSION, PromptSpec, response_format
+
+__all__ = ["DEFAULT_BASE_URL", "GenerationConfig", "TOML_SECTIONS", "load_config", "make_config", "read_toml",
+           "toml_values"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -147,16 +150,10 @@ class GenerationConfig(BaseModel):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+        # A user who pastes the key itself into api_key_env would write it into run.json.
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) or v.startswith(("sk-", "sk_")) or len(v) > 100:
             raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the key itself")
         return v
-
-    @model_validator(mode="after")
-    def _no_secret(self) -> "GenerationConfig":
-        # A user who pastes the key itself into api_key_env would write it into run.json.
-        if self.api_key_env.startswith(("sk-", "sk_")) or len(self.api_key_env) > 100:
-            raise ValueError("api_key_env must be the NAME of an environment variable, not the key itself")
-        return self
 
     # ---- derived -------------------------------------------------------------
 
@@ -203,57 +200,65 @@ class GenerationConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line naming every bad field, e.g. ``[generation]: invalid configuration: rpm: ...``."""
-    parts = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        parts.append(f"{field}: {msg}")
-    return f"{source}: invalid configuration: " + "; ".join(parts)
-
-
-def make_config(values: Mapping[str, Any], source: str = "config") -> GenerationConfig:
+def make_config(values: Mapping[str, Any], source: str = "config", names: Mapping[str, str] | None = None) -> GenerationConfig:
     try:
         return GenerationConfig(**values)
     except ValidationError as exc:
-        raise UserError(format_validation_error(exc, source)) from None
+        raise UserError(format_validation_error(exc, source, names, GenerationConfig.model_fields)) from None
 
 
 # TOML sections are flattened: [endpoint] base_url=..., [limits] tpm=... are all plain fields.
 TOML_SECTIONS = ("endpoint", "sampling", "prompt", "limits", "execution", "data", "generation")
 
 
-def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed file is a one-line :class:`UserError`."""
+def read_toml(path: str | Path, what: str = "config file", flag: str = "--config") -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a one-line :class:`UserError` naming it."""
     path = Path(path)
+    if not path.exists():
+        raise UserError(f"{flag} {path}: {what} does not exist")
     if not path.is_file():
-        raise UserError(f"{path}: {what} does not exist")
+        raise UserError(f"{flag} {path}: is a directory, expected a TOML {what}")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{flag} {path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{flag} {path}: not valid TOML (not UTF-8 text)") from None
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
+def toml_values(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """A generation TOML's fields (sections flattened) and, per field, how the file spelled it."""
     raw = read_toml(path)
-    flat: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
     for key, value in raw.items():
         if key in TOML_SECTIONS and isinstance(value, dict):
-            flat.update(value)
+            values.update(value)
+            names.update({k: f"--config {path}: [{key}] {k}" for k in value})
         elif isinstance(value, dict):
-            raise UserError(f"{path}: unknown section [{key}] (known: {', '.join(TOML_SECTIONS)})")
+            guess = suggest(key, TOML_SECTIONS)
+            raise UserError(f"--config {path}: unknown section [{key}]" + (f"; did you mean [{guess}]?" if guess else "")
+                            + f" (known: {', '.join(TOML_SECTIONS)})")
         else:
-            flat[key] = value
-    return flat
+            values[key] = value
+            names[key] = f"--config {path}: {key}"
+    return values, names
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> GenerationConfig:
-    """Config from a TOML file (optional) with ``overrides`` (None values ignored) on top."""
-    values: dict[str, Any] = load_toml(path) if path else {}
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                flags: Mapping[str, str] | None = None) -> GenerationConfig:
+    """Config from a TOML file (optional) with ``overrides`` (None values ignored) on top.
+
+    ``flags`` names the command-line flag of each override (``n_sentences`` -> ``-n``), so an error says
+    what the user typed.
+    """
+    values, names = toml_values(path) if path else ({}, {})
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
-    return make_config(values, source=str(path) if path else "config")
+            if flags and key in flags:
+                names[key] = flags[key]
+            else:
+                names.pop(key, None)
+    return make_config(values, source=f"--config {path}" if path else "config", names=names)
+

@@ -1,40 +1,33 @@
 """What a generation run will do, decided before anything is sent; shared by both drivers.
 
 Online mode (:mod:`skillgen.online`) and batch mode (:mod:`skillgen.batch`)
-plan the same way: the selected skills, minus what the run dir already holds,
-become :class:`SkillTask` s; both end with one :class:`RunSummary`. Keeping
-this here (not in either driver) is what lets batch mode not import the
-online runtime and vice versa.
+plan the same way, with :func:`plan_run`: the selected skills, minus what the
+run dir already holds, become :class:`SkillTask` s; a run dir already at the
+spend cap is refused; the estimate is prompt tokens (exact) plus ``max_tokens``
+per task at the mode's price. Both end with one
+:class:`~skillgen.summary.RunSummary`. Keeping this here (not in either
+driver) is what lets batch mode not import the online runtime and vice versa,
+and what keeps the run dir (:mod:`skillgen.rundir`) free of planning: it
+says what it holds, this module decides what is missing.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
 
 from skillgen.common.errors import UserError
-from skillgen.common.taxonomy import Skill
+from skillgen.common.taxonomy import Skill, iter_skills, load_skills, select
 from skillgen.config import GenerationConfig
+from skillgen.llm.pricing import Price
 from skillgen.llm.prompts import build_messages
 from skillgen.llm.tokens import count_tokens
-from skillgen.rundir.runstate import request_key
+from skillgen.rundir.rundir import RunDir
+from skillgen.rundir.runstate import Progress, request_key
+from skillgen.rundir.sinks import utcnow
 
-if TYPE_CHECKING:
-    from skillgen.llm.pricing import Price
-    from skillgen.rundir.rundir import RunDir
-
-
-class StopReason(StrEnum):
-    """Why a run stopped before finishing (``RunSummary.status`` is ``"stopped: <reason>"`` or ``"interrupted"``)."""
-
-    SPEND_CAP = "spend cap"
-    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM
-    LEASE_LOST = "run dir lease lost"
-    BUDGET_LOST = "budget actor lost"
-    SCHEDULER_LOST = "scheduler actor lost"
-    LEDGER_WRITE_FAILED = "ledger write failed"
-    CANCELLED = "cancelled"  # skillgen batch cancel
+__all__ = ["RunPlan", "SkillTask", "build_tasks", "plan_run", "preflight", "selected_skills"]
 
 
 @dataclass(frozen=True)
@@ -45,48 +38,6 @@ class SkillTask:
     skill: Skill
     missing: tuple[int, ...]
     avoid: tuple[str, ...] = ()
-
-
-@dataclass
-class RunSummary:
-    run_dir: str
-    status: str  # "complete", "incomplete", "stopped: <reason>", "interrupted"
-    skills_selected: int
-    skills_already_done: int
-    skills_attempted: int
-    skills_completed: int
-    skills_failed: int
-    skills_remaining: int
-    rows_written: int
-    failures_written: int
-    requests: int
-    retries: int
-    rate_limited: int
-    truncated: int
-    prompt_tokens: int
-    completion_tokens: int
-    estimated_cost_usd: float  # upper bound before the run: exact prompts + max_tokens per request
-    actual_cost_usd: float  # this invocation, by the ledger (unknown outcomes priced by unknown_outcome)
-    total_cost_usd: float  # everything this run dir has paid for, by the ledger
-    estimated_prompt_tokens: int
-    elapsed_s: float
-    workers: int
-    budget: dict[str, Any] = field(default_factory=dict)
-    ledger: dict[str, Any] = field(default_factory=dict)  # ledger_totals of the run dir after this invocation
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def format(self) -> str:
-        return (
-            f"{self.status}: {self.skills_completed} skills completed, {self.skills_failed} failed, "
-            f"{self.skills_remaining} remaining ({self.skills_already_done} were done before) | "
-            f"{self.rows_written} rows, {self.failures_written} failure records written | "
-            f"{self.requests} requests, {self.retries} retries, {self.rate_limited} 429s, {self.truncated} truncated | "
-            f"tokens {self.prompt_tokens} prompt (estimated {self.estimated_prompt_tokens}) + {self.completion_tokens} completion | "
-            f"cost ${self.actual_cost_usd:.4f} (estimate up to ${self.estimated_cost_usd:.4f}; run dir total ${self.total_cost_usd:.4f}) | "
-            f"{self.elapsed_s:.1f} s"
-        )
 
 
 def preflight(config: GenerationConfig) -> None:
@@ -105,8 +56,26 @@ def preflight(config: GenerationConfig) -> None:
         raise UserError(f"endpoint {config.base_url} rejected the API key from ${config.api_key_env} (HTTP {resp.status_code})")
 
 
-def build_tasks(config: GenerationConfig, skills, progress) -> tuple[list[SkillTask], int, int]:
-    """Tasks for the skills not yet finished, and how many were already done; plus their prompt tokens."""
+def selected_skills(config: GenerationConfig) -> list[Skill]:
+    """The skills ``config`` selects (``--limit``, ``--sample``, ``--skill-type``, labels); never empty."""
+    taxonomy = load_skills(config.esco)
+    if config.skill_types:
+        known = set(taxonomy["skill_type"].unique().to_list())
+        unknown = [t for t in config.skill_types if t not in known]
+        if unknown:
+            raise UserError(f"--skill-type (skill_types in a config) {', '.join(map(repr, unknown))}: no skill has this type; "
+                            f"the taxonomy's types: {', '.join(repr(t) for t in sorted(known) if t)}")
+    df = select(taxonomy, limit=config.limit, sample=config.sample, seed=config.sample_seed,
+                types=config.skill_types, labels=config.labels)
+    skills = list(iter_skills(df))
+    if not skills:
+        raise UserError("the skill selection is empty (check --limit/--sample/--skill-type)")
+    return skills
+
+
+def build_tasks(config: GenerationConfig, skills: Iterable[Skill], progress: Progress) -> tuple[list[SkillTask], int, int]:
+    """Tasks for the skills ``progress`` (what a run dir holds) does not finish, how many it finishes, and the
+    tasks' prompt tokens."""
     tasks, already, prompt_est = [], 0, 0
     n = config.n_sentences
     seen = set()
@@ -128,27 +97,33 @@ def build_tasks(config: GenerationConfig, skills, progress) -> tuple[list[SkillT
 
 @dataclass
 class RunPlan:
-    """What a run will do, decided before anything is started or sent."""
+    """What one invocation will do, decided before anything is started or sent."""
 
-    skills: list
+    config: GenerationConfig
+    skills: list[Skill]
+    progress: Progress  # what the run dir held when planned
     tasks: list[SkillTask]
-    already: int
-    prompt_est: int
-    est_cost: float
-    spent_before: float
-    written: set[tuple[str, int]]  # (request_key, sample_idx) already on disk
+    already: int  # selected skills already finished
+    prompt_est: int  # prompt tokens of the tasks, exact
+    est_cost: float  # upper bound: prompts + max_tokens per task, at the mode's price
+    spent_before: float  # the run dir's spend by the ledger, before this invocation
+    t0: float = field(default_factory=time.monotonic)
+    started_at: str = field(default_factory=lambda: utcnow().isoformat())
+
+    @property
+    def written(self) -> set[tuple[str, int]]:
+        """(request_key, sample_idx) slots already on disk."""
+        return {(k, i) for k, have in self.progress.have.items() for i in have}
 
 
-def plan_run(config: GenerationConfig, price: "Price", run_dir: "RunDir") -> RunPlan:
+def plan_run(config: GenerationConfig, price: Price, run_dir: RunDir) -> RunPlan:
     """Selected skills minus what ``run_dir`` holds; refuses (UserError) a run dir already at the spend cap."""
-    from skillgen.estimate import selected_skills
-
     skills = selected_skills(config)
-    state = run_dir.progress()
-    tasks, already, prompt_est = run_dir.missing(config, skills, state)
+    progress = run_dir.progress()
+    tasks, already, prompt_est = build_tasks(config, skills, progress)
     spent = run_dir.spend(config.unknown_outcome).total_usd
     if config.spend_cap_usd is not None and spent >= config.spend_cap_usd and tasks:
         raise UserError(f"spend cap ${config.spend_cap_usd:.4f} already reached by this run dir "
                         f"(${spent:.4f} spent, by the ledger); rerun with a higher --spend-cap-usd to continue")
-    written = {(k, i) for k, have in state.have.items() for i in have}
-    return RunPlan(skills, tasks, already, prompt_est, price.cost(prompt_est, config.max_tokens * len(tasks)), spent, written)
+    est_cost = price.cost(prompt_est, config.max_tokens * len(tasks))
+    return RunPlan(config, skills, progress, tasks, already, prompt_est, est_cost, spent)

@@ -21,6 +21,7 @@ from skillgen.common import Location, is_uri, path_or_uri, resolve
 # A local path, or a URI (s3://, gs://, ...) kept as a string: run dirs, the model and Ray Train's
 # storage may live on object storage when the cluster's nodes share no disk.
 PathOrURI = Annotated[Union[Path, str], BeforeValidator(path_or_uri)]
+CHECKPOINTS_DIR = "checkpoints"  # Ray Train's storage inside the model dir unless storage_path says otherwise
 
 
 class TrainConfig(BaseModel):
@@ -89,7 +90,7 @@ class TrainConfig(BaseModel):
     log_every: int = Field(10, ge=1, description="progress log line from rank 0 every N steps")
     checkpoint_keep: int = Field(2, ge=1, description="checkpoints kept (best by validation RP@5 + latest)")
     max_failures: int = Field(3, ge=0, description="worker-group restarts from the latest checkpoint")
-    storage_path: Optional[PathOrURI] = Field(None, description="Ray Train storage (path or s3:// URI); None = <out>.ray")
+    storage_path: Optional[PathOrURI] = Field(None, description="Ray Train storage (path or s3:// URI); None = <out>/checkpoints")
     name: Optional[str] = Field(None, description="Ray Train run name; a rerun with the same name resumes")
     ray_address: Optional[str] = Field(None, description="Ray cluster address; None = $RAY_ADDRESS or local")
 
@@ -141,8 +142,9 @@ class TrainConfig(BaseModel):
 
     @property
     def storage(self) -> Path | Location:
-        """Ray Train's storage: a resolved local Path, or a :class:`Location` on object storage."""
-        where = self.storage_path if self.storage_path is not None else f"{str(self.out).rstrip('/')}.ray"
+        """Ray Train's storage: a resolved local Path, or a :class:`Location` on object storage. By default
+        under the model dir (``<out>/checkpoints``), so a fit writes nothing beside ``--out``."""
+        where = self.storage_path if self.storage_path is not None else f"{str(self.out).rstrip('/')}/{CHECKPOINTS_DIR}"
         return resolve(where) if is_uri(str(where)) else Path(where).resolve()
 
     def to_json(self) -> dict:

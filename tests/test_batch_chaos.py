@@ -13,52 +13,36 @@ The simulator runs in this process (its Batch API over loopback), the driver as 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from skillgen.batch.state import load_manifest
+from skillgen import run_generation
 from skillgen.commands.status import status
 from skillgen.rundir.ledger import ledger_totals, read_ledger
-from skillgen.rundir.rundir import RunDir
-from skillgen.run import run_generation
 from skillgen.simulator import run_in_thread
-from gen_helpers import assert_complete, esco, gen_config
+from helpers.generation import assert_complete, batch_entries, esco, gen_config, run_cmd, subprocess_env
 
-REPO = Path(__file__).resolve().parent.parent
 N_SKILLS, N = 60, 4
 UNPROCESSED = {"expired", "batch_cancelled", "batch_failed", "cancelled_before_send"}
 
 
 def _cli(sim, csv: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "skillgen.cli", "run", "--mode", "batch", "--esco", str(csv), "--base-url",
-            sim.base_url, "--model", "gpt-4o-mini", "--api-key-env", "SKILLGEN_TEST_KEY", "--run-dir", str(run_dir),
-            "-n", str(N), "--max-tokens", "400", "--batch-poll-min-s", "0.05", "--batch-poll-max-s", "0.3",
-            "--no-progress", *extra]
-
-
-def _entries(run_dir: Path) -> list:
-    try:
-        manifest = load_manifest(RunDir.read_only(run_dir))
-    except Exception:  # noqa: BLE001 - not created yet
-        return []
-    return manifest.entries if manifest else []
+    return run_cmd(sim.base_url, csv, run_dir, "--max-tokens", "400", "--no-progress", *extra, mode="batch", n=N)
 
 
 def _kill_when(cmd: list[str], run_dir: Path, log: Path, predicate, timeout: float = 180.0) -> None:
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=log.parent, stdout=fh,
+        proc = subprocess.Popen(cmd, env=subprocess_env(), cwd=log.parent, stdout=fh,
                                 stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if predicate(_entries(run_dir)):
+            if predicate(batch_entries(run_dir)):
                 proc.send_signal(signal.SIGKILL)
                 break
             assert proc.poll() is None, f"driver ended before the kill: {log.read_text()[-2000:]}"
@@ -89,12 +73,12 @@ def check_books(run_dir: Path, stats: dict, unprocessed: set[str] | None = None)
     assert abs(totals.prompt_tokens + totals.completion_tokens - tokens) <= 0.005 * tokens
     assert totals.known_usd == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
     assert totals.spent_usd == pytest.approx(stats["batch_cost_usd"], rel=1e-6)  # no open line held any more
-    assert status(str(run_dir))["cost_usd"] == pytest.approx(totals.spent_usd, rel=1e-9)
+    assert status(str(run_dir)).cost_usd == pytest.approx(totals.spent_usd, rel=1e-9)
     return dict(outcomes)
 
 
 def _rerun(sim, csv: Path, run_dir: Path, tmp_path: Path) -> None:
-    done = subprocess.run(_cli(sim, csv, run_dir), env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=tmp_path,
+    done = subprocess.run(_cli(sim, csv, run_dir), env=subprocess_env(), cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -128,8 +112,8 @@ def test_expired_batch(tmp_path: Path):
                             batch_max_rounds=20)
         summary = run_generation(config, progress=False)
         stats = sim.stats()
-    first = _entries(tmp_path / "run")[0]
-    assert summary.status == "complete" and len(_entries(tmp_path / "run")) >= 2
+    first = batch_entries(tmp_path / "run")[0]
+    assert summary.status == "complete" and len(batch_entries(tmp_path / "run")) >= 2
     assert first.status == "expired" and 0 < first.request_counts["completed"] < N_SKILLS  # its finished part kept
     check_books(tmp_path / "run", stats, unprocessed={"expired"})
 
@@ -143,11 +127,11 @@ def test_cancelled_batch(tmp_path: Path):
     log = tmp_path / "driver.log"
     with run_in_thread(batch_seconds_per_line=0.05, batch_validating_s=0.0) as sim:
         with open(log, "w") as fh:
-            proc = subprocess.Popen(_cli(sim, csv, run_dir), env={**os.environ, "PYTHONPATH": str(REPO)},
+            proc = subprocess.Popen(_cli(sim, csv, run_dir), env=subprocess_env(),
                                     cwd=tmp_path, stdout=fh, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 180
-            while not any(e.request_counts.get("completed", 0) > 0 for e in _entries(run_dir)):
+            while not any(e.request_counts.get("completed", 0) > 0 for e in batch_entries(run_dir)):
                 assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
                 time.sleep(0.02)
             cancel_run(run_dir)
@@ -156,5 +140,5 @@ def test_cancelled_batch(tmp_path: Path):
             proc.kill()
         _rerun(sim, csv, run_dir, tmp_path)
         stats = sim.stats()
-    assert _entries(run_dir)[0].status == "cancelled"
+    assert batch_entries(run_dir)[0].status == "cancelled"
     check_books(run_dir, stats, unprocessed={"batch_cancelled"})

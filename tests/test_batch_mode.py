@@ -10,20 +10,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from skillgen import run_generation
 from skillgen.batch.state import load_manifest
 from skillgen.rundir.rundir import RunDir
-from skillgen.run import run_generation
 from skillgen.simulator import run_in_thread
 from skillgen.rundir.sinks import read_failures, read_rows
-from gen_helpers import assert_accounted, assert_billed_once, esco, gen_config
+from helpers.generation import (assert_accounted, assert_billed_once, batch_entries, esco, gen_config, run_cmd,
+                                subprocess_env)
 
-REPO = Path(__file__).resolve().parent.parent
 FAST_POLL = dict(batch_poll_min_s=0.05, batch_poll_max_s=0.3)
 
 
@@ -34,19 +33,13 @@ def batch_config(sim, tmp_path: Path, n_skills: int, **kw):
 
 
 def _cli(sim, csv: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "skillgen.cli", "run", "--mode", "batch", "--esco", str(csv), "--base-url",
-            sim.base_url, "--model", "gpt-4o-mini", "--api-key-env", "SKILLGEN_TEST_KEY", "--run-dir", str(run_dir),
-            "-n", "5", "--max-tokens", "600", "--batch-poll-min-s", "0.05", "--batch-poll-max-s", "0.3", *extra]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
+    return run_cmd(sim.base_url, csv, run_dir, "--max-tokens", "600", *extra, mode="batch")
 
 
 def _start(cmd: list[str], log: Path) -> subprocess.Popen:
     """The driver as a user runs it; its output goes to ``log`` (a pipe nobody reads could block it)."""
     with open(log, "w") as fh:
-        return subprocess.Popen(cmd, env=_env(), cwd=log.parent, stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, env=subprocess_env(), cwd=log.parent, stdout=fh, stderr=subprocess.STDOUT)
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen, log: Path) -> None:
@@ -60,13 +53,6 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen, log: Path) -> N
     raise AssertionError(f"condition not reached in time: {log.read_text()[-2000:]}")
 
 
-def _entries(run_dir: Path) -> list:
-    try:
-        manifest = load_manifest(RunDir.read_only(run_dir))
-    except Exception:  # noqa: BLE001 - mid-write by the other process is impossible (atomic), absent is not
-        return []
-    return manifest.entries if manifest else []
-
 
 def test_sigkill_while_polling_then_rerun_pays_nothing_twice(tmp_path: Path):
     csv = esco(tmp_path, 200)
@@ -76,18 +62,18 @@ def test_sigkill_while_polling_then_rerun_pays_nothing_twice(tmp_path: Path):
         proc = _start(_cli(sim, csv, run_dir, "--batch-max-requests", "80"), log)
         try:
             # killed while polling: all three batches submitted, none collected yet
-            _wait_for(lambda: len([e for e in _entries(run_dir) if e.batch_id]) == 3, 120, proc, log)
-            assert not any(e.collected for e in _entries(run_dir))
+            _wait_for(lambda: len([e for e in batch_entries(run_dir) if e.batch_id]) == 3, 120, proc, log)
+            assert not any(e.collected for e in batch_entries(run_dir))
             os.kill(proc.pid, signal.SIGKILL)
         finally:
             proc.kill()
             proc.wait(30)
         time.sleep(1.0)  # the batches go on at the provider meanwhile
-        done = subprocess.run(_cli(sim, csv, run_dir), env=_env(), cwd=tmp_path, capture_output=True, text=True,
+        done = subprocess.run(_cli(sim, csv, run_dir), env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True,
                               timeout=240)
         assert done.returncode == 0, done.stderr[-2000:]
         stats = sim.stats()
-    entries = _entries(run_dir)
+    entries = batch_entries(run_dir)
     assert len(entries) >= 3 and {e.requests for e in entries[:3]} == {80, 40}
     assert stats["batches_created"] == len(entries) and len(stats["files_uploaded"]) == len(entries)
     assert_billed_once(stats)
@@ -101,7 +87,7 @@ def test_upload_and_batch_made_but_not_recorded_are_found_not_repeated(tmp_path:
     from skillgen.batch.driver import BatchRun
     from skillgen.batch.jsonl import pack
     from skillgen.batch.state import seq_name
-    from skillgen.estimate import selected_skills
+    from skillgen.plan import selected_skills
 
     with run_in_thread(batch_seconds_per_line=0.0) as sim:
         config = batch_config(sim, tmp_path, 30)
@@ -130,7 +116,7 @@ def test_expired_batch_keeps_completed_part_and_resubmits_the_rest(tmp_path: Pat
         config = batch_config(sim, tmp_path, 60, batch_max_rounds=20)
         summary = run_generation(config)
         stats = sim.stats()
-    entries = _entries(tmp_path / "run")
+    entries = batch_entries(tmp_path / "run")
     first = entries[0]
     assert first.status == "expired" and 0 < first.request_counts["completed"] < 60
     assert summary.status == "complete" and summary.skills_completed == 60 and len(entries) >= 2
@@ -163,7 +149,7 @@ def test_cancel_stops_the_driver_keeps_finished_lines_and_rerun_completes(tmp_pa
         proc = _start(_cli(sim, csv, run_dir), log)
         try:
             _wait_for(lambda: any(e.status == "in_progress" and e.request_counts.get("completed", 0) > 0
-                                  for e in _entries(run_dir)), 120, proc, log)
+                                  for e in batch_entries(run_dir)), 120, proc, log)
             cancelled = cancel_run(run_dir)
             proc.wait(120)
         finally:
@@ -175,7 +161,7 @@ def test_cancel_stops_the_driver_keeps_finished_lines_and_rerun_completes(tmp_pa
         assert 0 < kept < 300  # finished lines kept, the rest not processed
         summary = run_generation(batch_config(sim, tmp_path, 60))
         stats = sim.stats()
-    assert _entries(run_dir)[0].status == "cancelled"
+    assert batch_entries(run_dir)[0].status == "cancelled"
     assert summary.status == "complete" and summary.skills_already_done == kept // 5
     assert_billed_once(stats)
     assert_accounted(run_dir, 60, 5)
@@ -189,7 +175,7 @@ def test_spend_cap_holds_in_batch_mode_and_a_higher_cap_continues(tmp_path: Path
         assert summary.status == "stopped: spend cap" and 0 < summary.skills_remaining < 120
         assert billed <= cap and summary.total_cost_usd == pytest.approx(billed, rel=1e-6)
         # every batch held its worst case: no batch was created while the open ones could have overrun the cap
-        assert all(e.worst_case_usd <= cap for e in _entries(tmp_path / "run"))
+        assert all(e.worst_case_usd <= cap for e in batch_entries(tmp_path / "run"))
         summary = run_generation(batch_config(sim, tmp_path, 120, spend_cap_usd=1.0))
         stats = sim.stats()
     assert summary.status == "complete"
@@ -198,9 +184,9 @@ def test_spend_cap_holds_in_batch_mode_and_a_higher_cap_continues(tmp_path: Path
     from skillgen.commands.status import status
 
     info = status(tmp_path / "run")
-    assert info["cost_usd"] == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
-    assert info["batches"]["by_status"] == {"completed": len(_entries(tmp_path / "run"))}
-    assert json.dumps(info)  # plain JSON for --json
+    assert info.cost_usd == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
+    assert info.batches.by_status == {"completed": len(batch_entries(tmp_path / "run"))}
+    assert json.dumps(info.to_dict())  # plain JSON for --json
 
 
 def test_per_line_errors_and_bad_bodies_get_follow_ups_then_failure_records(tmp_path: Path):

@@ -70,7 +70,7 @@ def test_rayjob_entrypoint_config_exists_and_secrets_come_from_a_kubernetes_secr
 
 
 def test_training_curve_keeps_every_logged_step_and_the_latest_value_after_a_resume():
-    from cluster.report import training_curve
+    from cluster.run_report import training_curve
 
     before_crash = [{"step": s, "loss": 1.0} for s in (10, 20, 30)] + [{"step": 30, "loss": 1.0, "val_rp5": 40.0}]
     after_resume = [{"step": 30, "loss": 0.9, "val_rp5": 41.0}, {"step": 40, "loss": 0.8}]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,9 @@ from skillgen.cli import PROG
 from skillgen.common.argparsing import dispatch
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
-from skillgen.run import run_generation
-from gen_helpers import esco, gen_config
+from skillgen import run_generation
+from helpers.generation import esco, gen_config
+from helpers.ports import free_port
 
 MY_COMMANDS = {"run": "skillgen.commands.run", "estimate": "skillgen.commands.estimate", "status": "skillgen.commands.status"}
 
@@ -22,14 +22,6 @@ def cli(argv, capsys):
     rc = dispatch(argv, PROG, "", MY_COMMANDS)
     out = capsys.readouterr()
     return rc, out.out, out.err
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_unknown_model_without_price(tmp_path: Path, capsys):
@@ -44,7 +36,7 @@ def test_negative_limits(tmp_path: Path, capsys):
     for flag in ("--rpm", "--tpm", "--spend-cap-usd", "--workers"):
         rc, _, err = cli(["run", flag, "-5", "--run-dir", str(tmp_path / "r")], capsys)
         assert rc == 2 and err.count("\n") == 1, (flag, err)
-        assert flag.lstrip("-").replace("-", "_").replace("spend_cap_usd", "spend_cap_usd") in err
+        assert err.startswith(f"skillgen: error: {flag}: "), err  # the flag the user typed, not the field (issue 30)
 
 
 def test_unwritable_run_dir(tmp_path: Path, capsys):
@@ -78,7 +70,8 @@ def test_fingerprint_mismatch(tmp_path: Path):
 
     csv = esco(tmp_path, 3)
     cfg = gen_config("http://127.0.0.1:9/v1", csv, tmp_path / "r")
-    RunDir.open(cfg).close()
+    with RunDir.open(cfg) as run_dir:  # a run dir holding work (a run dir without any is taken over: issue 30)
+        run_dir.write_batch_file("manifest.json", "{}")
     with pytest.raises(UserError, match="different model/prompt/sampling"):
         RunDir.open(cfg.model_copy(update={"temperature": 0.3}))
     RunDir.open(cfg.model_copy(update={"tpm": 1000, "spend_cap_usd": 3.0})).close()  # limits may change

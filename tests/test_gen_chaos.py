@@ -26,11 +26,10 @@ import pytest
 
 from skillgen.rundir.ledger import UNKNOWN_OUTCOMES, ledger_totals, read_ledger
 from skillgen.online.driver import BUDGET_NAME_PREFIX, SCHEDULER_NAME_PREFIX, WORKER_NAME_PREFIX
-from skillgen.run import run_generation
+from skillgen import run_generation
 from skillgen.simulator.process import SimulatorProcess
-from gen_helpers import assert_complete, esco, gen_config, ray_local  # noqa: F401
+from helpers.generation import assert_complete, esco, gen_config, ray_local, subprocess_env  # noqa: F401
 
-REPO = Path(__file__).resolve().parent.parent
 FAULTS = "500=0.05,drop=0.02,hang=0.01"
 N_SKILLS, N = 30, 5
 PRICE = dict(price_input_per_1m=1000.0, price_output_per_1m=1000.0)  # about $0.5 per request
@@ -66,7 +65,7 @@ def _kill_driver_when(base_url: str, csv: Path, run_dir: Path, cap: float, targe
            "--timeout", "2", "--max-attempts", "10", "--chunk-size", "1", "--max-tokens", "300",
            "--no-adaptive-max-tokens", "--price-input", "1000", "--price-output", "1000", "--spend-cap-usd", str(cap),
            "--api-key-env", "SKILLGEN_TEST_KEY"]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     proc = subprocess.Popen(cmd, env=env, cwd=run_dir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 300

@@ -8,7 +8,7 @@ import pytest
 from conftest import synthetic_skill_rows, write_esco_csv
 from skillgen.config import GenerationConfig, load_config
 from skillgen.common.errors import UserError
-from skillgen.estimate import estimate
+from skillgen.cost_estimate import estimate
 from skillgen.llm.pricing import price_for
 
 

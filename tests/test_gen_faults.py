@@ -9,13 +9,13 @@ import pytest
 
 from skillgen.batch.state import load_manifest
 from skillgen.commands.status import status
-from skillgen.run import run_generation
+from skillgen import run_generation
 from skillgen.rundir.ledger import BATCH_WORKER, ledger_totals, read_ledger
 from skillgen.rundir.rundir import RunDir
 from skillgen.rundir.sinks import read_failures, read_rows
 from skillgen.simulator import run_in_thread
 from skillgen.simulator.process import SimulatorProcess
-from gen_helpers import LeaseWatcher, assert_billed_once, assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
+from helpers.generation import LeaseWatcher, assert_billed_once, assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
 
 
 def test_transient_faults_and_bad_content(ray_local, tmp_path: Path):
@@ -126,4 +126,4 @@ def test_batch_shortfall_goes_online_under_the_same_lease_and_nothing_is_paid_tw
     assert abs(totals.prompt_tokens + totals.completion_tokens - billed) <= 0.005 * billed
     batch_usd = float(ledger.filter(ledger["worker"] == BATCH_WORKER)["cost_usd"].fill_null(0).sum())
     assert batch_usd == pytest.approx(stats["batch_cost_usd"], rel=1e-6)
-    assert status(run_dir)["cost_usd"] == pytest.approx(totals.spent_usd, rel=1e-9)
+    assert status(run_dir).cost_usd == pytest.approx(totals.spent_usd, rel=1e-9)

@@ -5,26 +5,23 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from skillgen.rundir.runstate import load_progress
 from skillgen.simulator.process import SimulatorProcess
-from gen_helpers import assert_complete, esco
-
-REPO = Path(__file__).resolve().parent.parent
+from helpers.generation import assert_complete, esco, run_cmd, subprocess_env
 
 
 def _cmd(base_url: str, csv: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "skillgen.cli", "run", "--esco", str(csv), "--base-url", base_url, "--model", "simulator",
-            "--run-dir", str(run_dir), "-n", "5", "--workers", "2", "--flush-seconds", "0.3", "--no-progress", *extra]
+    return run_cmd(base_url, csv, run_dir, "--workers", "2", "--flush-seconds", "0.3", "--no-progress", *extra,
+                   model="simulator", key_env=None)
 
 
 def test_sigkill_driver_then_rerun(tmp_path: Path):
     csv = esco(tmp_path, 80)
     run_dir = tmp_path / "run"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     with SimulatorProcess(latency="fixed:0.2", seed=4) as sim:
         # --rpm 20: a burst of 20 skills, then one every 3 s, so the kill lands mid-run
         log = tmp_path / "driver.log"

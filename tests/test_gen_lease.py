@@ -15,8 +15,7 @@ import pytest
 
 from skillgen.common.errors import UserError
 from skillgen.rundir.lease import LEASE_FILE, Lease, LocalLeaseBackend, RunDirLease
-
-REPO = Path(__file__).resolve().parent.parent
+from helpers.generation import subprocess_env
 
 
 def _write_lease(run_dir: Path, lease: Lease) -> None:
@@ -48,7 +47,7 @@ def test_skillgen_run_refused_while_the_lease_is_held(tmp_path: Path, esco_csv: 
     with RunDirLease.acquire(run_dir):
         out = subprocess.run([sys.executable, "-m", "skillgen.cli", "run", "--esco", str(esco_csv), "--base-url",
                               "http://127.0.0.1:9/v1", "--model", "simulator", "--run-dir", str(run_dir), "--no-progress"],
-                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+                             capture_output=True, text=True, timeout=120, env=subprocess_env())
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "is in use by skillgen run on host" in lines[0] and f"pid {os.getpid()}" in lines[0], lines

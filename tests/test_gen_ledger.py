@@ -10,21 +10,25 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from skillgen.online.budget import BudgetActor, ReserveItem, Settlement
+from skillgen.llm.pricing import Price
+from skillgen.online.budget import Budget
+from skillgen.online.budget_actor import BudgetActor
+from skillgen.online.messages import ReserveItem, Settlement
+from skillgen.online.spend import SpendGuard
 from skillgen.llm.client import RequestError, call_with_retry
 from skillgen.common.errors import UserError
 from skillgen.rundir.ledger import LedgerWriter, ledger_totals, read_ledger
 from skillgen.rundir.runstate import load_progress
 from skillgen.rundir.rundir import RunDir
 from skillgen.rundir.sinks import ROW_SCHEMA, ROWS_DIR, read_rows, utcnow, write_parquet_atomic
-from gen_helpers import esco, gen_config
+from helpers.generation import esco, gen_config
 
 REPO = Path(__file__).resolve().parent.parent
-PRICE = dict(price_in=1.0, price_out=2.0)  # USD per 1M tokens
+PRICE = Price(1.0, 2.0)  # USD per 1M tokens
 
 
-def _actor(run_dir: Path, **kw) -> BudgetActor:
-    return BudgetActor(ledger=LedgerWriter(run_dir), **PRICE, **kw)
+def _actor(run_dir: Path, spend_cap_usd: float | None = None) -> BudgetActor:
+    return BudgetActor(Budget(SpendGuard(PRICE, cap=spend_cap_usd, ledger=LedgerWriter(run_dir))))
 
 
 def test_every_grant_is_in_the_ledger_before_it_is_handed_out_and_outcomes_are_priced(tmp_path: Path):
@@ -41,7 +45,7 @@ def test_every_grant_is_in_the_ledger_before_it_is_handed_out_and_outcomes_are_p
     b.close()
     # a 200 is "received" only once the driver says its rows are on disk; until then it is unknown
     assert ledger_totals(tmp_path).by_outcome == {"429": 1, "4xx": 1, "5xx": 1, "timeout": 1, "unknown": 2}
-    assert b.persisted(b.budget.settle_seq) == 1
+    assert b.persisted(b.budget.guard.settle_seq) == 1
     worst = (1000 * 1.0 + 500 * 2.0) / 1e6
     t = ledger_totals(tmp_path, "worst_case")
     assert t.by_outcome == {"200": 1, "429": 1, "4xx": 1, "5xx": 1, "timeout": 1, "unknown": 1}
@@ -112,7 +116,7 @@ def test_damaged_shard_is_named_and_repair_makes_a_rerun_redo_exactly_its_slots(
     cfg = gen_config("http://127.0.0.1:9/v1", esco(tmp_path, 3), tmp_path / "run")
     RunDir.open(cfg).close()
     from skillgen.plan import build_tasks
-    from skillgen.estimate import selected_skills
+    from skillgen.plan import selected_skills
     from skillgen.rundir.runstate import request_key
 
     skills = selected_skills(cfg)
@@ -151,7 +155,7 @@ def test_a_200_counts_at_its_worst_case_against_the_cap_until_its_rows_are_on_di
     (rid,) = b.exchange("w0", [], [ReserveItem(1000, 1000, "a", 1)]).granted
     b.exchange("w0", [Settlement(rid, status=200, prompt_tokens=1000, completion_tokens=10)], [])
     assert b.exchange("w0", [], [ReserveItem(1000, 1000, "b", 1)]).granted == []  # would pass the cap if killed now
-    b.persisted(b.budget.settle_seq)
+    b.persisted(b.budget.guard.settle_seq)
     assert len(b.exchange("w0", [], [ReserveItem(1000, 1000, "b", 1)]).granted) == 1
     b.release_worker("w0")
     assert ledger_totals(tmp_path).spent_usd <= 1.9 * worst

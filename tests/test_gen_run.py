@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from skillgen.run import run_generation
+from skillgen import run_generation
 from skillgen.rundir.sinks import read_failures, read_rows
 from skillgen.simulator.process import SimulatorProcess
-from gen_helpers import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
+from helpers.generation import assert_complete, esco, gen_config, ray_local, served_keys  # noqa: F401
 
 
 SECRET = "sk-test-DO-NOT-LEAK-8f3a9c2e71b44d0f"
@@ -49,9 +49,9 @@ def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, ca
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["fingerprint"] == cfg.fingerprint() and meta["config"]["model"] == "simulator"
     # the request ledger: one 200 per request, its tokens the simulator's billed tokens
-    assert summary.ledger["by_outcome"] == {"200": 30}
-    assert summary.ledger["prompt_tokens"] == stats["prompt_tokens_billed"]
-    assert summary.ledger["completion_tokens"] == stats["completion_tokens_billed"]
+    assert summary.ledger.by_outcome == {"200": 30}
+    assert summary.ledger.prompt_tokens == stats["prompt_tokens_billed"]
+    assert summary.ledger.completion_tokens == stats["completion_tokens_billed"]
 
     sim.reset_stats()
     again = run_generation(cfg, progress=False)
@@ -62,10 +62,10 @@ def test_end_to_end_then_rerun_spends_nothing(ray_local, sim, tmp_path: Path, ca
     from skillgen.commands.status import status
 
     info = status(tmp_path / "run")
-    assert info["skills_complete"] == 30 and info["sentences"] == 150 and info["skills_failed"] == 0
-    rec = info["reconciliation"]
-    assert rec["ledger"]["attempts"] == 30 and rec["invocations"] == 2
-    assert rec["rows_and_failures_usd"] == pytest.approx(rec["ledger"]["known_usd"])  # nothing paid is missing from rows
+    assert info.skills_complete == 30 and info.sentences == 150 and info.skills_failed == 0
+    rec = info.reconciliation
+    assert rec.ledger.attempts == 30 and rec.invocations == 2
+    assert rec.rows_and_failures_usd == pytest.approx(rec.ledger.known_usd)  # nothing paid is missing from rows
 
     # the API key never reaches output, logs or metadata
     out = capsys.readouterr()
@@ -85,7 +85,7 @@ def test_partial_rows_resume_only_missing(ray_local, sim, tmp_path: Path):
 
     csv = esco(tmp_path, 4)
     cfg = gen_config(sim.base_url, csv, tmp_path / "run", n_sentences=5)
-    from skillgen.estimate import selected_skills
+    from skillgen.plan import selected_skills
     from skillgen.rundir.rundir import RunDir
 
     skill = selected_skills(cfg)[0]
@@ -167,7 +167,7 @@ def test_killed_worker_actor_work_is_reassigned(ray_local, tmp_path: Path):
 
 def test_prometheus_scrape_shows_the_skillgen_gauges_during_and_after_a_run(ray_local, sim, tmp_path: Path):
     """Ray's metrics endpoint, scraped like Prometheus does, carries every skillgen_* gauge with the run's numbers."""
-    from promscrape import Scraper, exported, finite, metrics_url, wait_for_value
+    from helpers.promscrape import Scraper, exported, finite, metrics_url, wait_for_value
 
     from skillgen.common.raymetrics import GAUGES
     from skillgen.simulator import SimulatorConfig, run_in_thread
@@ -208,7 +208,7 @@ def test_prometheus_scrape_shows_the_skillgen_gauges_during_and_after_a_run(ray_
 def test_batch_mode_publishes_batches_open_lines_done_and_spend(ray_local, tmp_path: Path):
     """Batch mode's own gauges: batches open while the provider works, every line done and the run dir's
     spend (the ledger's) at the end, next to the skills done, as Prometheus scrapes them."""
-    from promscrape import Scraper, exported, metrics_url, wait_for_value
+    from helpers.promscrape import Scraper, exported, metrics_url, wait_for_value
 
     from skillgen.simulator import run_in_thread
 

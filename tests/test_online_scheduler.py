@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from online_fakes import failure, row, task
+from helpers.online_fakes import failure, row, task
 
 from skillgen.online.messages import WorkerReport
 from skillgen.online.scheduler import Scheduler
+from skillgen.summary import RequestCounters
 
 
 def state(s: Scheduler, name: str):
@@ -102,9 +103,9 @@ def test_stop_ends_the_handout_and_the_first_reason_wins():
 
 def test_state_sums_numeric_worker_stats_and_drain_carries_it():
     s = Scheduler([task(0)], n_sentences=3)
-    s.report("w1", WorkerReport(stats={"requests": 2, "cost_usd": 0.5, "note": "x"}))
-    s.report("w2", WorkerReport(stats={"requests": 3, "cost_usd": 0.25}))
-    s.report("w1", WorkerReport(stats={"requests": 4, "cost_usd": 0.5}))  # latest per worker, not a sum over time
-    assert state(s, "workers") == {"requests": 7, "cost_usd": 0.75}
-    assert s.drain().state.workers == {"requests": 7, "cost_usd": 0.75}
+    s.report("w1", WorkerReport(stats=RequestCounters(requests=2, cost_usd=0.5)))
+    s.report("w2", WorkerReport(stats=RequestCounters(requests=3, cost_usd=0.25)))
+    s.report("w1", WorkerReport(stats=RequestCounters(requests=4, cost_usd=0.5)))  # latest per worker, not a sum over time
+    assert state(s, "workers") == RequestCounters(requests=7, cost_usd=0.75)
+    assert s.drain().state.workers == RequestCounters(requests=7, cost_usd=0.75)
     assert state(s, "total") == 1

@@ -12,9 +12,10 @@ import json
 from typing import Any
 
 import pytest
-from online_fakes import FakeBudget, FakeClock, Handle, handle_with_exchange, task
+from helpers.online_fakes import FakeBudget, FakeClock, Handle, handle_with_exchange, task
 
 from skillgen.llm.client import CallResult, ChatClient
+from skillgen.llm.pricing import Price
 from skillgen.online.scheduler import Scheduler
 from skillgen.online.workers import WorkerCore
 from skillgen.simulator import SimulatorConfig, run_in_thread
@@ -34,7 +35,7 @@ def core(cfg: dict[str, Any], tasks, budget: FakeBudget | None = None, clock=Non
     scheduler = Scheduler(tasks, n_sentences=cfg["n_sentences"])
     budget = budget or FakeBudget()
     kwargs = {"clock": clock} if clock else {}
-    worker = WorkerCore("w1", cfg, Handle(scheduler), Handle(budget), price_in=1.0, price_out=2.0, **kwargs)
+    worker = WorkerCore("w1", cfg, Handle(scheduler), Handle(budget), price=Price(1.0, 2.0), **kwargs)
     return worker, scheduler, budget
 
 
@@ -72,9 +73,9 @@ def test_a_skill_becomes_its_rows_and_every_attempt_is_settled_with_its_usage(si
     assert len({r.sentence for r in worker.out_rows}) == 3
     ok = [s for s in budget.settled if s.status == 200]
     assert len(ok) == 1 and budget.ended == ["w1"]
-    assert ok[0].prompt_tokens == worker.stats["prompt_tokens"] > 0
-    assert ok[0].completion_tokens == worker.stats["completion_tokens"] > 0
-    expected_cost = (worker.stats["prompt_tokens"] * 1.0 + worker.stats["completion_tokens"] * 2.0) / 1e6
+    assert ok[0].prompt_tokens == worker.stats.prompt_tokens > 0
+    assert ok[0].completion_tokens == worker.stats.completion_tokens > 0
+    expected_cost = (worker.stats.prompt_tokens * 1.0 + worker.stats.completion_tokens * 2.0) / 1e6
     assert sum(r.cost_usd for r in worker.out_rows) == pytest.approx(expected_cost)
     assert sim.stats()["served"] >= 1
 
@@ -87,9 +88,9 @@ def test_empty_answers_end_in_one_failure_record_after_max_content_attempts(empt
     [fail] = worker.out_failures
     assert fail.request_key == "k1" and fail.error_class == "validation"
     assert fail.n_missing == 3 and fail.attempts == 2
-    assert fail.cost_usd == pytest.approx(worker.stats["cost_usd"]) and fail.cost_usd > 0  # paid for, kept
+    assert fail.cost_usd == pytest.approx(worker.stats.cost_usd) and fail.cost_usd > 0  # paid for, kept
     assert [s.status for s in budget.settled] == [200, 200]
-    assert worker.stats["invalid"] == 2
+    assert worker.stats.invalid == 2
 
 
 def test_a_budget_stop_releases_the_skill_and_stops_the_scheduler():
@@ -103,7 +104,7 @@ def test_a_budget_stop_releases_the_skill_and_stops_the_scheduler():
             await client.close()
 
     stats = asyncio.run(go())
-    assert stats["requests"] == 0
+    assert stats.requests == 0
     assert scheduler.stopped == "spend cap reached"
     assert worker.out_released == [] and scheduler.next_chunk("w2", 5).tasks == []  # stopped: no handout
     assert scheduler.drain().failures == []  # released, not failed: a rerun asks again
@@ -164,4 +165,4 @@ def test_progress_reports_follow_the_injected_clock_and_every_row_arrives_once()
     stats = asyncio.run(go())
     rows = scheduler.drain().rows
     assert sorted(r.slot for r in rows) == [(k, i) for k in ("k0", "k1") for i in range(3)]
-    assert scheduler.finished == {"k0", "k1"} and stats["requests"] == 2 and budget.ended == ["w1"]
+    assert scheduler.finished == {"k0", "k1"} and stats.requests == 2 and budget.ended == ["w1"]

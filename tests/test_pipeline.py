@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_helpers import N_SKILLS, check_outputs, env, generation_records, pipeline_cmd, tiny_pipeline_config
+from helpers.pipeline import N_SKILLS, check_console, check_outputs, env, generation_records, pipeline_cmd, tiny_pipeline_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +31,7 @@ def test_pipeline_runs_end_to_end_and_a_rerun_pays_nothing(tmp_path, tiny_encode
     # --json: stdout is the summary alone (Ray's forwarded worker lines and the estimate go to stderr)
     assert json.loads(first.stdout)["paths"]["report"] == str(run_dir / "report.md")
     assert "[skilltrain]" in first.stderr
+    check_console(first.stdout + first.stderr)
     check_outputs(run_dir)
 
     again = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
@@ -66,6 +67,7 @@ def test_killed_during_training_resumes_without_new_generation_requests(tmp_path
     rerun = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "trained model (test)" in rerun.stdout and str(run_dir / "report.md") in rerun.stdout
+    check_console(rerun.stdout + rerun.stderr)
     records = generation_records(run_dir)
     assert records[1]["summary"]["requests"] == 0 and records[1]["summary"]["skills_already_done"] == N_SKILLS
     fit = json.loads((run_dir / "model" / "fit_result.json").read_text())
@@ -78,4 +80,5 @@ def test_bad_pipeline_config_fails_with_one_line(tmp_path):
     config.write_text('[generation]\nbase_url = "simulator"\nrpm = -5\n[training]\nbatch_size = 4\n')
     proc = subprocess.run(pipeline_cmd(config), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"pipeline: error: [generation]: invalid configuration: rpm: Input should be greater than 0"]
+    assert proc.stderr.strip().splitlines() == [f"pipeline: error: --config {config}: [generation] rpm: Input should be greater "
+                                                "than 0 (got -5)"]

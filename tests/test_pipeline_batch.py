@@ -11,7 +11,7 @@ import pytest
 from skillgen.common.storage import resolve
 from skillgen.rundir.ledger import ledger_totals
 from skillgen.rundir.rundir import RunDir
-from pipeline_helpers import N_SENTENCES, N_SKILLS, env, pipeline_cmd, tiny_pipeline_config
+from helpers.pipeline import N_SENTENCES, N_SKILLS, env, pipeline_cmd, tiny_pipeline_config
 
 
 @pytest.mark.slow

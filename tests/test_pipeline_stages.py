@@ -10,7 +10,7 @@ import polars as pl
 from cluster.config import load_pipeline_config
 from cluster.pipeline import FIT_DONE, STAGES, enter_stage, generation_output, train
 from skillgen.rundir.sinks import ROW_SCHEMA, ROWS_DIR, write_parquet_atomic
-from pipeline_helpers import tiny_pipeline_config
+from helpers.pipeline import tiny_pipeline_config
 
 
 def test_changed_inputs_move_stale_outputs_aside_and_same_inputs_reuse(tmp_path: Path, tiny_encoder_dir: Path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from quality_fixture import EXPECTED, N, build_run_dir
+from helpers.quality_fixture import EXPECTED, N, build_run_dir
 
 
 def check(report) -> None:
@@ -100,14 +100,15 @@ def assert_loads(folder: Path) -> None:
 def test_export_of_a_run_dir_without_rows_is_one_line(tmp_path: Path, capsys):
     from skillgen.cli import main
 
+    (tmp_path / "nothing").mkdir()  # a path that does not exist says so (tests/test_bad_input.py)
     assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no run.json" in err
 
 
 def test_pipeline_report_section(tmp_path: Path):
-    """cluster/report.py's data-quality section: the table, the failure reasons and both plots."""
-    from cluster.report import quality_section
+    """cluster/run_report.py's data-quality section: the table, the failure reasons and both plots."""
+    from cluster.run_report import quality_section
 
     build_run_dir(tmp_path / "run")
     lines = quality_section(tmp_path / "run", tmp_path)

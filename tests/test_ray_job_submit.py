@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ports import free_ports
-from pipeline_helpers import check_outputs, tiny_pipeline_config
+from helpers.ports import free_ports
+from helpers.pipeline import check_outputs, tiny_pipeline_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).with_name("ray"))

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from online_fakes import FakeBudget, Handle, handle_with_exchange
-from replay import ReplayServer, load_fixture
+from helpers.online_fakes import FakeBudget, Handle, handle_with_exchange
+from helpers.replay import ReplayServer, load_fixture
 
 from skillgen.common.taxonomy import Skill
 from skillgen.llm.client import ChatClient
+from skillgen.llm.pricing import Price
 from skillgen.llm.prompts import build_messages
 from skillgen.online.scheduler import Scheduler
 from skillgen.online.workers import WorkerCore
@@ -65,7 +66,7 @@ def replay(name: str, *, delays: bool = False, **overrides: Any) -> Replayed:
     budget, scheduler = FakeBudget(), Scheduler([], n_sentences=n)
     with ReplayServer(exchanges, delays=delays) as server:
         cfg["base_url"] = server.base_url
-        worker = WorkerCore("w1", cfg, Handle(scheduler), Handle(budget), price_in=0.0, price_out=0.0)
+        worker = WorkerCore("w1", cfg, Handle(scheduler), Handle(budget), price=Price(0.0, 0.0))
 
         async def go() -> None:
             client = ChatClient(server.base_url, "smollm2", KEY_ENV, timeout_s=300.0,
@@ -114,7 +115,7 @@ def test_an_answer_cut_by_max_tokens_keeps_only_its_closed_usable_strings():
     r = replay("cut_by_max_tokens")
     [exchange] = r.fixture["exchanges"]
     assert exchange["response"]["choices"][0]["finish_reason"] == "length"
-    assert r.worker.stats["truncated"] == 1 and r.worker.stats["completion_tokens"] == 1000
+    assert r.worker.stats.truncated == 1 and r.worker.stats.completion_tokens == 1000
     content = exchange["response"]["choices"][0]["message"]["content"]
     assert all(s in content for s in r.sentences) and 0 < len(r.sentences) < 10
     assert not any("[" in s or s[:2].rstrip(".").isdigit() for s in r.sentences)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,26 +30,20 @@ from skillgen.rundir.ledger import ledger_totals, read_ledger
 from skillgen.rundir.rundir import RunDir
 from skillgen.commands.status import status
 from skillgen.simulator import run_in_thread
-from gen_helpers import esco
+from helpers.generation import esco, run_cmd, subprocess_env
 
-REPO = Path(__file__).resolve().parent.parent
 N_SKILLS, N = 12, 4
 
 
 def _cmd(mode: str, sim_url: str, csv: Path, run_dir: str) -> list[str]:
-    cmd = [sys.executable, "-m", "skillgen.cli", "run", "--mode", mode, "--esco", str(csv), "--base-url", sim_url,
-           "--model", "gpt-4o-mini", "--api-key-env", "SKILLGEN_TEST_KEY", "--run-dir", run_dir, "-n", str(N),
-           "--max-tokens", "400", "--no-progress"]
-    if mode == "batch":
-        return cmd + ["--batch-poll-min-s", "0.05", "--batch-poll-max-s", "0.3"]
-    return cmd + ["--workers", "2", "--flush-seconds", "0.3", "--address", "local"]
+    online = ["--workers", "2", "--flush-seconds", "0.3", "--address", "local"] if mode == "online" else []
+    return run_cmd(sim_url, csv, run_dir, "--max-tokens", "400", "--no-progress", *online, mode=mode, n=N)
 
 
 def _env() -> dict[str, str]:
     # the first run is frozen while the second ones start: on a loaded box that may outlast the default
     # 60 s TTL, after which a frozen holder is rightly taken over as stale
-    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
-            "SKILLGEN_LEASE_TTL_S": "900"}
+    return subprocess_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", SKILLGEN_LEASE_TTL_S="900")
 
 
 def _wait_for_lease(proc: subprocess.Popen, run_dir: str, log: Path, timeout: float = 120.0) -> None:
@@ -109,7 +102,7 @@ def _check_books(run_dir: str, mode: str, stats: dict) -> None:
     # (with 12 skills one worker may take them all), so only the set of possible writers is fixed
     writers = set(read_ledger(run_dir)["worker"].to_list())
     assert writers == {"batch"} if mode == "batch" else (writers and writers <= {"w0", "w1"})
-    info = status(run_dir)  # what `skillgen status --json` prints
+    info = status(run_dir).to_dict()  # what `skillgen status --json` prints
     led = info["reconciliation"]["ledger"]
     assert info["cost_usd"] == pytest.approx(totals.spent_usd, rel=1e-9)
     assert (led["attempts"], led["prompt_tokens"], led["completion_tokens"]) == (

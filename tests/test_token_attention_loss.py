@@ -7,25 +7,15 @@ negatives; and the loss equals a hand-written reference of the formula.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from skilltrain.model import BiEncoder
 from skilltrain.scoring import ScoringConfig, TokenQueries, token_attention_scores
 from skilltrain.training.loss import false_negative_mask, token_attention_loss
-from skilltrain.training.train import compute_gradients
-from test_train_loss import _free_port, grads_of, make_batch
+from helpers.training import assert_two_ranks_equal_one_process, compute_gradients, make_batch, one_process_gradients
 
 TOKEN = ScoringConfig("token_attention", attention_temperature=0.5)
-
-
-def token_encoder(model_dir) -> BiEncoder:
-    return BiEncoder.from_pretrained(model_dir, scoring=TOKEN).eval()
 
 
 def reference_scores(tokens: torch.Tensor, mask: torch.Tensor, skills: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -67,42 +57,14 @@ def test_loss_matches_the_symmetric_infonce_reference():
     assert torch.allclose(loss, ref, atol=1e-5)
 
 
-def _worker(rank: int, world: int, port: int, model_dir: str, out_dir: str, chunk: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        for negatives in (0, 2):
-            batch = make_batch(negatives=negatives)
-            encoder = token_encoder(model_dir)
-            loss = compute_gradients(encoder, batch, len(batch.texts) // world, 20.0, True, chunk)
-            torch.save({"loss": loss, "grads": grads_of(encoder)}, Path(out_dir) / f"rank{rank}-neg{negatives}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def single_process(model_dir, batch, chunk: int = 0) -> tuple[float, dict]:
-    encoder = token_encoder(model_dir)
-    loss = compute_gradients(encoder, batch, len(batch.texts), 20.0, True, chunk)
-    return loss, grads_of(encoder)
-
-
 def test_two_workers_with_gradcache_equal_one_process(tiny_encoder_dir, tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tiny_encoder_dir), str(tmp_path), 4), nprocs=2, join=True)
-    for negatives in (0, 2):
-        ref_loss, ref = single_process(tiny_encoder_dir, make_batch(negatives=negatives))
-        for rank in range(2):
-            got = torch.load(tmp_path / f"rank{rank}-neg{negatives}.pt")
-            assert abs(got["loss"] - ref_loss) < 1e-5
-            assert got["grads"].keys() == ref.keys()
-            diff = max((got["grads"][k] - ref[k]).abs().max().item() for k in ref)
-            assert diff < 1e-5, f"rank {rank}, {negatives} hard negatives: max abs grad diff {diff}"
+    assert_two_ranks_equal_one_process(tiny_encoder_dir, tmp_path, chunk=4, scoring=TOKEN)
 
 
 def test_gradcache_equals_full_batch_and_differs_from_pooled(tiny_encoder_dir):
     batch = make_batch(n=24, negatives=1)
-    loss_full, full = single_process(tiny_encoder_dir, batch, chunk=0)
-    loss_gc, gc = single_process(tiny_encoder_dir, batch, chunk=8)
+    loss_full, full = one_process_gradients(tiny_encoder_dir, batch, chunk=0, scoring=TOKEN)
+    loss_gc, gc = one_process_gradients(tiny_encoder_dir, batch, chunk=8, scoring=TOKEN)
     assert abs(loss_full - loss_gc) < 1e-5
     assert max((gc[k] - full[k]).abs().max().item() for k in full) < 1e-5
     pooled = BiEncoder.from_pretrained(tiny_encoder_dir).eval()

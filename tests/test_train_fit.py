@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import stat
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
-import train_helpers
-from train_helpers import N_SKILLS, fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture)
+import helpers.training
+from helpers.card import check_card
+from helpers.training import N_SKILLS, fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture)
 
-from ports import free_ports
-from promscrape import METRICS_SYSTEM_CONFIG, Scraper, exported, finite, metrics_url
+from helpers.ports import free_ports
+from helpers.promscrape import METRICS_SYSTEM_CONFIG, Scraper, exported, finite, metrics_url
 
 from skillgen.common.errors import UserError
 
@@ -66,6 +68,7 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
     from sentence_transformers import SentenceTransformer
 
     from skilltrain.cli import main as cli_main
+    from skilltrain.model import current_umask
 
     result = baseline
     steps = (N_SKILLS * 3) // 8
@@ -82,6 +85,13 @@ def test_tiny_two_worker_fit_exports_a_sentence_transformers_model(baseline, inp
     evals = json.loads((out / "eval_results.json").read_text())
     assert set(evals["test"]) == {"tech", "house"} and evals["best_step"] == result.best_step
 
+    assert len(result.losses) == result.history[-1]["step"] and all(np.isfinite(result.losses))
+    for h in result.history:  # every step's loss, the logged steps' among them
+        assert result.losses[h["step"] - 1] == pytest.approx(h["loss"], abs=1e-6)
+    check_card(out)  # the card's header and table state eval_results.json's test scores
+    umask = current_umask()
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask for p in out.rglob("*") if p.is_file())
+
     st = SentenceTransformer(str(out), device="cpu")
     emb = st.encode(["operate welding systems 0"])
     assert emb.shape == (1, 32) and abs(np.linalg.norm(emb) - 1) < 1e-4
@@ -96,7 +106,7 @@ def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(ba
     from skilltrain.training.fit import fit
     from skilltrain.training.train import train_loop_per_worker
 
-    ray.cloudpickle.register_pickle_by_value(train_helpers)  # the workers cannot import the test helpers
+    ray.cloudpickle.register_pickle_by_value(helpers.training)  # the workers cannot import the test helpers
     marker = tmp_path / "injected_failure"
     loop = partial(train_loop_per_worker, report=partial(fail_once_before_report, marker=str(marker), at_step=8))
     cfg = make_config(inputs, tiny_encoder_dir, tmp_path, max_failures=1)
@@ -107,6 +117,7 @@ def test_worker_failure_resumes_from_checkpoint_and_matches_uninterrupted_run(ba
     assert [h["step"] for h in result.history] == [h["step"] for h in baseline.history]
     for got, want in zip(result.history, baseline.history):
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-4)
+    assert result.losses == pytest.approx(baseline.losses, abs=1e-4)  # every step's loss survives the restart
     assert result.best_step == baseline.best_step
     a, b = _weights(result.out_dir), _weights(baseline.out_dir)
     diff = max((a[k] - b[k]).abs().max().item() for k in b)

@@ -53,7 +53,7 @@ def run_script(indir: Path, out: Path, *extra: str) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-@pytest.mark.slow  # ~55 s on a loaded 2-core box (README "Tests")
+@pytest.mark.slow  # ~55 s on a loaded 2-core box (BENCHMARKS.md "Slow tests")
 def test_smoke_runs_every_part_without_ray_or_polars(prepared, tmp_path):
     results = run_script(prepared, tmp_path / "out")
     assert "errors" not in results, results.get("errors")

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from test_train_loop import CPU, inputs, make_config  # noqa: F401  (module fixture)
+from helpers.training import CPU, loop_config, loop_inputs  # noqa: F401  (module fixture)
 
 from skilltrain.training.gradcache import tokenize
 from skilltrain.training.loader import Prefetcher, build_step, pretokenize
@@ -24,11 +24,11 @@ def old_path_groups(run, step: int):
     return [tokenize(run.encoder, t) for t in texts], batch
 
 
-def test_prefetched_batches_equal_the_old_path(inputs, tiny_encoder_dir, tmp_path):  # noqa: F811
+def test_prefetched_batches_equal_the_old_path(loop_inputs, tiny_encoder_dir, tmp_path):
     from skilltrain.training.fit import prepare
 
     # 2 ranks x 5, half the sentences joined (memoised and fresh tokenisation), hard negatives, two epochs
-    cfg = make_config(inputs, tiny_encoder_dir, tmp_path, workers=2, batch_size=5, augment_prob=0.5, epochs=2,
+    cfg = loop_config(loop_inputs, tiny_encoder_dir, tmp_path, workers=2, batch_size=5, augment_prob=0.5, epochs=2,
                       hard_negatives=2, hard_negative_pool=4, val_sets=[])
     data, _ = prepare(cfg)
     base = setup(cfg, data, CPU)

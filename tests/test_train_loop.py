@@ -9,40 +9,18 @@ from __future__ import annotations
 import contextlib
 import json
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_skill_rows, write_benchmarks, write_esco_csv, write_run_dir
+from helpers.training import CPU, N_SKILLS, loop_config, loop_inputs  # noqa: F401  (module fixture)
 
 from skilltrain.config import TrainConfig
 from skilltrain.training import hardneg
 from skilltrain.training.average import choose_alpha, interpolate
 from skilltrain.training.distributed import backend_for
 from skilltrain.training.sampler import plan_epoch
-from skilltrain.training.train import META_FILE, LoopState, autocast_for, compute_gradients, setup, train
-
-N_SKILLS = 24
-CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("loop_inputs")
-    rows = synthetic_skill_rows(N_SKILLS)
-    labels = [r[1] for r in rows]
-    return {
-        "esco": write_esco_csv(base / "skills_en.csv", rows),
-        "run": write_run_dir(base / "run", labels),
-        "bench": write_benchmarks(base / "benchmarks", labels[::3]),
-    }
-
-
-def make_config(inputs, model_dir, tmp_path, **kw) -> TrainConfig:
-    base = dict(data=inputs["run"], out=tmp_path / "model", model=model_dir, esco=inputs["esco"], benchmark_dir=inputs["bench"],
-                batch_size=10, lr=1e-3, eval_every=1000, log_every=1000)
-    return TrainConfig(**{**base, **kw})
+from skilltrain.training.train import META_FILE, LoopState, autocast_for, setup, train
 
 
 def run_in_process(cfg: TrainConfig):
@@ -55,11 +33,11 @@ def run_in_process(cfg: TrainConfig):
     return run, reports
 
 
-def test_shorter_last_epoch_still_ends_with_validation_and_checkpoint(inputs, tiny_encoder_dir, tmp_path):
+def test_shorter_last_epoch_still_ends_with_validation_and_checkpoint(loop_inputs, tiny_encoder_dir, tmp_path):
     """Issue 11: when epoch 2's plan is a batch shorter, the run used to end without its final validation/checkpoint."""
     from skilltrain.training.fit import prepare
 
-    cfg = make_config(inputs, tiny_encoder_dir, tmp_path, epochs=2)
+    cfg = loop_config(loop_inputs, tiny_encoder_dir, tmp_path, epochs=2)
     cls = prepare(cfg)[0].cls
     lengths = {s: (len(plan_epoch(cls, 10, s, 0)), len(plan_epoch(cls, 10, s, 1))) for s in range(60)}
     seed = next(s for s, (a, b) in lengths.items() if b == a - 1)
@@ -70,10 +48,11 @@ def test_shorter_last_epoch_still_ends_with_validation_and_checkpoint(inputs, ti
     metrics, meta = reports[-1]
     assert "val_rp5" in metrics and metrics["epoch"] == 1
     assert meta["step"] == total and meta["history"][-1]["step"] == total
+    assert len(meta["losses"]) == total and all(np.isfinite(meta["losses"]))  # every step's loss: the report's plot
 
 
-def test_hard_negatives_train_in_the_loop(inputs, tiny_encoder_dir, tmp_path):
-    cfg = make_config(inputs, tiny_encoder_dir, tmp_path, hard_negatives=2, hard_negative_pool=4, max_steps=2, val_sets=[])
+def test_hard_negatives_train_in_the_loop(loop_inputs, tiny_encoder_dir, tmp_path):
+    cfg = loop_config(loop_inputs, tiny_encoder_dir, tmp_path, hard_negatives=2, hard_negative_pool=4, max_steps=2, val_sets=[])
     run, reports = run_in_process(cfg)
     assert run.data.hard_negatives.shape == (N_SKILLS, 4)
     assert [m["step"] for m, _ in reports] == [2] and np.isfinite(reports[0][0]["loss"])
@@ -81,7 +60,7 @@ def test_hard_negatives_train_in_the_loop(inputs, tiny_encoder_dir, tmp_path):
 
 def test_bf16_autocast_on_cpu_keeps_loss_and_gradients_fp32(tiny_encoder_dir):
     """The CUDA path's precision contract, checked with CPU bf16: encoder in bf16, loss and gradients in fp32."""
-    from train_helpers import make_batch
+    from helpers.training import compute_gradients, make_batch
 
     from skilltrain.model import BiEncoder
 
@@ -152,7 +131,7 @@ def test_loss_with_hard_negatives_matches_formula_and_masks_own_and_partner_clas
 
 
 def test_gradcache_with_hard_negatives_equals_full_batch(tiny_encoder_dir):
-    from train_helpers import make_batch
+    from helpers.training import compute_gradients, make_batch
 
     from skilltrain.model import BiEncoder
 
@@ -184,13 +163,13 @@ def test_weight_averaging_interpolates_and_picks_alpha_by_score():
     assert alpha == 1.0 and torch.equal(trained.weight, t["weight"])
 
 
-def test_fit_weight_averaging_picks_alpha_on_validation_and_needs_validation(inputs, tiny_encoder_dir, tmp_path):
+def test_fit_weight_averaging_picks_alpha_on_validation_and_needs_validation(loop_inputs, tiny_encoder_dir, tmp_path):
     from skillgen.common.errors import UserError
     from skilltrain.model import BiEncoder
     from skilltrain.training.fit import _average_with_start, prepare
     from skilltrain.training.cli import _floats
 
-    cfg = make_config(inputs, tiny_encoder_dir, tmp_path, average_alphas=[0.0, 0.5])
+    cfg = loop_config(loop_inputs, tiny_encoder_dir, tmp_path, average_alphas=[0.0, 0.5])
     data, _ = prepare(cfg)
     trained = BiEncoder.from_pretrained(tiny_encoder_dir)
     with torch.no_grad():
@@ -208,7 +187,7 @@ def test_fit_weight_averaging_picks_alpha_on_validation_and_needs_validation(inp
     with pytest.raises(UserError, match="--average-alphas"):
         _floats("0.5,x", "--average-alphas")
     with pytest.raises(ValueError):
-        make_config(inputs, tiny_encoder_dir, tmp_path, average_alphas=[1.5])
+        loop_config(loop_inputs, tiny_encoder_dir, tmp_path, average_alphas=[1.5])
 
 
 def test_group_of_one_runs_the_gather_collective_and_cleans_up():

@@ -2,78 +2,32 @@
 
 2 workers: torch.distributed with gloo on loopback, spawned with
 torch.multiprocessing, running the exact step code the trainer uses
-(:func:`skilltrain.training.train.compute_gradients`). Dropout is off (eval mode) so
+(:func:`skilltrain.training.train.step_gradients`, through ``helpers.training``). Dropout is off (eval mode) so
 both sides see the same function; GradCache's RNG replay is tested separately
 with dropout on.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-from pathlib import Path
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from train_helpers import make_batch
+from helpers.training import assert_two_ranks_equal_one_process, grads_of, make_batch, one_process_gradients
 
-from skilltrain.training.augment import AugmentedBatch
 from skilltrain.training.gradcache import forward_backward, tokenize
 from skilltrain.training.loss import contrastive_loss, false_negative_mask, label_side_mask
 from skilltrain.model import BiEncoder
-from skilltrain.training.train import compute_gradients
-
-
-def grads_of(encoder: BiEncoder) -> dict[str, torch.Tensor]:
-    return {n: p.grad.detach().clone() for n, p in encoder.named_parameters() if p.grad is not None}
-
-
-def single_process_grads(model_dir: Path, batch: AugmentedBatch, chunk: int = 0) -> tuple[float, dict]:
-    encoder = BiEncoder.from_pretrained(model_dir).eval()
-    loss = compute_gradients(encoder, batch, len(batch.texts), 20.0, True, chunk)
-    return loss, grads_of(encoder)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, model_dir: str, out_dir: str, chunk: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        for negatives in (0, 2):  # the in-batch pool alone, and with gathered hard-negative columns
-            batch = make_batch(negatives=negatives)
-            encoder = BiEncoder.from_pretrained(model_dir).eval()
-            loss = compute_gradients(encoder, batch, len(batch.texts) // world, 20.0, True, chunk)
-            torch.save({"loss": loss, "grads": grads_of(encoder)}, Path(out_dir) / f"rank{rank}-neg{negatives}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_workers_equal_one_worker_on_concatenated_batch(tiny_encoder_dir, tmp_path):
     # run 2 ranks with GradCache: the chunked, gathered path must equal one process on the whole batch
-    mp.spawn(_worker, args=(2, _free_port(), str(tiny_encoder_dir), str(tmp_path), 4), nprocs=2, join=True)
-    for negatives in (0, 2):
-        ref_loss, ref = single_process_grads(tiny_encoder_dir, make_batch(negatives=negatives))
-        for rank in range(2):
-            got = torch.load(tmp_path / f"rank{rank}-neg{negatives}.pt")
-            assert abs(got["loss"] - ref_loss) < 1e-5
-            assert got["grads"].keys() == ref.keys()
-            diff = max((got["grads"][k] - ref[k]).abs().max().item() for k in ref)
-            assert diff < 1e-5, f"rank {rank}, {negatives} hard negatives: max abs grad diff {diff}"
+    assert_two_ranks_equal_one_process(tiny_encoder_dir, tmp_path, chunk=4)
 
 
 def test_gradcache_chunks_equal_full_batch(tiny_encoder_dir):
     batch = make_batch(n=24)
-    loss_full, full = single_process_grads(tiny_encoder_dir, batch, chunk=0)
-    loss_gc, gc = single_process_grads(tiny_encoder_dir, batch, chunk=8)
+    loss_full, full = one_process_gradients(tiny_encoder_dir, batch, chunk=0)
+    loss_gc, gc = one_process_gradients(tiny_encoder_dir, batch, chunk=8)
     assert abs(loss_full - loss_gc) < 1e-5
     diff = max((gc[k] - full[k]).abs().max().item() for k in full)
     assert diff < 1e-5, diff

@@ -12,8 +12,9 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-import train_helpers
-from train_helpers import fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture reused)
+import helpers.training
+from helpers.card import check_card
+from helpers.training import fail_once_before_report, inputs, make_config  # noqa: F401  (module fixture reused)
 
 from skillgen.common.storage import resolve
 
@@ -45,7 +46,7 @@ def test_worker_failure_resumes_from_checkpoints_on_s3(ray_with_s3_env, inputs, 
         inputs, tiny_encoder_dir, local, data=f"{bucket}/gen", out=f"{bucket}/model",
         storage_path=f"{bucket}/train", max_failures=1,
     )
-    ray.cloudpickle.register_pickle_by_value(train_helpers)  # the workers cannot import the test modules
+    ray.cloudpickle.register_pickle_by_value(helpers.training)  # the workers cannot import the test modules
     marker = tmp_path / "injected_failure"
     loop = partial(train_loop_per_worker, report=partial(fail_once_before_report, marker=str(marker), at_step=8))
     result = fit(cfg, train_loop=loop)
@@ -58,6 +59,7 @@ def test_worker_failure_resumes_from_checkpoints_on_s3(ray_with_s3_env, inputs, 
     assert json.loads((model / "eval_results.json").read_text())["best_step"] == result.best_step
     copy = tmp_path / "model_copy"
     model.download_dir(copy)
+    assert "# ESCO skill extraction: model" in check_card(copy)  # the card travels with the model
     assert BiEncoder.from_pretrained(copy).encode(["weld pipes"]).shape == (1, 32)
     assert list(local.iterdir()) == []  # nothing of the run landed on local disk
 

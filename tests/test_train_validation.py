@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from test_train_loss import _free_port
+from helpers.ports import free_port
 
 from skilltrain.model import BiEncoder
 
@@ -49,7 +49,7 @@ def test_shared_validation_equals_skilltrain_eval(tiny_encoder_dir, tmp_path):
     from skilltrain.evaluation.evaluate import evaluate
     from skilltrain.ranking import SkillIndex
 
-    mp.spawn(_rank, args=(2, _free_port(), str(tiny_encoder_dir), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_rank, args=(2, free_port(), str(tiny_encoder_dir), str(tmp_path)), nprocs=2, join=True)
     got = torch.load(tmp_path / "val.pt", weights_only=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from raynodes import RAY, join_node, list_actors, start_head, wait_for_nodes
-from pipeline_helpers import N_SENTENCES, N_SKILLS, tiny_pipeline_config
+from helpers.raynodes import RAY, join_node, list_actors, start_head, wait_for_nodes
+from helpers.pipeline import N_SENTENCES, N_SKILLS, tiny_pipeline_config
 
 from skillgen.common.storage import polars_storage_options, resolve
 

@@ -19,6 +19,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from helpers.pipeline import MAX_CONSOLE_LINE, long_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +66,7 @@ LOG_PREFIX = re.compile(r"^(\x1b\[[\d;]*m)*(\(\w+ pid=\d+(, ip=[\d.]+)?\)(\x1b\[
 def console_problems(output: str) -> list[str]:
     """Ray C++ warning/error lines, and messages printed twice (table rules and headers aside)."""
     problems = [f"Ray core line: {line}" for line in output.splitlines() if RAY_CORE_LINE.search(line)]
+    problems += [f"longer than {MAX_CONSOLE_LINE} characters: {line[:120]}..." for line in long_lines(output)]
     seen: set[str] = set()
     for line in output.splitlines():
         message = re.sub(r"\x1b\[[\d;]*m", "", LOG_PREFIX.sub("", line)).strip()
@@ -81,6 +83,7 @@ def test_console_check_catches_what_it_should():
              "(RayTrainWorker pid=15308) [skilltrain] step 5/5 loss 0.03\n(RayTrainWorker pid=15308) [skilltrain] step 5/5 loss 0.03\n"
              "2026-11-30 20:25:20,950 INFO skillgen.run: complete: 12 skills\ncomplete: 12 skills\n")
     assert len(console_problems(noisy)) == 3
+    assert len(console_problems("(RayTrainWorker pid=1) Reporting training result 1: TrainingReport(" + "x" * 300 + ")\n")) == 1
     assert console_problems("set  n  RP@5\n-----\nset  n  RP@5\n-----\nstep 1 loss 2\nstep 2 loss 1\n") == []
 
 

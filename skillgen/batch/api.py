@@ -22,6 +22,8 @@ from skillgen.llm.client import classify, resolve_api_key
 from skillgen.common.errors import UserError
 from skillgen.config import GenerationConfig
 
+__all__ = ["BatchApi", "ENDPOINT"]
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ENDPOINT = "/v1/chat/completions"

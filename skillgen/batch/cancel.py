@@ -22,6 +22,8 @@ from skillgen.config import make_config
 from skillgen.rundir.lease import RunDirInUse
 from skillgen.rundir.rundir import RunDir
 
+__all__ = ["CANCELLABLE", "cancel_run"]
+
 CANCELLABLE = ("validating", "in_progress", "finalizing")
 
 

@@ -30,6 +30,8 @@ from skillgen.llm.validate import validate_response
 from skillgen.rundir.ledger import Outcome, outcome_class
 from skillgen.rundir.sinks import Row, utcnow
 
+__all__ = ["Collected", "LineOutcome", "collect_lines", "shard_tag", "unprocessed_outcome"]
+
 log = logging.getLogger(__name__)
 
 

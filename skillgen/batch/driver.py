@@ -6,7 +6,8 @@ One loop, read top to bottom in :meth:`BatchRun.loop`:
    reconciliation if a previous driver left it half-done), poll it, and
    collect it once terminal (:mod:`.collect`);
 2. work out what is still missing from the rows on disk (the same
-   :func:`skillgen.plan.build_tasks` as online mode); skills out of attempts
+   :func:`skillgen.plan.build_tasks` as online mode, after the same
+   :func:`skillgen.plan.plan_run` at the start); skills out of attempts
    (``max_content_attempts`` answers or ``batch_max_rounds`` batches) get a
    failure record;
 3. pack the rest into input files within the request/byte limits, the
@@ -33,6 +34,7 @@ import logging
 import math
 import time
 from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from skillgen.batch.api import BatchApi
@@ -43,10 +45,13 @@ from skillgen.common.errors import UserError
 from skillgen.common.raymetrics import publish
 from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import config_batch_price
-from skillgen.plan import RunSummary, SkillTask, StopReason
+from skillgen.plan import RunPlan, SkillTask, build_tasks, plan_run
 from skillgen.rundir.ledger import BATCH_WORKER, Outcome, OutcomeEvent, SentEvent, read_ledger
 from skillgen.rundir.rundir import RunDir
-from skillgen.rundir.sinks import FailureRecord, utcnow
+from skillgen.rundir.sinks import FailureRecord
+from skillgen.summary import RequestCounters, RunSummary, StopReason, Tally, close_invocation
+
+__all__ = ["BatchRun", "BatchSnapshot", "attempt_id", "reconcile_ledger", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +80,8 @@ class BatchRun:
         self.dirty = True  # rows changed: recompute what is missing
         self.spent = 0.0  # by the ledger (open lines at worst case), as of the last recompute or submission
         self.stop_reason: StopReason | None = None
-        self.totals: Counter = Counter()  # this invocation: rows, requests, tokens, cost
+        self.totals = RequestCounters()  # this invocation's collected lines
+        self.rows_written = 0
 
     # ---- the loop ------------------------------------------------------------------
 
@@ -166,7 +172,7 @@ class BatchRun:
         if entry.status == "failed":
             self.on_failed(entry, requests)
         if self.run_dir.write_rows_once(shard_tag(self.manifest.run_id, entry.seq), res.rows):
-            self.totals["rows"] += len(res.rows)
+            self.rows_written += len(res.rows)
         self.settle(entry, requests, res)  # after the rows: "billed" in the ledger means kept on disk
         m = self.manifest
         for key in {info["request_key"] for info in requests.values()}:
@@ -176,7 +182,9 @@ class BatchRun:
         m.problems.update(res.problems)
         entry.collected, entry.cost_usd, entry.unattributed_usd = True, res.cost_usd, res.unattributed_usd
         save_manifest(self.run_dir, m)  # after rows and ledger: a crash in between replays both, writing each once
-        self.count(entry, res)
+        self.totals.add(RequestCounters(requests=len(res.answered), prompt_tokens=res.prompt_tokens,
+                                        completion_tokens=res.completion_tokens, truncated=res.truncated,
+                                        cost_usd=res.cost_usd))
         self.dirty = True
 
     def settle(self, entry: BatchEntry, requests: dict[str, dict[str, Any]], res: Collected) -> None:
@@ -203,14 +211,6 @@ class BatchRun:
             log.warning("enqueued-token limit hit: at most %d tokens in open batches from now on",
                         self.manifest.learned_token_cap)
 
-    def count(self, entry: BatchEntry, res: Collected) -> None:
-        t = self.totals
-        t["requests"] += len(res.answered)
-        t["prompt_tokens"] += res.prompt_tokens
-        t["completion_tokens"] += res.completion_tokens
-        t["truncated"] += res.truncated
-        t["cost_usd"] += res.cost_usd
-
     # ---- 2. what is missing ------------------------------------------------------------
 
     def open_keys(self) -> set[str]:
@@ -220,7 +220,7 @@ class BatchRun:
         """Recompute the lines to send from the rows on disk; skills out of attempts become failure records."""
         self.dirty = False
         self.spent = self.run_dir.spend(self.config.unknown_outcome).total_usd
-        tasks, _, _ = self.run_dir.missing(self.config, self.skills)
+        tasks, _, _ = build_tasks(self.config, self.skills, self.run_dir.progress())
         busy = self.open_keys()
         m, cfg = self.manifest, self.config
         self.queue = []
@@ -230,7 +230,7 @@ class BatchRun:
                 continue
             answers, rounds = m.attempts.get(key, 0), m.rounds.get(key, 0)
             if rounds and cfg.batch_shortfall == "online":
-                continue  # left for online mode, under the same lease (skillgen.run)
+                continue  # left for online mode, under the same lease (skillgen.generation)
             if answers >= cfg.max_content_attempts or rounds >= cfg.batch_max_rounds:
                 self.fail(task, "validation" if answers >= cfg.max_content_attempts else "batch_unanswered",
                           f"{answers} answers in {rounds} batches: {m.problems.get(key, 'no answer')}", answers)
@@ -239,7 +239,8 @@ class BatchRun:
         self.failures.flush()
 
     def fail(self, task: SkillTask, error_class: str, message: str, attempts: int) -> None:
-        self.failures.add([FailureRecord.of(task, error_class, message, attempts, len(task.missing), 0.0)])
+        self.failures.add([FailureRecord.of(task.skill, task.request_key, error_class, message, attempts,
+                                            len(task.missing), 0.0)])
 
     # ---- 3. submission -------------------------------------------------------------------
 
@@ -340,38 +341,27 @@ def reconcile_ledger(run_dir: RunDir, manifest: Manifest) -> int:
 
 def run_batch(config: GenerationConfig, run_dir: RunDir, progress: bool = True) -> RunSummary:
     """Generate sentences through the Batch API into an open run dir (its lease held); resumable."""
-    from skillgen.estimate import selected_skills
-
-    t0 = time.monotonic()
-    started_at = utcnow().isoformat()
     price = config_batch_price(config)  # unknown model: UserError before anything else
-    skills = selected_skills(config)
     manifest = load_manifest(run_dir, create=True)
     run_dir.clear_cancel()  # a new run resumes what a cancel stopped
-    reconcile_ledger(run_dir, manifest)
-    state = run_dir.progress()
+    reconcile_ledger(run_dir, manifest)  # before planning: the spend cap reads the ledger
+    plan = plan_run(config, price, run_dir)
     if config.retry_failures:
-        for key in state.failed:
+        for key in plan.progress.failed:
             manifest.attempts.pop(key, None)
             manifest.rounds.pop(key, None)
-    spent_before = run_dir.spend(config.unknown_outcome).total_usd
-    tasks, already, prompt_est = run_dir.missing(config, skills, state)
-    if config.spend_cap_usd is not None and spent_before >= config.spend_cap_usd and tasks:
-        raise UserError(f"spend cap ${config.spend_cap_usd:.4f} already reached by this run dir "
-                        f"(${spent_before:.4f} spent, by the ledger); rerun with a higher --spend-cap-usd to continue")
     _connect_for_metrics(config)
     api = BatchApi(config)
-    run = BatchRun(config, run_dir, api, manifest, skills, progress)
-    status = "complete"
+    run = BatchRun(config, run_dir, api, manifest, plan.skills, progress)
     try:
         run.loop()
     except KeyboardInterrupt:
-        status = "interrupted"
+        run.stop_reason = StopReason.INTERRUPTED
         log.warning("interrupted: submitted batches keep running at the provider; rerun the same command to collect them")
     finally:
         run.failures.flush()
         api.close()
-    return _summary(config, run, status, skills, tasks, already, prompt_est, price, spent_before, t0, started_at)
+    return _finish(run, plan)
 
 
 def _connect_for_metrics(config: GenerationConfig) -> None:
@@ -388,34 +378,26 @@ def _connect_for_metrics(config: GenerationConfig) -> None:
         log.warning("no Ray metrics for this batch run: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
-def _summary(config, run: BatchRun, status, skills, tasks, already, prompt_est, price, spent_before, t0,
-             started_at) -> RunSummary:
+@dataclass(frozen=True)
+class BatchSnapshot:
+    """Batch mode's part of the run summary (``RunSummary.budget``): its batches by status."""
+
+    batches: dict[str, int] = field(default_factory=dict)
+    stop_reason: str | None = None
+    mode: str = "batch"
+
+
+def _finish(run: BatchRun, plan: RunPlan) -> RunSummary:
+    """Skills count as completed or failed by what the run dir holds now (batches collected by earlier
+    drivers included), so a resumed run reports the same as one that never stopped."""
     state = run.run_dir.progress()
-    keys = {t.request_key for t in tasks}
-    completed = sum(1 for k in keys if len(state.have.get(k, {})) >= config.n_sentences)
+    keys = {t.request_key for t in plan.tasks}
+    completed = sum(1 for k in keys if len(state.have.get(k, {})) >= run.config.n_sentences)
     failed = len(keys & state.failed)
-    remaining = len(keys) - completed - failed
-    if status == "complete" and run.stop_reason:
-        status = f"stopped: {run.stop_reason}"
-    elif status == "complete" and remaining:
-        status = "incomplete"
-    t = run.totals
-    spend = run.run_dir.spend(config.unknown_outcome)
-    batches = Counter(e.status for e in run.manifest.entries)
-    run.publish({"skillgen_skills_done": completed, "skillgen_failures": failed, "skillgen_requests": t["requests"],
-                 "skillgen_spend_usd": spend.total_usd})
-    summary = RunSummary(
-        run_dir=str(run.run_dir), status=status, skills_selected=len(skills), skills_already_done=already,
-        skills_attempted=len(tasks), skills_completed=completed, skills_failed=failed, skills_remaining=remaining,
-        rows_written=t["rows"], failures_written=run.failures.written, requests=t["requests"], retries=0,
-        rate_limited=0, truncated=t["truncated"], prompt_tokens=t["prompt_tokens"],
-        completion_tokens=t["completion_tokens"], estimated_cost_usd=price.cost(prompt_est, config.max_tokens * len(tasks)),
-        actual_cost_usd=max(0.0, spend.total_usd - spent_before), total_cost_usd=spend.total_usd,
-        estimated_prompt_tokens=prompt_est, elapsed_s=time.monotonic() - t0, workers=0,
-        budget={"mode": "batch", "batches": dict(batches), "stop_reason": run.stop_reason},
-        ledger=spend.ledger.to_dict(),
-    )
-    run.run_dir.record_invocation({"started_at": started_at, "finished_at": utcnow().isoformat(), "mode": "batch",
-                                   "summary": {k: v for k, v in summary.to_dict().items() if k != "budget"}})
-    log.info("%s", summary.format())
+    tally = Tally(completed, failed, run.rows_written, run.failures.written, run.totals)
+    snapshot = BatchSnapshot(dict(Counter(e.status for e in run.manifest.entries)), run.stop_reason)
+    summary = close_invocation(run.run_dir, plan, tally, mode="batch", stop_reason=run.stop_reason,
+                               budget=asdict(snapshot))
+    run.publish({"skillgen_skills_done": completed, "skillgen_failures": failed,
+                 "skillgen_requests": run.totals.requests, "skillgen_spend_usd": summary.total_cost_usd})
     return summary

@@ -26,6 +26,8 @@ from skillgen.llm.pricing import Price
 from skillgen.llm.prompts import build_messages
 from skillgen.llm.tokens import count_tokens
 
+__all__ = ["AVOID_MAX", "BatchLine", "ENDPOINT", "Pack", "build_line", "custom_id_for", "pack"]
+
 ENDPOINT = "/v1/chat/completions"
 AVOID_MAX = 40  # sentences listed as "do not repeat" in a follow-up prompt (as online)
 

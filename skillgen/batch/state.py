@@ -22,9 +22,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from skillgen.common.errors import UserError
+from skillgen.rundir.rundir import MANIFEST_FILE as MANIFEST
 from skillgen.rundir.rundir import RunDir
 
-MANIFEST = "manifest.json"
+__all__ = ["BatchEntry", "MANIFEST", "Manifest", "TERMINAL", "load_manifest", "save_manifest", "seq_name"]
+
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 

@@ -9,10 +9,14 @@ shadow the file.
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
+from skillgen.common.argparsing import new_parser
 from skillgen.common.paths import ESCO_HELP
 from skillgen.config import GenerationConfig, load_config
+
+__all__ = ["add_config_arguments", "config_from_args"]
 
 S = argparse.SUPPRESS
 D = GenerationConfig.model_fields
@@ -95,9 +99,21 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                         "or online under the same lease" + _d("batch_shortfall"))
 
 
+@functools.lru_cache(maxsize=1)
+def config_flags() -> dict[str, str]:
+    """GenerationConfig field -> the flag that sets it (its first visible spelling): errors name what the user typed."""
+    parser = new_parser()
+    add_config_arguments(parser)
+    flags: dict[str, str] = {}
+    for action in parser._actions:
+        if action.option_strings and action.help != argparse.SUPPRESS and action.dest in D:
+            flags.setdefault(action.dest, action.option_strings[0])
+    return flags
+
+
 def config_from_args(args: argparse.Namespace, extra_ignore: tuple[str, ...] = ()) -> GenerationConfig:
     overrides: dict[str, Any] = {}
     for key, value in vars(args).items():
         if key in D and key not in extra_ignore:
             overrides[key] = value
-    return load_config(getattr(args, "config", None), overrides)
+    return load_config(getattr(args, "config", None), overrides, config_flags())

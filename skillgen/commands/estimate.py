@@ -25,10 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from skillgen.estimate import estimate
+    from skillgen.common.errors import UserError
+    from skillgen.cost_estimate import estimate
 
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     config = config_from_args(args)
+    if args.pilot < 0:
+        raise UserError(f"--pilot: a number of requests, 0 or more (got {args.pilot})")
     est = estimate(config, pilot=args.pilot)
     print(json.dumps(est.to_dict(), indent=2) if args.json else est.format())
     return 0

@@ -17,11 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="the --run-dir of a generation run (path or s3://bucket/prefix)")
     parser.add_argument("out", help="output folder (path or s3://bucket/prefix)")
     parser.add_argument("--name", default=None, help="dataset name in the card (default: the run dir's name)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the contents of a non-empty OUT that is not an earlier export (an earlier export is "
+                             "replaced without it)")
 
 
 def run(args: argparse.Namespace) -> int:
     from skillgen.export import export_dataset
 
-    result = export_dataset(args.run_dir, args.out, name=args.name)
+    result = export_dataset(args.run_dir, args.out, name=args.name, overwrite=args.overwrite)
     print(f"exported {result.rows} sentences for {result.skills} skills to {result.out_dir}")
     return 0

@@ -15,7 +15,6 @@ import argparse
 from pathlib import Path
 
 HELP = "move damaged shards aside (a rerun then regenerates exactly their slots)"
-DAMAGED_DIR = "damaged"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +25,7 @@ def repair(run_dir: str | Path) -> tuple[list[Path], list[str]]:
     """Damaged shards moved (their new paths) and problems that need a person (one line each)."""
     from skillgen.common.errors import UserError
     from skillgen.rundir.ledger import LEDGER_DIR
-    from skillgen.rundir.rundir import RunDir
+    from skillgen.rundir.rundir import DAMAGED_DIR, RunDir
     from skillgen.rundir.runstate import read_run_json
     from skillgen.rundir.sinks import FAILURES_DIR, ROWS_DIR, read_part
 

@@ -24,9 +24,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--sentences", type=int, default=None, help="sentences per skill expected (default: the run's -n)")
 
 
+def check(args: argparse.Namespace) -> None:
+    """A run dir (like ``status``: a typo, an empty folder or a file is not a report of zeros), sane numbers,
+    and a folder for the plots, before anything is read or written."""
+    from skillgen.common.errors import UserError
+    from skillgen.common.outputs import check_writable_path
+    from skillgen.rundir.rundir import existing_run_dir
+
+    existing_run_dir(args.run_dir)
+    if args.samples < 0:
+        raise UserError(f"--samples: must be >= 0 (got {args.samples})")
+    if args.sentences is not None and args.sentences < 1:
+        raise UserError(f"-n: must be >= 1 (got {args.sentences})")
+    if args.plots is not None:
+        check_writable_path(args.plots.expanduser(), "--plots", "dir")
+
+
 def run(args: argparse.Namespace) -> int:
     from skillgen.quality import quality_report
 
+    check(args)
     report = quality_report(args.run_dir, n_sentences=args.sentences, samples_per_type=args.samples)
     if args.plots is not None:
         from skillgen.quality.plots import plot_quality

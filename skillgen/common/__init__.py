@@ -14,6 +14,7 @@ from skillgen.common.lazy import lazy_exports
 _EXPORTS = {
     # errors and the command line
     "UserError": "skillgen.common.errors",
+    "format_validation_error": "skillgen.common.errors",
     "new_parser": "skillgen.common.argparsing",
     "dispatch": "skillgen.common.argparsing",
     "lazy_exports": "skillgen.common.lazy",
@@ -22,6 +23,7 @@ _EXPORTS = {
     "ESCO_HELP": "skillgen.common.paths",
     "default_benchmark_dir": "skillgen.common.paths",
     "is_bundled_esco": "skillgen.common.paths",
+    "manifest": "skillgen.common.paths",
     "load_skills": "skillgen.common.taxonomy",
     "resolve_esco_path": "skillgen.common.taxonomy",
     "file_sha256": "skillgen.common.taxonomy",
@@ -33,6 +35,16 @@ _EXPORTS = {
     "staged_locally": "skillgen.common.storage",
     "polars_storage_options": "skillgen.common.storage",
     "write_atomic": "skillgen.common.atomic",
+    # outputs: checked before anything is written, never mixed with a user's files
+    "Output": "skillgen.common.outputs",
+    "check_output_dir": "skillgen.common.outputs",
+    "check_output_file": "skillgen.common.outputs",
+    "check_writable_path": "skillgen.common.outputs",
+    "folder_entries": "skillgen.common.outputs",
+    # the run dir's layout, for readers of its shards (training, the pipeline)
+    "ROWS_DIR": "skillgen.common.layout",
+    "PART_GLOB": "skillgen.common.layout",
+    "shard_files": "skillgen.common.layout",
     # Ray
     "init_ray": "skillgen.common.raycluster",
     "resolve_address": "skillgen.common.raycluster",

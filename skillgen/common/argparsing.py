@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 from skillgen.common.errors import UserError
 
+__all__ = ["HelpFormatter", "PARSER_OPTIONS", "build_parser", "dispatch", "new_parser"]
+
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """``(default: X)`` after the help, unless the help already names its default or there is none."""
@@ -33,13 +35,21 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument error is one line, like every other error (argparse prints the whole usage first,
+    which for ``skillgen run`` is 20 lines above the one that matters); ``--help`` still shows it all."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 # keyword arguments for every ArgumentParser and sub-parser in this project
 PARSER_OPTIONS: dict[str, Any] = {"allow_abbrev": False, "formatter_class": HelpFormatter}
 
 
 def new_parser(**kwargs: Any) -> argparse.ArgumentParser:
-    """``argparse.ArgumentParser`` with :data:`PARSER_OPTIONS` (overridable, e.g. ``formatter_class``)."""
-    return argparse.ArgumentParser(**{**PARSER_OPTIONS, **kwargs})
+    """:class:`Parser` with :data:`PARSER_OPTIONS` (overridable, e.g. ``formatter_class``)."""
+    return Parser(**{**PARSER_OPTIONS, **kwargs})
 
 
 def build_parser(prog: str, description: str, commands: dict[str, str]) -> argparse.ArgumentParser:

@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+__all__ = ["fsync_dir", "temp_path", "write_atomic"]
+
 
 def fsync_dir(path: Path) -> None:
     """Make a rename in ``path`` durable (best effort: some filesystems refuse)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
+__all__ = ["lazy_exports"]
+
 
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
     """``(__all__, __getattr__, __dir__)`` for ``package`` exporting ``{name: module}``."""

@@ -18,6 +18,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+__all__ = ["BENCHMARK_DIR_HELP", "BUNDLED_ESCO_FILE", "BUNDLED_ESCO_VERSION", "DATA_DIR_ENV", "ESCO_CSV_ENV",
+           "ESCO_HELP", "bundled_data_dir", "data_dir", "default_benchmark_dir", "default_esco_path",
+           "is_bundled_esco", "manifest", "verify_bundled"]
+
 DATA_DIR_ENV = "SKILLS_DATA_DIR"
 ESCO_CSV_ENV = "ESCO_SKILLS_CSV"
 BUNDLED_ESCO_FILE = "esco_skills_en_v1.1.0.parquet"

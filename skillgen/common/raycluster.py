@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 from skillgen.common.errors import UserError
 
+__all__ = ["RAY_INTERNAL_NOISE", "init_ray", "resolve_address"]
+
 
 def resolve_address(address: str | None) -> str:
     return address or os.environ.get("RAY_ADDRESS") or "local"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Mapping
 
+__all__ = ["GAUGES", "publish"]
+
 log = logging.getLogger(__name__)
 
 # name -> description; every value is a gauge (the latest total or rate), tagged by run.

@@ -43,6 +43,9 @@ from urllib.parse import parse_qsl, urlsplit
 from skillgen.common.atomic import fsync_dir, temp_path, write_atomic
 from skillgen.common.errors import UserError
 
+__all__ = ["ConditionalWriteUnsupported", "Location", "S3Settings", "S3_SCHEMES", "check_uri", "is_remote",
+           "is_uri", "path_or_uri", "polars_storage_options", "resolve", "staged_locally"]
+
 S3_SCHEMES = ("s3", "s3a")
 _SECRET_QUERY = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -320,8 +323,20 @@ class Location:
         frame.write_parquet(buffer, compression=compression)
         self.write_bytes(buffer.getvalue())
 
+    def move_to(self, target: "Location") -> None:
+        """Move this file or folder to ``target``: a rename on local disk, a copy then a delete on object
+        storage (which has no rename; a crash in between leaves both, never neither)."""
+        target.parent.mkdir()
+        if self.is_local and target.is_local:
+            self.local_path.rename(target.local_path)
+            return
+        import pyarrow.fs as pafs
+
+        pafs.copy_files(self.path, target.path, source_filesystem=self.fs, destination_filesystem=target.fs)
+        self.delete()
+
     def delete(self) -> None:
-        """Delete a file; a missing file is fine (deleting twice is not an error)."""
+        """Delete a file or folder; a missing one is fine (deleting twice is not an error)."""
         import pyarrow.fs as pafs
 
         info = self.fs.get_file_info(self.path)

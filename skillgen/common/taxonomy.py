@@ -23,6 +23,9 @@ import polars as pl
 from skillgen.common.errors import UserError
 from skillgen.common.paths import BUNDLED_ESCO_VERSION, ESCO_CSV_ENV, default_esco_path, is_bundled_esco
 
+__all__ = ["LABEL_COLUMN", "OPTIONAL_COLUMNS", "SCHEMA", "Skill", "by_labels", "by_type", "file_sha256", "first_n",
+           "iter_skills", "label_skill_id", "load_skills", "random_n", "resolve_esco_path", "select"]
+
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # files whose shared-URI warning was already logged by this process
 
@@ -101,13 +104,21 @@ def load_skills(path: str | Path | None = None) -> pl.DataFrame:
 def _csv_bytes(path: Path) -> bytes:
     """The CSV's bytes; for a ZIP (the official ESCO download), its ``skills_<lang>.csv`` member."""
     if not zipfile.is_zipfile(path):
+        with open(path, "rb") as fh:
+            looks_zipped = fh.read(4) == b"PK\x03\x04"
+        if looks_zipped or path.suffix.lower() == ".zip":
+            raise UserError(f"{path}: not a readable ZIP file (damaged or incomplete download?); expected the official "
+                            "ESCO download or its skills_en.csv")
         return path.read_bytes()
-    with zipfile.ZipFile(path) as archive:
-        names = [n for n in archive.namelist() if Path(n).name.lower().startswith("skills_") and n.lower().endswith(".csv")]
-        preferred = [n for n in names if Path(n).name.lower() == "skills_en.csv"] or names
-        if not preferred:
-            raise UserError(f"{path}: ZIP has no skills_en.csv (expected the official ESCO CSV download)")
-        return archive.read(preferred[0])
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if Path(n).name.lower().startswith("skills_") and n.lower().endswith(".csv")]
+            preferred = [n for n in names if Path(n).name.lower() == "skills_en.csv"] or names
+            if not preferred:
+                raise UserError(f"{path}: ZIP has no skills_en.csv (expected the official ESCO CSV download)")
+            return archive.read(preferred[0])
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise UserError(f"{path}: not a readable ZIP file ({exc}); expected the official ESCO download") from None
 
 
 def _read_parquet(path: Path) -> pl.DataFrame:

@@ -20,11 +20,16 @@ from typing import Any
 import polars as pl
 
 from skillgen.common.errors import UserError
-from skillgen.common.storage import Location, resolve
+from skillgen.common.storage import Location
+
+__all__ = ["COLUMNS", "DATA_FILE", "ESCO_LICENCE", "ExportResult", "dataset_card", "export_dataset",
+           "size_category", "taxonomy_facts"]
 
 DATA_FILE = "data/train-00000-of-00001.parquet"
 COLUMNS = ("skill_id", "label", "skill_type", "sentence", "sample_idx", "model", "prompt_version")
 ESCO_LICENCE = "cc-by-4.0"  # ESCO is published by the European Commission under CC BY 4.0
+CARD_TITLE = "Synthetic job-ad sentences for ESCO skills"  # the card's title: how a later export knows an earlier one
+EXPORT_FILES = ("README.md", "data")  # what an export writes, and what replacing an earlier one removes
 
 
 @dataclass(frozen=True)
@@ -35,15 +40,22 @@ class ExportResult:
     card: str
 
 
-def export_dataset(run_dir: str | Path, out_dir: str | Path, name: str | None = None) -> ExportResult:
-    """Write ``out_dir`` (a path or URI) from ``run_dir``'s shards, run.json and ledger."""
+def export_dataset(run_dir: str | Path, out_dir: str | Path, name: str | None = None, overwrite: bool = False) -> ExportResult:
+    """Write ``out_dir`` (a path or URI) from ``run_dir``'s shards, run.json and ledger.
+
+    ``out_dir`` must be new, empty or an earlier export (whose card and data are replaced; other files, such
+    as a dataset repository's ``.git``, stay); ``overwrite`` replaces anything else in it.
+    """
+    from skillgen.common.outputs import check_output_dir
     from skillgen.rundir.ledger import ledger_totals
+    from skillgen.rundir.rundir import existing_run_dir
     from skillgen.rundir.runstate import read_run_json
     from skillgen.rundir.sinks import read_failures, read_rows
 
+    existing_run_dir(run_dir)
+    output = check_output_dir(out_dir, "export dir", overwrite=overwrite, is_own=is_export,
+                              own_kind="an earlier 'skillgen export'", inputs=[("run dir", run_dir)])
     meta = read_run_json(run_dir)
-    if meta is None:
-        raise UserError(f"{run_dir}: no run.json (not a skillgen run dir)")
     rows = read_rows(run_dir)
     if rows.is_empty():
         raise UserError(f"{run_dir}: no sentences to export")
@@ -51,7 +63,8 @@ def export_dataset(run_dir: str | Path, out_dir: str | Path, name: str | None = 
     taxonomy = taxonomy_facts(config.get("esco"))
     table = rows.join(taxonomy.pop("types"), on="skill_id", how="left").select(
         [pl.col(c) if c != "skill_type" else pl.col(c).fill_null("") for c in COLUMNS]).sort("skill_id", "sample_idx")
-    out = resolve(out_dir, "export dir")
+    out = output.location
+    output.clear(only=EXPORT_FILES if output.holds == "own" else None)  # replace, never merge with an older export
     (out / DATA_FILE).write_parquet(table)
     facts = {
         "name": name or Path(str(run_dir).rstrip("/")).name,
@@ -66,6 +79,15 @@ def export_dataset(run_dir: str | Path, out_dir: str | Path, name: str | None = 
     card = dataset_card(facts)
     (out / "README.md").write_text(card)
     return ExportResult(out, facts["rows"], facts["skills"], card)
+
+
+def is_export(location: Location) -> bool:
+    """An earlier export: its README.md is a card this module wrote."""
+    card = location / "README.md"
+    try:
+        return card.exists() and CARD_TITLE in card.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def taxonomy_facts(esco: str | None) -> dict[str, Any]:
@@ -100,7 +122,7 @@ def dataset_card(facts: dict[str, Any]) -> str:
     header = {
         "license": ESCO_LICENCE,
         "language": ["en"],
-        "pretty_name": f"Synthetic job-ad sentences for ESCO skills ({facts['name']})",
+        "pretty_name": f"{CARD_TITLE} ({facts['name']})",
         "task_categories": ["sentence-similarity", "text-classification"],
         "tags": ["esco", "skill-extraction", "synthetic"],
         "size_categories": [size_category(facts["rows"])],

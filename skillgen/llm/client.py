@@ -31,6 +31,11 @@ import tenacity
 
 from skillgen.common.errors import UserError
 
+__all__ = ["CallResult", "ChatClient", "KEYLESS_PLACEHOLDER", "RUN_STOPPING", "RequestError", "Secret",
+           "backoff_wait", "call_with_retry", "chat_params", "classify", "is_openai_host", "make_retrying",
+           "max_tokens_param", "parse_retry_after", "rate_headers", "redact", "resolve_api_key",
+           "uses_max_completion_tokens"]
+
 RUN_STOPPING = {"authentication", "permission", "not_found", "insufficient_quota"}
 KEYLESS_PLACEHOLDER = "no-key-needed"
 
@@ -214,11 +219,13 @@ def resolve_api_key(api_key_env: str, base_url: str, fallback: "Secret | None" =
     """The key from ``$api_key_env`` (or the driver's, passed masked); endpoints other than OpenAI may need none."""
     import os
 
-    key = os.environ.get(api_key_env) or (fallback.get() if fallback is not None else None)
+    raw = os.environ.get(api_key_env)
+    key = raw or (fallback.get() if fallback is not None else None)
     if key:
         return key
     if is_openai_host(base_url):
-        raise UserError(f"environment variable {api_key_env} is not set (it must hold the API key for {base_url})")
+        state = "is empty" if raw == "" else "is not set"
+        raise UserError(f"environment variable {api_key_env} {state} (it must hold the API key for {base_url})")
     return KEYLESS_PLACEHOLDER
 
 

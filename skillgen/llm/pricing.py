@@ -17,6 +17,9 @@ from typing import Any, Mapping
 
 from skillgen.common.errors import UserError
 
+__all__ = ["BATCH_DISCOUNT", "Price", "batch_price", "builtin_prices", "config_batch_price", "config_price",
+           "load_prices", "lookup", "price_for"]
+
 BATCH_DISCOUNT = 0.5  # OpenAI Batch API: half price, results within 24 h
 
 

@@ -17,6 +17,9 @@ from typing import Any, Sequence
 
 from skillgen.common.taxonomy import Skill
 
+__all__ = ["AVOID_TEMPLATE", "PROMPT_VERSION", "PromptSpec", "RESPONSE_SCHEMA", "SYSTEM_PROMPT", "USER_TEMPLATE",
+           "build_messages", "response_format"]
+
 PROMPT_VERSION = "v1"
 
 SYSTEM_PROMPT = (

@@ -22,6 +22,10 @@ import tiktoken
 
 from skillgen.common.atomic import write_atomic
 
+__all__ = ["ENCODING_URLS", "O200K_PREFIXES", "REPLY_PRIMING_TOKENS", "TOKENS_PER_MESSAGE", "TOKENS_PER_NAME",
+           "count_text_tokens", "count_tokens", "encoding_for", "encoding_name_for", "get_encoding",
+           "seed_tiktoken_cache", "size_max_tokens"]
+
 ENCODING_URLS = {
     "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
     "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",

@@ -19,6 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+__all__ = ["DROP_REASONS", "MAX_CHARS", "MIN_WORDS", "Validation", "clean_sentence", "extract_items",
+           "normalise_key", "validate_response"]
+
 _NUMBERING = re.compile(r"^\s*(?:\(?\d{1,3}[\.\):\]]|[-*\u2022\u2013\u2014]|#\d+)\s*")
 _QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb`"
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)

@@ -25,16 +25,16 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
-from skillgen.common.errors import UserError
 from skillgen.common.raycluster import init_ray
 from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import config_price
-from skillgen.online.budget import BudgetSnapshot
-from skillgen.online.messages import Drained, SchedulerState
+from skillgen.online.messages import BudgetSnapshot, Drained, SchedulerState
 from skillgen.online.progress import ProgressReporter
-from skillgen.plan import RunPlan, RunSummary, StopReason, plan_run, preflight
+from skillgen.plan import RunPlan, plan_run, preflight
 from skillgen.rundir.rundir import RunDir
-from skillgen.rundir.sinks import utcnow
+from skillgen.summary import RunSummary, StopReason, Tally, close_invocation
+
+__all__ = ["BUDGET_NAME_PREFIX", "SCHEDULER_NAME_PREFIX", "WORKER_NAME_PREFIX", "GenerationDriver", "run_online"]
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,7 @@ def run_online(config: GenerationConfig, run_dir: RunDir, progress: bool = True,
 
     ``on_update(scheduler_state, budget_snapshot)`` is called on every driver tick (benchmarks, UIs).
     """
-    from skillgen.batch.state import load_manifest
-
     price = config_price(config)  # unknown model: UserError before anything else
-    manifest = load_manifest(run_dir)
-    if manifest is not None and manifest.open_entries():
-        raise UserError(f"{run_dir} has {len(manifest.open_entries())} batches still open at the provider; "
-                        "rerun with --mode batch to collect them (or `skillgen batch cancel`), then continue online")
     plan = plan_run(config, price, run_dir)
     if plan.tasks and config.preflight:
         preflight(config)
@@ -84,14 +78,12 @@ class GenerationDriver:
                  on_update: Any = None):
         self.config, self.price, self.plan, self.run_dir = config, price, plan, run_dir
         self.on_update = on_update
-        self.t0 = time.monotonic()
-        self.started_at = utcnow().isoformat()
         self.rows_w = run_dir.row_writer(config.flush_rows, config.flush_seconds)
         self.fail_w = run_dir.failure_writer(config.flush_rows, config.flush_seconds)
         self.reporter = ProgressReporter(len(plan.tasks), enabled=progress, interval_s=config.progress_interval_s,
                                          run=run_dir.root.name)
-        self.written = set(plan.written)
-        self.status = "complete"
+        self.written = plan.written
+        self.stop_reason: str | None = None  # set by the driver itself (signal, lost lease or actor)
         self.sched_state = SchedulerState()
         self.budget_snap: BudgetSnapshot | None = None
         self.lost: set[str] = set()  # control actors found dead
@@ -126,7 +118,8 @@ class GenerationDriver:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from skillgen.online.budget import BudgetActor
+        from skillgen.online.budget import Budget
+        from skillgen.online.budget_actor import BudgetActor
         from skillgen.llm.client import Secret
         from skillgen.online.scheduler import Scheduler
         from skillgen.online.workers import WorkerActor
@@ -143,12 +136,7 @@ class GenerationDriver:
         run_tag = uuid.uuid4().hex[:8]
         self.budget = ray.remote(BudgetActor).options(num_cpus=0, max_concurrency=1, scheduling_strategy=here,
                                                       name=f"{BUDGET_NAME_PREFIX}{run_tag}").remote(
-            ledger=self.run_dir.ledger_writer(),
-            rpm=cfg.rpm, tpm=cfg.tpm, input_tpm=cfg.input_tpm, output_tpm=cfg.output_tpm,
-            spend_cap_usd=cfg.spend_cap_usd, spent_before_usd=self.plan.spent_before,
-            price_in=self.price.input_per_1m, price_out=self.price.output_per_1m, quantile=cfg.max_tokens_quantile,
-            unknown_outcome=cfg.unknown_outcome,
-        )
+            Budget.for_run(cfg, self.price, self.plan.spent_before, self.run_dir.ledger_writer()))
         self.scheduler = ray.remote(Scheduler).options(num_cpus=0, name=f"{SCHEDULER_NAME_PREFIX}{run_tag}").remote(
             self.plan.tasks, cfg.n_sentences)
         worker_cls = ray.remote(WorkerActor)
@@ -158,7 +146,7 @@ class GenerationDriver:
                 num_cpus=cfg.worker_num_cpus, max_restarts=-1, max_task_retries=0, max_concurrency=1000,
                 name=f"{WORKER_NAME_PREFIX}{run_tag}-{wid}", resources=cfg.worker_resources or None,
             ).remote(wid, cfg.public_dict(), f"{SCHEDULER_NAME_PREFIX}{run_tag}", f"{BUDGET_NAME_PREFIX}{run_tag}",
-                     self.price.input_per_1m, self.price.output_per_1m)
+                     self.price)
         self._install_signals()
         for wid in self.workers:
             self._start_worker(wid)
@@ -179,16 +167,17 @@ class GenerationDriver:
             self.on_update(self.sched_state, self.budget_snap)
         self._report_progress()
         if self.run_dir.lost and not self.stop_deadline:
-            self._begin_stop(f"stopped: {StopReason.LEASE_LOST}", grace_s=5.0)
+            self._begin_stop(StopReason.LEASE_LOST, grace_s=5.0)
         if self.terminate.is_set() and not self.interrupted.is_set():
             raise KeyboardInterrupt  # handled in run(), at a point where no drained row is in hand
 
     def _report_progress(self, final: bool = False) -> None:
         """The progress line and the ``skillgen_*`` gauges; ``final`` publishes even within a second of the last."""
         st = self.sched_state
-        self.reporter.update(st.finished, st.failed, st.sentences, st.worker("prompt_tokens") + st.worker("completion_tokens"),
-                             self.budget_snap.spent_total_usd if self.budget_snap else 0.0, st.worker("retries"),
-                             st.worker("rate_limited"), final=final, requests=st.worker("requests"))
+        w = st.workers
+        self.reporter.update(st.finished, st.failed, st.sentences, w.prompt_tokens + w.completion_tokens,
+                             self.budget_snap.spent_total_usd if self.budget_snap else 0.0, w.retries,
+                             w.rate_limited, final=final, requests=w.requests)
 
     def worker_returned(self, ref: Any) -> None:
         wid = self.refs.pop(ref)
@@ -229,7 +218,7 @@ class GenerationDriver:
         self.lost.add(which)
         log.error("the %s actor died; stopping the run (rerun the same command to continue)", which)
         reason = {"budget": StopReason.BUDGET_LOST, "scheduler": StopReason.SCHEDULER_LOST}[which]
-        self._begin_stop(f"stopped: {reason}", grace_s=5.0)
+        self._begin_stop(reason, grace_s=5.0)
 
     def shutdown(self) -> None:
         """Write everything accepted, settle every reservation into the ledger, stop every actor."""
@@ -267,12 +256,12 @@ class GenerationDriver:
         self._report_progress(final=True)  # the gauges end on the run's totals, not on the last tick's
 
     def finish(self) -> RunSummary:
-        status = self.status
-        stop_reason = (self.budget_snap.stop_reason if self.budget_snap else None) or self.sched_state.stopped
-        if status == "complete" and stop_reason:
-            status = f"stopped: {stop_reason}"
-        summary = _summarise(self.config, self.run_dir, status, self.plan, self.rows_w, self.fail_w, self.sched_state, self.budget_snap,
-                             self.t0, len(self.workers), self.started_at)
+        st, snap = self.sched_state, self.budget_snap
+        stop_reason = self.stop_reason or (snap.stop_reason if snap else None) or st.stopped
+        tally = Tally(st.finished - st.failed, st.failed, self.rows_w.written, self.fail_w.written, st.workers,
+                      len(self.workers))
+        summary = close_invocation(self.run_dir, self.plan, tally, mode="online", stop_reason=stop_reason,
+                                   budget=asdict(snap) if snap else {})
         if stop_reason == StopReason.SPEND_CAP:
             log.warning("spend cap $%.4f reached ($%.4f spent in total); %d skills remain: rerun with a higher "
                         "--spend-cap-usd to continue", self.config.spend_cap_usd or 0, summary.total_cost_usd,
@@ -333,11 +322,13 @@ class GenerationDriver:
         secret = None if has_own else self.driver_secret
         self.refs[self.workers[wid].run.remote(secret)] = wid
 
-    def _begin_stop(self, status: str, grace_s: float) -> None:
-        self.status = status if self.status == "complete" or status == "interrupted" else self.status
+    def _begin_stop(self, reason: StopReason, grace_s: float) -> None:
+        """Stop handing out work; the first reason wins, but for an interrupt (the user's word is final)."""
+        if self.stop_reason is None or reason == StopReason.INTERRUPTED:
+            self.stop_reason = reason
         for actor, which in ((self.scheduler, "scheduler"), (self.budget, "budget")):
             if which not in self.lost:
-                actor.stop.remote(status)
+                actor.stop.remote(str(reason))
         deadline = time.monotonic() + grace_s
         self.stop_deadline = min(self.stop_deadline or deadline, deadline)
 
@@ -376,29 +367,3 @@ def _kill(actor: Any) -> None:
         ray.kill(actor, no_restart=True)
     except Exception:  # noqa: BLE001
         pass
-
-
-def _summarise(config, run_dir: RunDir, status, plan: RunPlan, rows_w, fail_w, sched_state, budget_snap, t0, n_workers,
-               started_at) -> RunSummary:
-    st: SchedulerState = sched_state
-    completed = st.finished - st.failed
-    remaining = len(plan.tasks) - st.finished
-    if status == "complete" and remaining > 0:
-        status = "incomplete"
-    spend = run_dir.spend(config.unknown_outcome)
-    ledger, total = spend.ledger, spend.total_usd
-    summary = RunSummary(
-        run_dir=str(config.run_dir), status=status, skills_selected=len(plan.skills), skills_already_done=plan.already,
-        skills_attempted=len(plan.tasks), skills_completed=completed, skills_failed=st.failed,
-        skills_remaining=remaining, rows_written=rows_w.written, failures_written=fail_w.written,
-        requests=st.worker("requests"), retries=st.worker("retries"), rate_limited=st.worker("rate_limited"),
-        truncated=st.worker("truncated"), prompt_tokens=st.worker("prompt_tokens"),
-        completion_tokens=st.worker("completion_tokens"), estimated_cost_usd=plan.est_cost,
-        actual_cost_usd=max(0.0, total - plan.spent_before), total_cost_usd=total,
-        estimated_prompt_tokens=plan.prompt_est, elapsed_s=time.monotonic() - t0, workers=n_workers,
-        budget=asdict(budget_snap) if budget_snap else {}, ledger=ledger.to_dict(),
-    )
-    run_dir.record_invocation({"started_at": started_at, "finished_at": utcnow().isoformat(),
-                                       "summary": {k: v for k, v in summary.to_dict().items() if k != "budget"}})
-    log.info("%s", summary.format())
-    return summary

@@ -11,15 +11,19 @@ Flow, per worker tick::
     worker  --ReserveItem[] + Settlement[]-->  budget   --ExchangeReply-->   worker
     worker  --WorkerReport (+ chunk size)-->   scheduler --Chunk(SkillTask[])--> worker
     driver  --drain()-->                       scheduler --Drained-->          driver
+    driver  --snapshot()-->                    budget   --BudgetSnapshot-->    driver
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 from skillgen.plan import SkillTask
 from skillgen.rundir.sinks import FailureRecord, Row
+from skillgen.summary import RequestCounters
+
+__all__ = ["BudgetSnapshot", "Chunk", "Drained", "ExchangeReply", "ReserveItem", "SchedulerState", "Settlement", "SkillTask",
+           "WorkerReport"]
 
 
 @dataclass
@@ -30,7 +34,7 @@ class WorkerReport:
     failures: list[FailureRecord] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)  # request keys given back unfinished (run stopping)
-    stats: dict[str, float] | None = None
+    stats: RequestCounters | None = None  # the worker's counters so far (the latest replaces the last)
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,7 @@ class Chunk:
 
 @dataclass(frozen=True)
 class SchedulerState:
-    """What the scheduler knows (scheduler -> driver, every tick). ``workers``: the workers' counters summed
-    (requests, retries, rate_limited, truncated, prompt_tokens, completion_tokens, ...)."""
+    """What the scheduler knows (scheduler -> driver, every tick). ``workers``: the workers' counters summed."""
 
     total: int = 0
     finished: int = 0
@@ -56,10 +59,7 @@ class SchedulerState:
     duplicates_dropped: int = 0
     reassigned: int = 0
     sentences: int = 0
-    workers: dict[str, float] = field(default_factory=dict)
-
-    def worker(self, name: str) -> int:
-        return int(self.workers.get(name, 0))
+    workers: RequestCounters = field(default_factory=RequestCounters)
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,31 @@ class Settlement:
     sentences_requested: int = 0
     headers: dict[str, str] | None = None
     retry_after: float | None = None
+
+
+@dataclass
+class BudgetSnapshot:
+    """The budget's state (budget actor -> driver, every tick): its counters and what it holds now.
+    ``settle_seq``: the mark the driver passes to ``BudgetActor.persisted`` once the rows drained after
+    this snapshot are on disk."""
+
+    granted: int = 0
+    settled: int = 0
+    rate_limited: int = 0
+    header_tightenings: int = 0
+    cooldown_s: float = 0.0
+    reserved_tokens: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spent_usd: float = 0.0  # settled by this invocation
+    cap_hit: bool = False
+    stop_reason: str | None = None
+    wait_by_limit: dict[str, int] = field(default_factory=dict)
+    inflight: int = 0
+    spent_total_usd: float = 0.0  # the run dir's: before this invocation plus what it settled
+    per_sentence: float | None = None
+    limits: dict[str, float | None] = field(default_factory=dict)
+    settle_seq: int | None = None
 
 
 @dataclass(frozen=True)

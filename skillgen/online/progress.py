@@ -14,6 +14,8 @@ from typing import Any
 
 from skillgen.common.raymetrics import publish
 
+__all__ = ["ProgressReporter", "format_line"]
+
 log = logging.getLogger("skillgen.online.progress")
 
 

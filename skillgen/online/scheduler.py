@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from typing import Any
 
 from skillgen.online.messages import Chunk, Drained, SchedulerState, SkillTask, WorkerReport
 from skillgen.rundir.sinks import FailureRecord, Row
+from skillgen.summary import RequestCounters
+
+__all__ = ["Scheduler"]
 
 
 class Scheduler:
@@ -31,7 +33,7 @@ class Scheduler:
         self.failed: set[str] = set()
         self.out_rows: list[Row] = []
         self.out_failures: list[FailureRecord] = []
-        self.worker_stats: dict[str, dict[str, Any]] = {}
+        self.worker_stats: dict[str, RequestCounters] = {}
         self.stopped: str | None = None
         self.duplicates_dropped = 0
         self.reassigned = 0
@@ -120,11 +122,7 @@ class Scheduler:
         return Drained(rows, failures, self.state())
 
     def state(self) -> SchedulerState:
-        totals: dict[str, float] = {}
-        for stats in self.worker_stats.values():
-            for k, v in stats.items():
-                if isinstance(v, (int, float)):
-                    totals[k] = totals.get(k, 0) + v
+        totals = RequestCounters.total(list(self.worker_stats.values()))
         return SchedulerState(
             total=len(self.tasks), finished=len(self.finished), failed=len(self.failed), queued=len(self.queue),
             leased=sum(len(v) for v in self.leases.values()), stopped=self.stopped,

@@ -22,15 +22,20 @@ import os
 import time
 from typing import Any, Callable
 
-from skillgen.llm.tokens import size_max_tokens
-from skillgen.llm.client import CallResult, ChatClient, RequestError, call_with_retry
+from dataclasses import replace
+
 from skillgen.config import GenerationConfig
+from skillgen.llm.client import CallResult, ChatClient, RequestError, call_with_retry
+from skillgen.llm.pricing import Price
 from skillgen.llm.prompts import build_messages
-from skillgen.rundir.sinks import FailureRecord, Row, utcnow
-from skillgen.rundir.ledger import Outcome
-from skillgen.online.messages import ReserveItem, Settlement, SkillTask, WorkerReport
-from skillgen.llm.tokens import count_tokens
+from skillgen.llm.tokens import count_tokens, size_max_tokens
 from skillgen.llm.validate import validate_response
+from skillgen.online.messages import ReserveItem, Settlement, SkillTask, WorkerReport
+from skillgen.rundir.ledger import Outcome
+from skillgen.rundir.sinks import FailureRecord, Row, utcnow
+from skillgen.summary import RequestCounters
+
+__all__ = ["STOPPED", "WorkerActor", "WorkerCore"]
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +50,14 @@ class WorkerCore:
     progress reports (injectable, like the budget's, for tests).
     """
 
-    def __init__(self, worker_id: str, config: dict[str, Any], scheduler: Any, budget: Any,
-                 price_in: float, price_out: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, worker_id: str, config: dict[str, Any], scheduler: Any, budget: Any, price: Price,
+                 clock: Callable[[], float] = time.monotonic):
         self.id = worker_id
         self.clock = clock
         self.cfg = GenerationConfig(**config)
         self.scheduler = scheduler
         self.budget = budget
-        self.price_in = price_in / 1e6
-        self.price_out = price_out / 1e6
+        self.price = price
         self.pending: list[tuple[asyncio.Future, ReserveItem]] = []
         self.settles: list[Settlement] = []
         self.kept_rows: list[Row] = []  # every row of this run, for the driver if the scheduler dies
@@ -63,10 +67,7 @@ class WorkerCore:
         self.out_released: list[str] = []
         self.stop_reason: str | None = None
         self.per_sentence: float | None = None
-        self.stats: dict[str, float] = {
-            "requests": 0, "ok": 0, "retries": 0, "rate_limited": 0, "errors": 0, "truncated": 0,
-            "invalid": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "sentences": 0,
-        }
+        self.stats = RequestCounters()
         self.wake = asyncio.Event()
 
     # ---- budget ----------------------------------------------------------------
@@ -142,34 +143,34 @@ class WorkerCore:
         if self.stop_reason:
             raise RequestError(STOPPED, self.stop_reason, retryable=False)
         rid = await self.reserve(ReserveItem(prompt_est, max_tokens, header_key, attempt_no))
-        self.stats["requests"] += 1
+        self.stats.requests += 1
         try:
             result = await client.complete(messages, max_tokens, header_key)
         except RequestError as exc:
-            self.stats["errors"] += 1
+            self.stats.errors += 1
             if exc.error_class == "rate_limit":
-                self.stats["rate_limited"] += 1
+                self.stats.rate_limited += 1
             self.settle(Settlement(rid, status=exc.status, error_class=exc.error_class, retry_after=exc.retry_after,
                                    headers=exc.headers))
             raise
         except BaseException:
             self.settle(Settlement(rid, error_class="connection"))  # cancelled mid-flight: outcome unknown
             raise
-        self.stats["ok"] += 1
+        self.stats.ok += 1
         pt = result.prompt_tokens if result.prompt_tokens is not None else prompt_est
         ct = result.completion_tokens if result.completion_tokens is not None else 0
         self.settle(Settlement(rid, status=200, prompt_tokens=result.prompt_tokens, completion_tokens=ct,
                                sentences_requested=n, headers=result.headers))
         result.prompt_tokens, result.completion_tokens = pt, ct
-        self.stats["prompt_tokens"] += pt
-        self.stats["completion_tokens"] += ct
-        cost = pt * self.price_in + ct * self.price_out
-        self.stats["cost_usd"] += cost
+        self.stats.prompt_tokens += pt
+        self.stats.completion_tokens += ct
+        cost = self.price.cost(pt, ct)
+        self.stats.cost_usd += cost
         result.cost = cost  # type: ignore[attr-defined]
         return result
 
     def _on_retry(self, exc: RequestError) -> None:
-        self.stats["retries"] += 1
+        self.stats.retries += 1
 
     # ---- one skill -------------------------------------------------------------
 
@@ -223,7 +224,7 @@ class WorkerCore:
             cost_acc += getattr(result, "cost", 0.0)
             v = validate_response(result.content, n, existing=avoid, max_words=cfg.max_sentence_words, label=skill.label)
             if result.finish_reason == "length":
-                self.stats["truncated"] += 1
+                self.stats.truncated += 1
                 bump += 1
                 v.parse_error = v.parse_error or "truncated"
             if v.sentences:
@@ -237,9 +238,9 @@ class WorkerCore:
                     self.out_rows.append(row)
                     self.kept_rows.append(row)
                     avoid.append(sentence)
-                self.stats["sentences"] += len(v.sentences)
+                self.stats.sentences += len(v.sentences)
             if missing:
-                self.stats["invalid"] += 1
+                self.stats.invalid += 1
                 problems.append(f"{v.describe()} (finish_reason={result.finish_reason})")
         if missing:
             reason = f"{cfg.n_sentences - len(missing)}/{cfg.n_sentences} valid sentences after {responses} responses: " + "; ".join(problems[-3:])
@@ -248,12 +249,12 @@ class WorkerCore:
             self.out_done.append(key)
 
     def _failure(self, task: SkillTask, error_class, message, attempts, n_missing, cost) -> FailureRecord:
-        return FailureRecord.of(task, error_class, message, attempts, n_missing, cost)
+        return FailureRecord.of(task.skill, task.request_key, error_class, message, attempts, n_missing, cost)
 
     # ---- main loop -------------------------------------------------------------
 
     def _take_report(self) -> WorkerReport:
-        rep = WorkerReport(self.out_rows, self.out_failures, self.out_done, self.out_released, dict(self.stats))
+        rep = WorkerReport(self.out_rows, self.out_failures, self.out_done, self.out_released, replace(self.stats))
         self.out_rows, self.out_failures, self.out_done, self.out_released = [], [], [], []
         return rep
 
@@ -267,7 +268,7 @@ class WorkerCore:
             self._stop_waiters(f"scheduler unavailable: {type(exc).__name__}")
             return None
 
-    async def run(self, secret: Any = None, client: ChatClient | None = None) -> dict[str, Any]:
+    async def run(self, secret: Any = None, client: ChatClient | None = None) -> RequestCounters:
         """Pull chunks until the scheduler has none and nothing is in flight; ``client`` defaults to the config's endpoint."""
         cfg = self.cfg
         client = client or ChatClient(
@@ -318,7 +319,7 @@ class WorkerCore:
             await self._final_settle()
             await self._to_scheduler("report", self.id, self._take_report())
             await client.close()
-        return dict(self.stats)
+        return replace(self.stats)
 
     async def _final_settle(self) -> None:
         """Flush settlements so the budget and ledger are exact; grants we never saw are cancelled."""
@@ -334,16 +335,15 @@ class WorkerCore:
 class WorkerActor:
     """Ray actor wrapper (async: its methods run on one event loop)."""
 
-    def __init__(self, worker_id: str, config: dict[str, Any], scheduler_name: str, budget_name: str,
-                 price_in: float, price_out: float):
+    def __init__(self, worker_id: str, config: dict[str, Any], scheduler_name: str, budget_name: str, price: Price):
         # The control actors come by name, not as handles: Ray keeps handle arguments of a restartable
         # actor in the object store (and warns on every start); a name also finds them after a restart.
         import ray
 
         scheduler, budget = ray.get_actor(scheduler_name), ray.get_actor(budget_name)
-        self.core = WorkerCore(worker_id, config, scheduler, budget, price_in, price_out)
+        self.core = WorkerCore(worker_id, config, scheduler, budget, price)
 
-    async def run(self, secret: Any = None) -> dict[str, Any]:
+    async def run(self, secret: Any = None) -> RequestCounters:
         return await self.core.run(secret)
 
     async def rows_kept(self) -> list[dict[str, Any]]:

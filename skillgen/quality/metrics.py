@@ -22,6 +22,9 @@ import polars as pl
 
 from skillgen.llm.validate import DROP_REASONS
 
+__all__ = ["NEAR_DUP_JACCARD", "distinct_ngrams", "duplicates", "failures_by_reason", "lengths",
+           "near_duplicates_within_skill", "normalised", "per_skill_counts", "samples_by_type", "with_keys"]
+
 NEAR_DUP_JACCARD = 0.8  # word-set Jaccard at or above which two sentences of a skill count as near-duplicates
 _NON_WORD = r"[^\p{L}\p{N}]+"
 

@@ -1,4 +1,4 @@
-"""Figures of a :class:`~skillgen.quality.report.QualityReport`: sentences per skill, sentence lengths."""
+"""Figures of a :class:`~skillgen.quality.data_report.QualityReport`: sentences per skill, sentence lengths."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 from skillgen.quality import metrics  # noqa: E402
+
+__all__ = ["plot_quality"]
 
 
 def plot_quality(rows: pl.DataFrame, folder: Path, prefix: str = "quality") -> dict[str, str | None]:

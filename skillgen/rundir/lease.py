@@ -43,6 +43,9 @@ from typing import Any, Protocol
 from skillgen.common.atomic import fsync_dir, temp_path, write_atomic
 from skillgen.common.errors import UserError
 
+__all__ = ["DEFAULT_TTL_S", "LEASE_FILE", "Lease", "LeaseBackend", "LocalLeaseBackend", "RunDirInUse",
+           "RunDirLease", "StorageLeaseBackend", "TTL_ENV", "backend_for", "default_ttl_s"]
+
 log = logging.getLogger(__name__)
 
 LEASE_FILE = ".skillgen.lease"
@@ -218,6 +221,11 @@ def backend_for(run_dir: Any) -> LeaseBackend:
     return StorageLeaseBackend(location / LEASE_FILE)
 
 
+def _in_use(run_dir: Any, held: Lease) -> RunDirInUse:
+    return RunDirInUse(f"{run_dir} is in use by {held.describe()} (lease {LEASE_FILE}, renewed "
+                       f"{max(0.0, time.time() - held.renewed_at):.0f} s ago); wait for it to finish or stop it")
+
+
 class RunDirLease:
     """A held lease, renewed by a daemon thread until :meth:`release`; ``lost`` is set if it was taken away."""
 
@@ -247,15 +255,20 @@ class RunDirLease:
                 continue
             held, held_version = current
             if not held.stale():
-                raise RunDirInUse(
-                    f"{run_dir} is in use by {held.describe()} (lease {LEASE_FILE}, renewed "
-                    f"{max(0.0, time.time() - held.renewed_at):.0f} s ago); wait for it to finish or stop it"
-                )
+                raise _in_use(run_dir, held)
             version = backend.replace_if_unchanged(mine, held_version)
             if version:
                 log.warning("took over the stale lease of %s on %s", held.describe(), run_dir)
                 return cls(backend, mine, version)
         raise UserError(f"{run_dir}: could not take the run dir lease (others keep changing it); retry")
+
+    @classmethod
+    def check_free(cls, run_dir: str | Path, backend: LeaseBackend | None = None) -> None:
+        """Read-only: :class:`RunDirInUse` if a live process holds the lease now (before anything is written;
+        :meth:`acquire` decides for good)."""
+        current = (backend or backend_for(run_dir)).read()
+        if current is not None and not current[0].stale():
+            raise _in_use(run_dir, current[0])
 
     def renew(self) -> bool:
         fresh = replace(self.lease, renewed_at=time.time())

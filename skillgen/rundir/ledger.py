@@ -49,8 +49,12 @@ import polars as pl
 
 from skillgen.common.storage import resolve
 
+__all__ = ["BATCH_WORKER", "LEDGER_DIR", "LedgerTotals", "LedgerWriter", "Outcome", "OutcomeEvent", "SCHEMA",
+           "SentEvent", "UNKNOWN_OUTCOMES", "UnknownPolicy", "ledger_totals", "outcome_class", "read_events",
+           "read_ledger", "unknown_cost"]
+
 LEDGER_DIR = "ledger"
-UnknownPolicy = Literal["worst_case", "prompt_only", "free"]
+UnknownPolicy = Literal["worst_case", "prompt_only", "free"]  # GenerationConfig.unknown_outcome
 
 class Outcome(StrEnum):
     """What became of one attempt. Stored as its value (a string) in the ledger's Parquet parts."""
@@ -187,7 +191,7 @@ def read_ledger(run_dir: str | Path) -> pl.DataFrame:
 class LedgerTotals:
     """What a run dir spent, by the ledger. ``spent_usd`` = known + unknown (priced by ``policy``)."""
 
-    policy: str
+    policy: UnknownPolicy
     attempts: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
     prompt_tokens: int = 0  # reported by 200 responses
@@ -207,7 +211,7 @@ class LedgerTotals:
         return {**asdict(self), "spent_usd": self.spent_usd}
 
 
-def unknown_cost(policy: str, worst_cost: float, prompt_only_cost: float) -> float:
+def unknown_cost(policy: UnknownPolicy, worst_cost: float, prompt_only_cost: float) -> float:
     """What an attempt of unknown outcome is counted as costing."""
     if policy == "worst_case":
         return worst_cost
@@ -218,7 +222,7 @@ def unknown_cost(policy: str, worst_cost: float, prompt_only_cost: float) -> flo
     raise ValueError(f"unknown_outcome must be worst_case, prompt_only or free, not {policy!r}")
 
 
-def ledger_totals(run_dir: str | Path, policy: str = "worst_case") -> LedgerTotals:
+def ledger_totals(run_dir: str | Path, policy: UnknownPolicy = "worst_case") -> LedgerTotals:
     frame = read_ledger(run_dir)
     totals = LedgerTotals(policy=policy, attempts=frame.height)
     if not frame.height:

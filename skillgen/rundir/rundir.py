@@ -13,8 +13,10 @@ mode from forgetting part of the contract:
 - shards, failure records, the ledger, the batch manifest and its files all
   go through :mod:`skillgen.common.storage`, so local disk and ``s3://`` run
   the same code;
-- :meth:`RunDir.spend`, :meth:`RunDir.progress` and :meth:`RunDir.missing`
-  are the one place that says what the run dir spent, holds and lacks.
+- :meth:`RunDir.spend` and :meth:`RunDir.progress` are the one place that
+  says what the run dir spent and holds (what it lacks is the planner's
+  business: :func:`skillgen.plan.build_tasks`; the storage layer knows
+  nothing of planning).
 """
 
 from __future__ import annotations
@@ -22,24 +24,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any
 
 import polars as pl
 
 from skillgen.common.errors import UserError
 from skillgen.common.storage import Location, resolve
+from skillgen.config import GenerationConfig
 from skillgen.rundir.lease import RunDirLease
-from skillgen.rundir.ledger import LEDGER_DIR, LedgerTotals, LedgerWriter, ledger_totals
+from skillgen.rundir.ledger import LEDGER_DIR, LedgerTotals, LedgerWriter, UnknownPolicy, ledger_totals
 from skillgen.rundir.runstate import (Progress, check_writable, load_progress, open_run_json, read_run_json,
                                       record_invocation)
 from skillgen.rundir.sinks import (FAILURE_SCHEMA, FAILURES_DIR, ROW_SCHEMA, ROWS_DIR, Row, ShardWriter, part_files,
                                    read_failures, read_parts, read_rows, to_frame, write_parquet_atomic)
 
-if TYPE_CHECKING:
-    from skillgen.config import GenerationConfig
-    from skillgen.plan import SkillTask
+__all__ = ["BATCH_DIR", "CANCEL_MARKER", "RunDir", "Spend"]
 
 BATCH_DIR = "batch"
+MANIFEST_FILE = "manifest.json"  # batch mode's record of intents, files and batches (skillgen.batch.state)
+DAMAGED_DIR = "damaged"  # where `skillgen repair` moves unreadable shards
 CANCEL_MARKER = "cancel-requested"
 
 
@@ -57,6 +60,25 @@ class Spend:
         return max(self.ledger.spent_usd, self.rows_and_failures_usd)
 
 
+def holds_no_work(root: Location) -> bool:
+    """No row, failure record, ledger entry, batch manifest or damaged shard: nothing was sent from this run dir."""
+    if any(part_files(root / kind) for kind in (ROWS_DIR, FAILURES_DIR, LEDGER_DIR)):
+        return False
+    return not (root / BATCH_DIR / MANIFEST_FILE).exists() and not (root / DAMAGED_DIR).list(recursive=True)
+
+
+def existing_run_dir(run_dir: str | Path | Location) -> Location:
+    """``run_dir`` resolved, refused in one line unless it is a run dir (a typo, an empty folder, a file)."""
+    root = resolve(run_dir, "run_dir")
+    if root.is_local and not root.local_path.exists():
+        raise UserError(f"{root}: no such run dir (the path does not exist)")
+    if root.is_local and not root.local_path.is_dir():
+        raise UserError(f"{root}: is a file, not a run dir")
+    if read_run_json(root) is None:
+        raise UserError(f"{root}: no run.json (not a skillgen run dir)")
+    return root
+
+
 class RunDir:
     """One run dir. Open it with :meth:`open` (writer, holds the lease) or :meth:`read_only`."""
 
@@ -67,13 +89,13 @@ class RunDir:
     # ---- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, config: "GenerationConfig", purpose: str = "skillgen run") -> "RunDir":
+    def open(cls, config: GenerationConfig, purpose: str = "skillgen run") -> "RunDir":
         """Take the lease, then create or reopen ``config.run_dir`` with the same fingerprint."""
         root = resolve(config.run_dir, "run_dir")
         check_writable(root)
         lease = RunDirLease.acquire(root, purpose=purpose)
         try:
-            open_run_json(root, config)
+            open_run_json(root, config, takeover=holds_no_work(root))
         except BaseException:
             lease.release()
             raise
@@ -82,18 +104,13 @@ class RunDir:
     @classmethod
     def attach(cls, run_dir: str | Path | Location, purpose: str) -> "RunDir":
         """Take the lease of an existing run dir (repair, cancel): no config, no fingerprint to check."""
-        root = resolve(run_dir, "run_dir")
-        if not (root / "run.json").exists():
-            raise UserError(f"{root}: no such run dir (no run.json)")
+        root = existing_run_dir(run_dir)
         return cls(root, RunDirLease.acquire(root, purpose=purpose))
 
     @classmethod
     def read_only(cls, run_dir: str | Path | Location) -> "RunDir":
         """Readers only (``skillgen status``, the pipeline's report): no lease, so every writer refuses."""
-        root = resolve(run_dir, "run_dir")
-        if read_run_json(root) is None:
-            raise UserError(f"{root}: no run.json (not a skillgen run dir)")
-        return cls(root, None)
+        return cls(existing_run_dir(run_dir), None)
 
     def close(self) -> None:
         if self.lease is not None:
@@ -164,12 +181,10 @@ class RunDir:
         return part_files(self.root / kind)
 
     def move_aside(self, path: Location, folder: str) -> Location:
-        """Move a damaged part file to ``<run_dir>/<folder>/<kind>/`` (a copy + delete: works on object stores)."""
+        """Move a damaged part file to ``<run_dir>/<folder>/<kind>/`` (:meth:`Location.move_to`: on object stores too)."""
         self._writable()
         target = self.root / folder / path.parent.name / path.name
-        target.parent.mkdir()
-        target.write_bytes(path.read_bytes())
-        path.delete()
+        path.move_to(target)
         return target
 
     # ---- batch mode's files ----------------------------------------------------------------------
@@ -202,17 +217,8 @@ class RunDir:
     def progress(self) -> Progress:
         return load_progress(self.root)
 
-    def spend(self, policy: str = "worst_case") -> Spend:
+    def spend(self, policy: UnknownPolicy = "worst_case") -> Spend:
         rows = read_parts(self.root / ROWS_DIR, ROW_SCHEMA)
         fails = read_parts(self.root / FAILURES_DIR, FAILURE_SCHEMA)
         by_rows = float((rows["cost_usd"].sum() or 0.0) + (fails["cost_usd"].fill_null(0).sum() or 0.0))
         return Spend(ledger_totals(self.root, policy), by_rows)
-
-    def missing(self, config: "GenerationConfig", skills: Iterable[Any],
-                progress: Progress | None = None) -> tuple[list["SkillTask"], int, int]:
-        """Tasks for the selected skills not yet finished here, how many were done, and their prompt tokens."""
-        from skillgen.plan import build_tasks
-
-        return build_tasks(config, skills, progress if progress is not None else self.progress())
-
-

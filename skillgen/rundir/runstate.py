@@ -30,7 +30,11 @@ from skillgen.llm.client import RUN_STOPPING
 from skillgen.config import GenerationConfig
 from skillgen.common.storage import Location, resolve
 from skillgen.common.errors import UserError
+from skillgen.common.outputs import check_writable_path
 from skillgen.rundir.sinks import FAILURES_DIR, ROWS_DIR, _read_folder, FAILURE_SCHEMA, read_rows, utcnow
+
+__all__ = ["Progress", "RUN_JSON", "check_writable", "load_progress", "open_run_json", "read_run_json",
+           "record_invocation", "request_key"]
 
 RUN_JSON = "run.json"
 
@@ -56,6 +60,8 @@ def _write_json_atomic(path: Location, data: dict[str, Any]) -> None:
 
 def check_writable(run_dir: str | Path | Location) -> None:
     run_dir = resolve(run_dir)
+    if run_dir.is_local:  # a file where the folder goes, or under it: said so, not "File exists"
+        check_writable_path(run_dir.local_path, "--run-dir", "dir")
     try:
         run_dir.mkdir()
         probe = run_dir / f".write-probe-{os.getpid()}"
@@ -79,16 +85,48 @@ def read_run_json(run_dir: str | Path | Location) -> dict[str, Any] | None:
                         "a run dir made with the same config") from None
 
 
-def open_run_json(run_dir: Location, config: GenerationConfig) -> dict[str, Any]:
-    """Create or update ``run.json`` for ``config``; refuse a different fingerprint. Called by
-    :meth:`skillgen.rundir.rundir.RunDir.open` under the lease. Returns run.json content."""
+class FingerprintMismatch(UserError):
+    """The run dir holds work made with other output-shaping settings (model, prompt, sampling, -n).
+
+    ``differences`` maps each field to (run dir's value, this config's value); :meth:`describe` words them
+    with the names the user typed (a CLI passes its flags, the pipeline its TOML keys).
+    """
+
+    def __init__(self, run_dir: Any, differences: dict[str, tuple[Any, Any]], fingerprints: tuple[str, str]):
+        self.run_dir, self.differences, self.fingerprints = run_dir, differences, fingerprints
+        super().__init__(self.describe())
+
+    def describe(self, names: dict[str, str] | None = None) -> str:
+        names = names or {}
+        what = "; ".join(f"{names.get(k, k)} {_shown(old)} -> {_shown(new)}" for k, (old, new) in self.differences.items())
+        return (f"{self.run_dir} holds a run with a different model/prompt/sampling "
+                f"({what or 'fingerprint %s != %s' % self.fingerprints}); use a new --run-dir or the original settings")
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def check_fingerprint(run_dir: Location, meta: dict[str, Any] | None, config: GenerationConfig) -> None:
+    """Refuse (:class:`FingerprintMismatch`) a run dir whose run.json has another fingerprint."""
+    fp = config.fingerprint()
+    if meta is None or meta.get("fingerprint") == fp:
+        return
+    before = meta.get("config") or {}
+    differences = {k: (before.get(k), v) for k, v in config.output_fields().items() if k in before and before[k] != v}
+    raise FingerprintMismatch(run_dir, differences, (str(meta.get("fingerprint")), fp))
+
+
+def open_run_json(run_dir: Location, config: GenerationConfig, takeover: bool = False) -> dict[str, Any]:
+    """Create or update ``run.json`` for ``config``; refuse a different fingerprint, unless ``takeover``: the
+    run dir holds no work (no row, failure record or ledger entry; a run refused before sending anything, by
+    an older version, left it), so it is not a different run and a corrected rerun starts it afresh.
+    Called by :meth:`skillgen.rundir.rundir.RunDir.open` under the lease. Returns run.json content."""
     meta = read_run_json(run_dir)
     fp = config.fingerprint()
-    if meta is not None and meta.get("fingerprint") != fp:
-        raise UserError(
-            f"{run_dir} holds a run with a different model/prompt/sampling (fingerprint {meta.get('fingerprint')} "
-            f"!= {fp}); use a new --run-dir or the original settings"
-        )
+    if meta is not None and meta.get("fingerprint") != fp and takeover:
+        meta = None
+    check_fingerprint(run_dir, meta, config)
     now = utcnow().isoformat()
     if meta is None:
         meta = {"created_at": now, "fingerprint": fp, "history": []}

@@ -26,17 +26,19 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import polars as pl
 
-from skillgen.common.storage import Location, resolve
 from skillgen.common.errors import UserError
+from skillgen.common.layout import PART_GLOB, ROWS_DIR
+from skillgen.common.storage import Location, resolve
+from skillgen.common.taxonomy import Skill
 
-if TYPE_CHECKING:
-    from skillgen.plan import SkillTask
+__all__ = ["FAILURES_DIR", "FAILURE_SCHEMA", "FailureRecord", "REPAIR_ADVICE", "ROWS_DIR", "ROW_SCHEMA", "Row",
+           "ShardWriter", "part_files", "read_failures", "read_part", "read_parts", "read_rows", "to_frame",
+           "utcnow", "write_parquet_atomic"]
 
-ROWS_DIR = "shards"
 FAILURES_DIR = "failures"
 
 ROW_SCHEMA: dict[str, Any] = {
@@ -107,10 +109,10 @@ class FailureRecord:
     cost_usd: float
 
     @classmethod
-    def of(cls, task: "SkillTask", error_class: str, message: str, attempts: int, n_missing: int,
+    def of(cls, skill: Skill, request_key: str, error_class: str, message: str, attempts: int, n_missing: int,
            cost: float) -> "FailureRecord":
-        return cls(task.skill.skill_id, task.request_key, error_class, message[:1000], int(attempts), utcnow(),
-                   task.skill.label, int(n_missing), float(cost))
+        return cls(skill.skill_id, request_key, error_class, message[:1000], int(attempts), utcnow(),
+                   skill.label, int(n_missing), float(cost))
 
 
 assert [f.name for f in fields(Row)] == list(ROW_SCHEMA)  # the dataclasses are the schemas' rows
@@ -168,7 +170,7 @@ REPAIR_ADVICE = "run `skillgen repair RUN_DIR` to move it aside (a rerun then re
 
 
 def part_files(folder: str | Path | Location) -> list[Location]:
-    return resolve(folder).list("part-*.parquet")
+    return resolve(folder).list(PART_GLOB)
 
 
 def read_part(path: str | Path | Location, advice: str = REPAIR_ADVICE) -> pl.DataFrame:

@@ -35,17 +35,21 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from skillgen.simulator import wire
-from skillgen.simulator.faults import CONTENT_FAULTS, SERVER_STATUS, FaultKind
 from skillgen.llm.tokens import count_tokens
+from skillgen.simulator import wire
+from skillgen.simulator.body import ChatRequest, validate_body
+from skillgen.simulator.config import SimulatorConfig
+from skillgen.simulator.faults import CONTENT_FAULTS, SERVER_STATUS, FaultInjector, FaultKind
+from skillgen.simulator.stats import SimulatorStats
 
 if TYPE_CHECKING:
     from skillgen.llm.pricing import Price
-    from skillgen.simulator.server import SimulatorServer
+
+__all__ = ["BatchService", "ChatEndpoint"]
 
 ENDPOINT = "/v1/chat/completions"
 MAX_LINES = 50_000
@@ -133,10 +137,24 @@ def _line_error(custom_id: str, status: int | None, message: str, code: str) -> 
     return out
 
 
+class ChatEndpoint(Protocol):
+    """What batches need of the simulator's chat endpoint (its :class:`~skillgen.simulator.server.SimulatorServer`,
+    which owns the batch service: the service reaches back only through this, so neither module imports the other)."""
+
+    config: SimulatorConfig
+    stats: SimulatorStats
+    faults: FaultInjector
+
+    def authenticate(self, request: web.Request) -> str: ...
+
+    def make_completion(self, req: ChatRequest, fault: FaultKind | None,
+                        prompt_tokens: int) -> tuple[dict[str, Any], int]: ...
+
+
 class BatchService:
     """Files and batches of one simulator; every handler runs on the server's event loop."""
 
-    def __init__(self, server: "SimulatorServer") -> None:
+    def __init__(self, server: ChatEndpoint) -> None:
         self.server = server
         self.config = server.config
         self.files: dict[str, StoredFile] = {}
@@ -247,7 +265,7 @@ class BatchService:
     async def _guard(self, request: web.Request, handler: Any) -> web.Response:
         """Authenticate, run ``handler``, and turn :class:`wire.ApiError` into OpenAI's error body."""
         try:
-            self.server._authenticate(request)
+            self.server.authenticate(request)
             result = handler(request)
             if asyncio.iscoroutine(result):
                 result = await result
@@ -344,8 +362,6 @@ class BatchService:
         return [{"code": "token_limit_exceeded", "message": message, "param": None, "line": None}]
 
     def _process(self, batch: Batch, custom_id: str, body: dict[str, Any], out: list, err: list) -> None:
-        from skillgen.simulator.server import validate_body
-
         try:
             req = validate_body(body)
         except wire.ApiError as exc:

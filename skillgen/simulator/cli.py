@@ -20,6 +20,8 @@ from pydantic import ValidationError
 from skillgen.common.errors import UserError
 from skillgen.simulator.config import DEFAULT_MODELS, REQUIRE_KEY_ENV, SimulatorConfig
 
+__all__ = ["DESCRIPTION", "HELP", "PARENT_POLL_S", "add_arguments", "config_from_args", "run"]
+
 HELP = "run the OpenAI-compatible LLM simulator (rate limits, faults, job-ad sentences)"
 DESCRIPTION = (
     "Serve POST /v1/chat/completions and GET /v1/models like OpenAI, with per-key RPM/TPM limits, "

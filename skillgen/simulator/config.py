@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from skillgen.simulator.faults import FaultKind, parse_fault_kind
 
+__all__ = ["DEFAULT_MODELS", "LatencySpec", "REQUIRE_KEY_ENV", "SimulatorConfig", "format_fault_rates",
+           "parse_fault_rates"]
+
 REQUIRE_KEY_ENV = "SKILLGEN_SIM_REQUIRE_KEY"
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "simulator")  # "simulator": the pipeline's keyless default model
 

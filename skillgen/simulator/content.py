@@ -23,6 +23,10 @@ from dataclasses import dataclass
 from skillgen.simulator import templates as T
 from skillgen.simulator.lexicon import AMBIGUOUS, VERBS, article, gerund
 
+__all__ = ["DEFAULT_N", "GENERIC_ANSWERS", "MAX_N", "MAX_PHRASE_WORDS", "MAX_WORDS", "NONE_VALUES",
+           "NOUNISH_ENDINGS", "Phrase", "SkillPrompt", "SkillWriter", "TRAILING_STOPWORDS", "generic_answer",
+           "parse_prompt", "to_phrase", "writer_for"]
+
 DEFAULT_N = 10  # when a prompt names a skill but no count
 MAX_N = 200
 MAX_WORDS = 40

@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable
 
+__all__ = ["fetch_stats", "request_json", "reset_stats", "wait_until_ready"]
+
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 

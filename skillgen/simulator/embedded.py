@@ -18,6 +18,8 @@ from typing import Any
 from skillgen.simulator.config import SimulatorConfig
 from skillgen.simulator.server import SimulatorServer, serve
 
+__all__ = ["START_TIMEOUT_S", "SimulatorThread", "run_in_thread"]
+
 log = logging.getLogger("skillgen.simulator")
 
 START_TIMEOUT_S = 30.0

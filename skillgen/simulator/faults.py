@@ -21,6 +21,9 @@ import random
 from enum import StrEnum
 from typing import Mapping
 
+__all__ = ["CONTENT_FAULTS", "FaultInjector", "FaultKind", "REJECTIONS", "SERVER_STATUS", "corrupt_json",
+           "parse_fault_kind", "wrong_count"]
+
 
 class FaultKind(StrEnum):
     """A fault's name as used by ``--fault-rate``, ``X-Sim-Fault`` and the stats."""

@@ -13,6 +13,8 @@ description confirms it.
 
 from __future__ import annotations
 
+__all__ = ["AMBIGUOUS", "VERBS", "VOWELS", "article", "gerund", "is_verb"]
+
 VERBS = frozenset("""
 manage operate perform maintain use develop monitor provide apply prepare advise ensure create understand
 design tend conduct assess analyse install write handle identify inspect supervise assist work plan teach

@@ -34,6 +34,8 @@ from typing import Any
 from skillgen.simulator import control
 from skillgen.simulator.config import REQUIRE_KEY_ENV, SimulatorConfig
 
+__all__ = ["DEFAULT_API_KEY", "SimulatorProcess"]
+
 DEFAULT_API_KEY = "sk-simulator"
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 

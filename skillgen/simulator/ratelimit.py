@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+__all__ = ["Admission", "CLOCK_HEADER", "LimitType", "RateLimiter", "TokenBucket", "format_duration"]
+
 LimitType = Literal["requests", "tokens"]
 # Not an OpenAI header: the limiter's clock (monotonic seconds) when it judged the request. It lets a
 # test measure a rate window in the limiter's own time, free of client-side scheduling jitter.

@@ -40,6 +40,7 @@ from aiohttp import web
 
 from skillgen.simulator import structured, wire
 from skillgen.simulator.batches import BatchService
+from skillgen.simulator.body import ChatRequest, validate_body
 from skillgen.simulator.config import SimulatorConfig
 from skillgen.simulator.content import generic_answer, writer_for
 from skillgen.simulator.faults import (
@@ -55,11 +56,12 @@ from skillgen.simulator.ratelimit import RateLimiter
 from skillgen.simulator.stats import RequestOutcome, SimulatorStats
 from skillgen.llm.tokens import count_tokens, encoding_for
 
+__all__ = ["FORCE_FAULT_HEADER", "MAX_BODY_BYTES", "REQUEST_KEY_HEADER", "SimulatorServer", "serve", "url_host"]
+
 log = logging.getLogger("skillgen.simulator")
 
 FORCE_FAULT_HEADER = "X-Sim-Fault"
 REQUEST_KEY_HEADER = "X-Request-Key"
-MAX_N = 128
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
@@ -79,20 +81,6 @@ class _Call:
     model: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
-
-
-@dataclass(frozen=True)
-class _Request:
-    """A validated chat-completions body."""
-
-    model: str
-    messages: list[dict[str, str]]
-    prompt_text: str
-    n: int
-    max_completion: int | None
-    seed: int | None
-    temperature: float
-    response_format: dict[str, Any] | None
 
 
 class SimulatorServer:
@@ -153,7 +141,7 @@ class SimulatorServer:
 
     async def models(self, request: web.Request) -> web.Response:
         try:
-            self._authenticate(request)
+            self.authenticate(request)
         except wire.ApiError as err:
             return _error_response(err)
         return web.json_response(wire.model_list(self.config.models, self._created))
@@ -198,7 +186,7 @@ class SimulatorServer:
         body = await _read_json(request)
         req = validate_body(body)
         call.model = req.model
-        call.api_key = self._authenticate(request)
+        call.api_key = self.authenticate(request)
         fault = self._draw_fault(request)
         prompt_tokens = count_tokens(req.model, req.messages)
         self._reject_early(fault, req, call, prompt_tokens)
@@ -219,7 +207,7 @@ class SimulatorServer:
             raise asyncio.CancelledError()
         return await self._respond(request, req, call, outcome, fault, prompt_tokens)
 
-    def _authenticate(self, request: web.Request) -> str:
+    def authenticate(self, request: web.Request) -> str:
         auth = request.headers.get("Authorization", "")
         scheme, _, key = auth.partition(" ")
         key = key.strip()
@@ -239,7 +227,7 @@ class SimulatorServer:
                 raise wire.bad_request(str(exc), FORCE_FAULT_HEADER) from None
         return self.faults.draw()
 
-    def _reject_early(self, fault: FaultKind | None, req: _Request, call: _Call, prompt_tokens: int) -> None:
+    def _reject_early(self, fault: FaultKind | None, req: ChatRequest, call: _Call, prompt_tokens: int) -> None:
         """Failures decided before the rate limiter, so they charge nothing (as at OpenAI)."""
         call.headers = self.limiter.headers(call.api_key)
         window = self.config.context_window
@@ -265,7 +253,7 @@ class SimulatorServer:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def make_completion(self, req: _Request, fault: FaultKind | None, prompt_tokens: int) -> tuple[dict[str, Any], int]:
+    def make_completion(self, req: ChatRequest, fault: FaultKind | None, prompt_tokens: int) -> tuple[dict[str, Any], int]:
         """The ``chat.completion`` body for ``req`` and its completion tokens (shared with batch lines)."""
         encoding = encoding_for(req.model)
         choices: list[tuple[str, str]] = []
@@ -282,7 +270,7 @@ class SimulatorServer:
             choices.append((content, finish))
         return wire.chat_completion(req.model, choices, prompt_tokens, completion_tokens), completion_tokens
 
-    async def _respond(self, request: web.Request, req: _Request, call: _Call, outcome: RequestOutcome,
+    async def _respond(self, request: web.Request, req: ChatRequest, call: _Call, outcome: RequestOutcome,
                        fault: FaultKind | None, prompt_tokens: int) -> web.StreamResponse:
         payload, completion_tokens = self.make_completion(req, fault, prompt_tokens)
         response = web.Response(
@@ -299,7 +287,7 @@ class SimulatorServer:
         self._log(call, 200, fault.value if fault else "ok")
         return response
 
-    def _content(self, req: _Request, fault: FaultKind | None, rng: random.Random) -> str:
+    def _content(self, req: ChatRequest, fault: FaultKind | None, rng: random.Random) -> str:
         if fault is FaultKind.EMPTY:
             return ""
         writer = writer_for(req.prompt_text)
@@ -311,7 +299,7 @@ class SimulatorServer:
             content = structured.render_sentences(writer.sentences(rng, count), req.response_format)
         return corrupt_json(content, rng) if fault is FaultKind.MALFORMED else content
 
-    def _choice_rng(self, req: _Request, index: int) -> random.Random:
+    def _choice_rng(self, req: ChatRequest, index: int) -> random.Random:
         """Reproducible for a given ``seed`` (per choice) or at temperature 0 (greedy: every choice alike)."""
         if req.seed is not None:
             return random.Random(f"{req.seed}:{index}:{req.prompt_text}")
@@ -337,55 +325,6 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise wire.bad_request("The request body must be a JSON object.")
     return body
-
-
-def _message_text(content: Any) -> str:
-    """Message content as text: a string, or the text parts of a content-part list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
-def validate_body(body: dict[str, Any]) -> _Request:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise wire.bad_request("you must provide a model parameter", "model")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise wire.bad_request("'messages' must be a non-empty array of message objects.", "messages")
-    if body.get("stream"):
-        raise wire.bad_request("The simulator does not support stream=true.", "stream")
-    normalized = []
-    for m in messages:
-        msg = {"role": str(m.get("role", "user")), "content": _message_text(m.get("content"))}
-        if isinstance(m.get("name"), str):
-            msg["name"] = m["name"]
-        normalized.append(msg)
-    n = _int_param(body, "n", 1, MAX_N, 1)
-    # max_completion_tokens is the current name, max_tokens the older one; the newer wins when both are sent.
-    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    max_value = _int_param(body, key, 1, 10_000_000, None)
-    seed = _int_param(body, "seed", -(2**63), 2**63 - 1, None)
-    temperature = body.get("temperature", 1.0)
-    if temperature is None:
-        temperature = 1.0
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 <= temperature <= 2:
-        raise wire.bad_request("'temperature' must be a number between 0 and 2.", "temperature")
-    response_format = body.get("response_format")
-    structured.validate_response_format(response_format)
-    prompt_text = "\n".join(m["content"] for m in normalized if m["role"] == "user")
-    return _Request(model, normalized, prompt_text, n, max_value, seed, float(temperature), response_format)
-
-
-def _int_param(body: dict[str, Any], name: str, low: int, high: int, default: int | None) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise wire.bad_request(f"Invalid '{name}': expected an integer between {low} and {high}.", name)
-    return value
 
 
 def _error_response(err: wire.ApiError) -> web.Response:

@@ -50,6 +50,8 @@ from typing import Any
 
 from skillgen.common.atomic import write_atomic
 
+__all__ = ["RATE_LIMITED", "RequestOutcome", "SimulatorStats"]
+
 RATE_LIMITED = "rate_limited"
 
 

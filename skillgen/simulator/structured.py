@@ -16,6 +16,9 @@ from typing import Any
 
 from skillgen.simulator.wire import bad_request
 
+__all__ = ["MAX_DEPTH", "SENTENCES_KEY", "instance_for", "render_answer", "render_sentences",
+           "validate_response_format"]
+
 SENTENCES_KEY = "sentences"
 MAX_DEPTH = 8
 

@@ -12,6 +12,10 @@ company and an optional tail vary the context, and make lengths vary.
 
 from __future__ import annotations
 
+__all__ = ["COMPANIES", "IMPLICIT_NOUN_PHRASE", "IMPLICIT_OBJECT", "IMPLICIT_VERB_PHRASE", "REQUIREMENT_NOMINAL",
+           "REQUIREMENT_VERBAL", "RESPONSIBILITY_NOMINAL", "RESPONSIBILITY_VERBAL", "ROLE_NOUNS", "SECTORS",
+           "SENIORITY", "TAILS", "YEARS"]
+
 REQUIREMENT_VERBAL = (
     "You are able to {V}{tail}.",
     "The ability to {V} is essential for this {role} position.",

@@ -14,6 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["ApiError", "RATE_LIMIT_DOCS", "SYSTEM_FINGERPRINT", "bad_request", "chat_completion", "completion_id",
+           "context_length_exceeded", "insufficient_quota", "invalid_key", "key_fingerprint", "missing_key",
+           "model_list", "rate_limited", "server_error", "spurious_rate_limit"]
+
 SYSTEM_FINGERPRINT = "fp_skillgen_sim"
 RATE_LIMIT_DOCS = "Visit https://platform.openai.com/account/rate-limits to learn more."
 

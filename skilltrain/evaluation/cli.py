@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from skillgen.common import UserError
+from skillgen.common import UserError, check_output_file, write_atomic
 from skillgen.common import BENCHMARK_DIR_HELP, ESCO_HELP, is_bundled_esco
 from skillgen.common import load_skills
 from skilltrain.evaluation.benchmarks import SETS, SPLITS
 from skilltrain.evaluation.evaluate import dropped_gold_note, evaluate, format_table, load_benchmarks, results_json
-from skilltrain.model import BiEncoder, default_model_dir
+from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
 
 HELP = "evaluate a model: RP@1/5/10 and MRR on TECH/HOUSE, ranking all ESCO skills"
 DESCRIPTION = (
@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark-dir", type=Path, default=None, help=BENCHMARK_DIR_HELP)
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON to this file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out file that is not an earlier 'skilltrain eval' result")
     parser.add_argument("--max-seq-length", type=int, default=None, help="token limit per text (default: the model's)")
     ranking = parser.add_argument_group("ranking (token-attention models; default: what `skilltrain extract` serves)")
     ranking.add_argument("--exhaustive", action="store_true",
@@ -49,17 +51,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "print the curve and save both into the model directory's skilltrain_scoring.json")
 
 
+def is_results_file(path: Path) -> bool:
+    """An earlier ``skilltrain eval --out`` file: a JSON object of benchmark sets, each with RP@5."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool(data) and all(isinstance(v, dict) and "RP@5" in v for v in data.values())
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     sets = parse_sets(args.sets)
+    if args.out is not None:  # before the minutes of evaluation whose results it would lose
+        check_output_file(args.out, "--out", overwrite=args.overwrite, is_own=is_results_file,
+                          own_kind="an earlier 'skilltrain eval' result")
+    model_dir = check_encoder_dir(args.model if args.model is not None else default_model_dir())
     skills = load_skills(args.esco)
-    model_dir = args.model if args.model is not None else default_model_dir()
+    benchmarks = load_benchmarks(skills, sets, "validation" if args.choose_candidates else args.split, args.benchmark_dir)
     encoder = BiEncoder.from_pretrained(model_dir, args.max_seq_length)
     if args.choose_candidates:
-        return choose_and_save(encoder, Path(model_dir), skills, load_benchmarks(skills, sets, "validation", args.benchmark_dir), args)
+        return choose_and_save(encoder, Path(model_dir), skills, benchmarks, args)
     if args.diverse and not encoder.scoring.token_level:
         raise UserError(f"--diverse: {model_dir} ranks pooled; the coverage-aware top-k needs a token-attention model")
-    benchmarks = load_benchmarks(skills, sets, args.split, args.benchmark_dir)
     note = dropped_gold_note(benchmarks)
     if note and not (args.esco is None or is_bundled_esco(args.esco)):
         print(note, file=sys.stderr)
@@ -68,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
     results = results_json(reports)
     if args.out is not None:
         try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=2))
+            write_atomic(args.out.expanduser(), json.dumps(results, indent=2))
         except OSError as exc:
-            raise UserError(f"{args.out}: cannot write results ({exc.strerror})") from None
+            print(json.dumps(results, indent=2))  # the minutes of evaluation are not lost
+            raise UserError(f"--out {args.out}: cannot write results ({exc.strerror}); they are printed above") from None
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from skillgen.common import UserError
 from skillgen.common import init_ray
-from skillgen.common import Location, resolve
+from skillgen.common import Location, check_output_dir, resolve
 from skilltrain.extraction.documents import PARQUET_SUFFIXES, Document, _id_value, documents_table
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ def run_batch(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     *,
+    overwrite: bool = False,
     model_dir: str | Path | None = None,
     taxonomy: str | Path | None = None,
     text_field: str = "text",
@@ -165,6 +166,7 @@ def run_batch(
 ) -> BatchResult:
     """Extract skills for every document of Parquet ``inputs`` into ``out_dir/part-*.parquet``.
 
+    ``out_dir`` must be new or empty; ``overwrite`` replaces what it holds (never merges with it).
     Actors rank as single-process extraction does: the model's saved scoring (C, coverage default) unless
     ``exhaustive`` / ``diverse`` say otherwise.
     """
@@ -175,9 +177,8 @@ def run_batch(
         raise UserError(f"--actors must be >= 1 (got {actors})")
     files = parquet_files(inputs)
     _check_schema(files, text_field)
-    out = resolve(Path(out_dir).expanduser() if isinstance(out_dir, Path) else out_dir, "--out")
-    if out.exists() and (out.is_file() or out.list()):
-        raise UserError(f"{out}: already exists and is not an empty directory; --batch writes part files into a new directory")
+    output = check_output_dir(out_dir, "--out", overwrite=overwrite, inputs=[("--input", f) for f in files])
+    out = output.location
     documents, skipped = _count_documents(files, text_field)
 
     started = time.perf_counter()
@@ -231,6 +232,7 @@ def run_batch(
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus_per_actor,
         )
+        output.clear()  # --overwrite: the folder's old files go; the new parts are never mixed with them
         ds.write_parquet(out.path, filesystem=out.fs)
     finally:
         if started_ray:

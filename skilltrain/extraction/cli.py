@@ -22,11 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-from skillgen.common import UserError
+from skillgen.common import UserError, check_output_dir, check_output_file, load_skills
 from skillgen.common import ESCO_HELP
 from skillgen.common import path_or_uri
 from skilltrain.extraction.backend_names import BACKENDS, DEFAULT_CPU_BACKEND, DEFAULT_GPU_BACKEND
-from skilltrain.extraction.documents import INPUT_FORMATS, JsonlSink, documents_table, iter_documents, open_sink, print_table
+from skilltrain.extraction.documents import (INPUT_FORMATS, JsonlSink, documents_table, is_extract_output, iter_documents,
+                                             open_sink, print_table)
 from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
 
 HELP = "extract ESCO skills from job-ad text (arguments, stdin, .txt, JSONL, Parquet; Ray Data batch mode)"
@@ -57,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSONL field / Parquet column kept as doc_id when present (else a hash of the text)")
     parser.add_argument("--out", type=path_or_uri, default=None,
                         help="output .jsonl or .parquet (with --batch: a new directory of Parquet parts, local or s3://); default: stdout")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an --out file that is not an earlier extract output (with --batch: a non-empty --out directory)")
     parser.add_argument("--format", choices=("auto", "table", "jsonl"), default="auto", dest="stdout_format",
                         help="stdout format without --out: auto = table on a terminal, JSONL otherwise")
     parser.add_argument("--model", type=Path, default=None, help="encoder directory or a name: minilm, mpnet (installed separately, see README); default: minilm, the bundled all-MiniLM-L6-v2")
@@ -89,20 +92,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    """Everything checkable before the model loads or anything is written."""
     if not 0 <= args.overlap < args.max_words:
         raise UserError(f"--overlap must be >= 0 and < --max-words ({args.max_words}), got {args.overlap}")
-    if args.out is not None and not (args.batch or args.actors or args.address):
-        if isinstance(args.out, str):
-            raise UserError(f"--out {args.out}: object storage output needs --batch (Ray Data writes the part files there)")
-        suffix = args.out.suffix.lower()
-        if suffix not in (".jsonl", ".ndjson", ".parquet", ".pq"):
-            raise UserError(f"--out {args.out}: unknown output format '{suffix or '(none)'}'; use .jsonl or .parquet")
+    batch = args.batch or args.actors or args.address
+    if args.out is not None and batch:
+        inputs = [("--input", i) for i in args.input if i != "-"]
+        check_output_dir(args.out, "--out", overwrite=args.overwrite, inputs=inputs)
+    elif args.out is not None:
+        _check_out_file(args)
     from skilltrain.model import check_encoder_dir, default_model_dir
     from skilltrain.scoring import ScoringConfig
 
     model_dir = check_encoder_dir(args.model if args.model is not None else default_model_dir())
     if args.diverse and not ScoringConfig.load(model_dir).token_level:
         raise UserError(f"--diverse: {model_dir} ranks pooled; the coverage-aware top-k needs a token-attention model")
+    skills = load_skills(args.esco).height  # what ranking all skills means; the extractor loads it again (cached)
+    if args.top_k > skills:
+        raise UserError(f"--top-k {args.top_k}: the taxonomy has {skills} skills; use at most {skills}")
+
+
+def _check_out_file(args: argparse.Namespace) -> None:
+    out = args.out
+    if isinstance(out, str):
+        raise UserError(f"--out {out}: object storage output needs --batch (Ray Data writes the part files there)")
+    if out.expanduser().is_dir():
+        raise UserError(f"--out {out}: is a directory; give a .jsonl or .parquet file (a directory of Parquet parts takes --batch)")
+    suffix = out.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".parquet", ".pq"):
+        raise UserError(f"--out {out}: unknown output format '{suffix or '(none)'}'; use .jsonl or .parquet")
+    if any(i != "-" and Path(i).expanduser().resolve() == out.expanduser().resolve() for i in args.input):
+        raise UserError(f"--out {out}: is also an --input; write the output somewhere else")
+    check_output_file(out, "--out", overwrite=args.overwrite, is_own=is_extract_output,
+                      own_kind="an earlier 'skilltrain extract' output")
 
 
 def _report(problems: list, shown: list[int]) -> None:
@@ -137,10 +159,9 @@ def _run_single(args: argparse.Namespace) -> int:
                           id_field=args.id_field, problems=problems)
     first = next(docs, None)  # fail on empty input before paying for the model
     if first is None:
-        _report(problems, shown)
-        if shown[0]:
-            print(f"skilltrain: error: no valid input records ({shown[0]} skipped, listed above)", file=sys.stderr)
-            return 1
+        if problems:  # nothing can be processed: exit 2, one line, like any other unusable input
+            more = f"; {len(problems) - 1} more like it" if len(problems) > 1 else ""
+            raise UserError(f"no valid input records: {problems[0]}{more}")
         raise UserError("no input text (the input is empty)")
 
     if args.threads:
@@ -203,7 +224,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     if args.text:
         raise UserError("--batch reads Parquet files given with --input, not TEXT arguments")
     result = run_batch(
-        args.input, args.out, model_dir=args.model, taxonomy=args.esco, text_field=args.text_field, id_field=args.id_field,
+        args.input, args.out, overwrite=args.overwrite, model_dir=args.model, taxonomy=args.esco, text_field=args.text_field, id_field=args.id_field,
         top_k=args.top_k, min_score=args.min_score, split=args.split, actors=args.actors or 1,
         cpus_per_actor=args.cpus_per_actor, rows_per_batch=args.rows_per_batch, address=args.address,
         max_seq_length=args.max_seq_length, encode_batch_size=args.encode_batch_size, max_words=args.max_words,

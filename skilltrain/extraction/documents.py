@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,7 +133,9 @@ def iter_jsonl(stream: IO[bytes], source: str, text_field: str, id_field: str, p
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.append(InputProblem(source, number, f"invalid JSON ({exc.msg} at column {exc.colno})"))
+            # json's messages may end in "starting at": the column is what it starts at
+            what = re.sub(r"\s+(starting )?at$", "", exc.msg)
+            problems.append(InputProblem(source, number, f"invalid JSON ({what} at column {exc.colno})"))
             continue
         if not isinstance(record, dict):
             problems.append(InputProblem(source, number, f"expected a JSON object, got {type(record).__name__}"))
@@ -299,6 +302,20 @@ class ParquetSink:
     def abort(self) -> None:
         self._writer.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def is_extract_output(path: Path) -> bool:
+    """An earlier ``skilltrain extract --out`` file: its columns (Parquet) or first record's keys (JSONL) are ours."""
+    core = {"doc_id", "sentence_index", "sentence", "skill_ids"}
+    try:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            return core <= set(pq.read_schema(path).names)
+        with open(path, "rb") as fh:
+            first = next((line for line in fh if line.strip()), b"")
+        record = json.loads(first)
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return isinstance(record, dict) and core <= set(record)
 
 
 def open_sink(path: Path) -> JsonlSink | ParquetSink:

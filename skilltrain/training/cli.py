@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from skillgen.common import UserError
+from skillgen.common import UserError, check_writable_path, format_validation_error
 from skillgen.common import BENCHMARK_DIR_HELP, ESCO_HELP
 from skilltrain.config import TrainConfig
 
@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--model", type=Path, default=None, help="encoder dir to start from (any HF encoder or sentence-transformers dir) or a name: minilm, mpnet (installed separately, see README); default: minilm, the bundled all-MiniLM-L6-v2")
     io.add_argument("--esco", type=Path, default=None, help=ESCO_HELP)
     io.add_argument("--benchmark-dir", type=Path, default=None, help=BENCHMARK_DIR_HELP)
-    io.add_argument("--config-json", type=Path, default=None, help="write the resolved training config to this file and also keep it in --out")
+    io.add_argument("--config-json", type=Path, default=None, help="also write the resolved training config to this file when training is done (--out keeps it too)")
+    io.add_argument("--overwrite", action="store_true",
+                    help="replace the contents of a non-empty --out that is not a skilltrain model dir (a model dir fit wrote is replaced without it)")
 
     scale = parser.add_argument_group("scale")
     scale.add_argument("--workers", type=int, default=1, help="Ray Train workers (processes; one GPU each with --gpu)")
@@ -74,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--log-every", type=int, default=10, help="progress line (step, loss, samples/s, ETA, last validation) every this many steps")
     run.add_argument("--keep", type=int, default=2, help="checkpoints kept: the best by validation RP@5 and the latest")
     run.add_argument("--max-failures", type=int, default=3, help="restarts of the worker group from the latest checkpoint after a failure")
-    run.add_argument("--storage", default=None, help="Ray Train storage for checkpoints, a path or an s3:// URI (default: OUT.ray next to --out; shared or object storage on a multi-node cluster; S3 keys from AWS_* variables)")
+    run.add_argument("--storage", default=None, help="Ray Train storage for checkpoints, a path or an s3:// URI (default: OUT/checkpoints; shared or object storage on a multi-node cluster; S3 keys from AWS_* variables)")
     run.add_argument("--name", default=None, help="run name under --storage; rerunning with the same name resumes (default: skilltrain-<out dir name>)")
 
 
@@ -112,9 +114,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             storage_path=args.storage, name=args.name,
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = "--" + str(err["loc"][0]).replace("_", "-") if err.get("loc") else "config"
-        raise UserError(f"{field}: {err['msg']}") from None
+        raise UserError(format_validation_error(exc, "skilltrain fit", flag_names())) from None
+
+
+# TrainConfig fields whose flag is not "--" + the field name with dashes
+FLAG_OF_FIELD = {"use_gpu": "--gpu", "checkpoint_keep": "--keep", "storage_path": "--storage", "symmetric": "--one-way",
+                 "bf16": "--no-bf16", "ray_address": "--address"}
+
+
+def flag_names() -> dict[str, str]:
+    """TrainConfig field -> the flag that sets it, for error messages in the user's words."""
+    return {name: FLAG_OF_FIELD.get(name, "--" + name.replace("_", "-")) for name in TrainConfig.model_fields}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,12 +132,15 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     if args.config_json is not None:
+        check_writable_path(args.config_json.expanduser(), "--config-json", "file")
+    result = fit(cfg, overwrite=args.overwrite)
+    if args.config_json is not None:
         try:
-            args.config_json.parent.mkdir(parents=True, exist_ok=True)
-            args.config_json.write_text(json.dumps(cfg.to_json(), indent=2))
+            args.config_json.expanduser().parent.mkdir(parents=True, exist_ok=True)
+            args.config_json.expanduser().write_text(json.dumps(cfg.to_json(), indent=2))
         except OSError as exc:
-            raise UserError(f"{args.config_json}: cannot write the training config ({exc.strerror})") from None
-    result = fit(cfg)
+            raise UserError(f"--config-json {args.config_json}: cannot write the training config ({exc.strerror}); "
+                            f"the model is saved in {result.out_dir}") from None
     val = result.best_metrics.get("val_rp5")
     print(
         f"model: {result.out_dir} (best step {result.best_step}"

@@ -14,15 +14,12 @@ the same class, whatever their ``skill_id`` says. Bad input raises
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import polars as pl
 
-from skillgen.common import UserError
-from skillgen.common import is_uri, polars_storage_options, resolve
-
-log = logging.getLogger(__name__)
+from skillgen.common import PART_GLOB, ROWS_DIR, UserError
+from skillgen.common import is_uri, polars_storage_options, resolve, shard_files
 
 REQUIRED = {"skill_id": pl.String, "label": pl.String, "sentence": pl.String}
 PAIR_COLUMNS = ["sentence", "label", "skill_id", "source", "cls"]
@@ -34,15 +31,16 @@ def shard_paths(run_dir: str | Path) -> list[str]:
     try:
         found = where.exists()
         is_file = found and where.is_file()
-        shards = [] if not found or is_file else (where / "shards").list("part-*.parquet")
+        shards = [] if not found or is_file else shard_files(where)
     except OSError as exc:
         raise UserError(f"{run_dir}: cannot list the run dir ({str(exc).splitlines()[0]})") from None
     if not found:
-        raise UserError(f"{run_dir}: run directory does not exist (expected the output of 'skillgen generate')")
+        raise UserError(f"--data {run_dir}: run dir does not exist (expected the --run-dir of 'skillgen run')")
     if is_file:
-        raise UserError(f"{run_dir}: is not a directory (expected a generation run dir with shards/part-*.parquet)")
+        raise UserError(f"--data {run_dir}: is a file, not a directory (expected the --run-dir of 'skillgen run')")
     if not shards:
-        raise UserError(f"{run_dir}: no shards/part-*.parquet files (is this a generation run dir? has generation run?)")
+        raise UserError(f"--data {run_dir}: no {ROWS_DIR}/{PART_GLOB} files (expected the --run-dir of a 'skillgen run' "
+                        "that wrote sentences)")
     return [str(s) for s in shards]
 
 
@@ -104,10 +102,10 @@ def load_pairs(run_dir: str | Path, skills: pl.DataFrame | None = None) -> pl.Da
     pairs = pairs.join(classes, on="label", how="left").select(PAIR_COLUMNS)
     if labels.len() < 2:
         raise UserError(f"{run_dir}: pairs cover only {labels.len()} skill; contrastive training needs at least 2")
-    log.info(
-        "training pairs: %d (%s) over %d skills",
-        pairs.height,
-        ", ".join(f"{s}={n}" for s, n in pairs.group_by("source").len().sort("source").iter_rows()),
-        labels.len(),
-    )
     return pairs
+
+
+def describe_pairs(pairs: pl.DataFrame) -> str:
+    """``11 (generated=11) over 3 skills``: what training will see (logged once the inputs passed every check)."""
+    sources = ", ".join(f"{s}={n}" for s, n in pairs.group_by("source").len().sort("source").iter_rows())
+    return f"{pairs.height} ({sources}) over {pairs['cls'].n_unique()} skills"

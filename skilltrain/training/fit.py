@@ -33,10 +33,11 @@ import polars as pl
 
 from skillgen.common import UserError
 from skillgen.common import init_ray
-from skillgen.common import Location, staged_locally
-from skilltrain.config import TrainConfig
-from skilltrain.training.data import load_pairs
-from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
+from skillgen.common import (Location, Output, check_output_dir, check_writable_path, folder_entries, is_uri, resolve,
+                             staged_locally)
+from skilltrain.config import CHECKPOINTS_DIR, TrainConfig
+from skilltrain.training.data import describe_pairs, load_pairs
+from skilltrain.model import TRAINING_CONFIG_FILE, BiEncoder, check_encoder_dir, default_model_dir
 from skilltrain.training.distributed import backend_for
 from skilltrain.training.sampler import plan_schedule
 from skilltrain.training.train import LABEL_EMBEDDINGS_FILE, META_FILE, TrainData, load_model_weights, train_loop_per_worker, validate
@@ -56,6 +57,7 @@ class FitResult:
     wall_s: float
     test_results: dict[str, Any] | None = None  # final evaluation on the test split (eval_results.json)
     checkpoint: str = ""
+    losses: list[float | None] = field(default_factory=list)  # every step's loss: losses[s - 1] for step s
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,18 +89,41 @@ def _load_validation(cfg: TrainConfig, skills: pl.DataFrame | None) -> list:
         return []
 
 
+def check_outputs(cfg: TrainConfig, overwrite: bool = False) -> Output:
+    """``--out`` (and ``--storage``) before anything is read or written: a new or empty folder, a model dir
+    ``fit`` wrote (or is writing: only its checkpoints so far), or anything with ``overwrite``; never the
+    run dir it reads."""
+    output = check_output_dir(cfg.out, "--out", overwrite=overwrite, is_own=is_model_dir,
+                              own_kind="a skilltrain model directory", inputs=[("--data", cfg.data)])
+    if cfg.storage_path is not None and not is_uri(str(cfg.storage_path)):
+        check_writable_path(Path(cfg.storage_path).expanduser(), "--storage")
+    return output
+
+
+def is_model_dir(location: Location) -> bool:
+    """A model dir ``fit`` wrote (it has the training config), or one it was writing when stopped (checkpoints only)."""
+    names = folder_entries(location)
+    return TRAINING_CONFIG_FILE in names or names == [f"{CHECKPOINTS_DIR}/"]
+
+
+def kept_on_export(cfg: TrainConfig) -> tuple[str, ...]:
+    """The folder of ``--out`` that holds Ray Train's checkpoints, if it is inside it: replacing a model keeps them."""
+    out, storage = resolve(cfg.out), resolve(cfg.storage)
+    inside = storage.path.startswith(out.path.rstrip("/") + "/") and storage.scheme == out.scheme
+    return (storage.path[len(out.path.rstrip("/")) + 1:].split("/")[0],) if inside else ()
+
+
 def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
     """All input checks and the data the workers need; raises UserError before any training."""
     model_dir = check_encoder_dir(cfg.model if cfg.model is not None else default_model_dir())
-    if isinstance(cfg.out, Path) and cfg.out.exists() and not cfg.out.is_dir():
-        raise UserError(f"{cfg.out}: exists and is not a directory (--out must be a model directory)")
     skills = _load_taxonomy(cfg, required=cfg.taxonomy_pairs)
     pairs = load_pairs(cfg.data, skills if cfg.taxonomy_pairs else None)
     n_skills = pairs["cls"].n_unique()
     if cfg.global_batch_size > n_skills:
         raise UserError(
             f"global batch {cfg.global_batch_size} (workers {cfg.workers} x batch {cfg.batch_size}) exceeds the "
-            f"{n_skills} distinct skills in {cfg.data}: a batch holds each skill at most once; lower --batch-size"
+            f"{n_skills} distinct skills in {cfg.data}: a batch holds each skill at most once; lower --batch-size "
+            "(batch_size in a pipeline's [training])"
         )
     benchmarks = _load_validation(cfg, skills)
     if cfg.average_alphas and not benchmarks:
@@ -116,11 +141,18 @@ def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
     schedule = plan_schedule(cls, cfg.global_batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
     if len(schedule.plans[0]) == 0:
         raise UserError(f"{cfg.data}: {pairs.height} pairs do not fill one global batch of {cfg.global_batch_size}")
+    if cfg.hard_negatives and not cfg.hard_negatives <= cfg.hard_negative_pool < n_skills:
+        raise UserError(
+            f"--hard-negatives {cfg.hard_negatives} / --hard-negative-pool {cfg.hard_negative_pool}: need hard negatives "
+            f"<= pool < the {n_skills} skills in {cfg.data} (hard_negatives / hard_negative_pool in a pipeline's [training])"
+        )
+    log.info("training pairs: %s", describe_pairs(pairs))
     if cfg.hard_negatives:
         _add_hard_negatives(data, pairs, skills, cfg, model_dir)
     info = {
         "model_dir": str(model_dir),
         "pairs": pairs.height,
+        "generated": len(generated),  # of the pairs: generated sentences (the rest are taxonomy pairs)
         "skills": n_skills,
         "steps_per_epoch": len(schedule.plans[0]),
         "total_steps": schedule.total,
@@ -135,11 +167,6 @@ def _add_hard_negatives(data: TrainData, pairs: pl.DataFrame, skills: pl.DataFra
 
     classes = pairs.select("cls", "label").unique("cls").sort("cls")
     n_classes = classes.height
-    if not cfg.hard_negatives <= cfg.hard_negative_pool < n_classes:
-        raise UserError(
-            f"hard_negatives {cfg.hard_negatives} / hard_negative_pool {cfg.hard_negative_pool}: need "
-            f"hard_negatives <= pool < the {n_classes} skills in {cfg.data}"
-        )
     alts = dict(zip(skills["label"].to_list(), skills["alt_labels"].to_list())) if skills is not None else {}
     data.class_labels = classes["label"].to_list()
     started = time.perf_counter()
@@ -148,26 +175,31 @@ def _add_hard_negatives(data: TrainData, pairs: pl.DataFrame, skills: pl.DataFra
     log.info("mined %d hard negatives for each of %d skills in %.1f s", cfg.hard_negative_pool, n_classes, time.perf_counter() - started)
 
 
-def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per_worker) -> FitResult:
+def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per_worker, overwrite: bool = False) -> FitResult:
     """Train with Ray Train, export the best checkpoint to ``config.out``; see the module docstring.
 
     ``train_loop`` is the per-worker function (default: the trainer's own); a wrapper
-    around it can add profiling, or inject a failure in a test.
+    around it can add profiling, or inject a failure in a test. ``config.out`` must be new, empty or a
+    model dir ``fit`` wrote (it is replaced); ``overwrite`` replaces anything else in it.
     """
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     started = time.perf_counter()
     phases: dict[str, float] = {}  # where the fit's wall time goes (FitResult.extra["phase_s"])
     cfg = config
+    output = check_outputs(cfg, overwrite)
     data, info = prepare(cfg)
+    if output.holds == "foreign":
+        output.clear()  # --overwrite: the folder's old contents go before the first checkpoint lands in it
     phases["prepare"] = time.perf_counter() - started
     log.info(
-        "training %s on %d pairs / %d skills: %d steps (%d/epoch x %d epochs), global batch %d = %d workers x %d; run '%s' in %s",
-        info["model_dir"], info["pairs"], info["skills"], info["total_steps"], info["steps_per_epoch"], cfg.epochs,
-        cfg.global_batch_size, cfg.workers, cfg.batch_size, cfg.run_name, cfg.storage,
+        "training on %d pairs / %d skills: %d steps (%d/epoch x %d epochs), global batch %d = %d workers x %d",
+        info["pairs"], info["skills"], info["total_steps"], info["steps_per_epoch"], cfg.epochs,
+        cfg.global_batch_size, cfg.workers, cfg.batch_size,
     )
+    log.info("start model %s; Ray Train run '%s' in %s", info["model_dir"], cfg.run_name, cfg.storage)
     resolved = cfg.model_copy(update={"model": Path(info["model_dir"])})
     # given address, $RAY_ADDRESS, else a fresh local Ray. With the dashboard: Ray Train v2's placement-group
     # cleaner asks the State API (served by it) whether the controller lives, and without an answer it
@@ -192,6 +224,10 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
                 checkpoint_score_order="max",
             ),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
+            # Ray Train's own INFO lines (checkpoint paths, worker-group set-up, a resumed run's ~350-character
+            # snapshot notice) stay in its log files; warnings and errors still reach the console, and the loop
+            # prints its own progress. Its per-report result lines need more: train.quiet_ray_reports.
+            logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
     mark = time.perf_counter()
@@ -208,7 +244,7 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
         best_ckpt, best_metrics = max(candidates, key=lambda cm: cm[1].get("step", 0))
     with result.checkpoint.as_directory() as latest_dir:
         latest_meta = json.loads((Path(latest_dir) / META_FILE).read_text())
-    history = latest_meta["history"]
+    history, losses = latest_meta["history"], latest_meta.get("losses", [])
 
     encoder = BiEncoder.from_pretrained(resolved.model, cfg.max_seq_length, cfg.saved_scoring_config())
     with best_ckpt.as_directory() as best_dir:
@@ -230,6 +266,7 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     phases["final_eval"] = time.perf_counter() - mark
     mark = time.perf_counter()
     training_config = {**cfg.to_json(), "resolved_model": info["model_dir"], "data_info": info, "best_step": best_step, "history": history}
+    output.clear(keep=kept_on_export(cfg))  # an earlier model's files go; this run's checkpoints stay
     save_model(encoder, cfg.out, training_config=training_config, eval_results=eval_results)
     phases["export"] = time.perf_counter() - mark
     wall = time.perf_counter() - started
@@ -237,7 +274,7 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
     log.info("saved best checkpoint (step %d%s) to %s in %.1f s", best_step,
              f", val RP@5 {best_metrics['val_rp5']:.2f}" if "val_rp5" in best_metrics else "", cfg.out, wall)
     return FitResult(
-        cfg.out, best_step, dict(best_metrics), history, wall, test_results, best_ckpt.path,
+        cfg.out, best_step, dict(best_metrics), history, wall, test_results, best_ckpt.path, losses,
         extra={"resumed_at_steps": latest_meta.get("resumes", []), "last_metrics": dict(result.metrics or {}),
                "phase_s": {k: round(v, 1) for k, v in phases.items()}, **info},
     )
@@ -338,9 +375,12 @@ def ray_storage(storage: Path | Location) -> dict[str, Any]:
 
 
 def save_model(encoder: BiEncoder, out: Path | str, **extra: Any) -> None:
-    """Save to a local dir, or export to a temp dir and upload it when ``out`` is a URI (s3://...)."""
+    """Save with its model card to a local dir, or export to a temp dir and upload it when ``out`` is a URI (s3://...)."""
+    from skilltrain.card import write_card
+
     with staged_locally(out) as folder:
         encoder.save(folder, **extra)
+        write_card(folder, name=resolve(out).name)
 
 
 def _final_eval(encoder: BiEncoder, cfg: TrainConfig, data: TrainData, index: "SkillIndex | None" = None) -> dict | None:

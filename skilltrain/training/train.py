@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import resource
 import sys
@@ -43,9 +44,8 @@ import torch
 from skillgen.common import publish
 from skilltrain.model import BiEncoder
 from skilltrain.ranking import SkillIndex
-from skilltrain.training.augment import AugmentedBatch
 from skilltrain.training.distributed import allreduce_gradients, allreduce_max, allreduce_sum, broadcast_module, world
-from skilltrain.training.gradcache import AUTO_CHUNK, chunk_for_memory, forward_backward, tokenize
+from skilltrain.training.gradcache import AUTO_CHUNK, chunk_for_memory, forward_backward
 from skilltrain.training.context import Run, TrainData, global_batch  # noqa: F401 (re-exported for callers)
 from skilltrain.training.loader import StepBatch, loader_for
 from skilltrain.training.throughput import model_shape, peak_flops, train_flops
@@ -84,25 +84,6 @@ def step_gradients(
     local_loss = forward_backward(encoder, batch.groups, loss_fn, gradcache_chunk, autocast)
     allreduce_gradients(encoder.parameters())
     return allreduce_sum(local_loss.item(), encoder.device)
-
-
-def compute_gradients(
-    encoder: BiEncoder,
-    batch: AugmentedBatch,
-    batch_size: int,
-    scale: float = 20.0,
-    symmetric: bool = True,
-    gradcache_chunk: int = 0,
-    autocast=contextlib.nullcontext,
-) -> float:
-    """:func:`step_gradients` on an augmented global batch, tokenising this rank's rows here (no loader)."""
-    rank, _ = world()
-    rows = slice(rank * batch_size, (rank + 1) * batch_size)
-    k = len(batch.negatives) // len(batch.texts)
-    texts = [batch.texts[rows], batch.labels[rows]] + ([batch.negatives[rows.start * k : rows.stop * k]] if k else [])
-    as_tensor = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))  # noqa: E731
-    step_batch = StepBatch(0, [tokenize(encoder, t) for t in texts], as_tensor(batch.cls), as_tensor(batch.partner_cls), as_tensor(batch.neg_cls))
-    return step_gradients(encoder, step_batch, scale, symmetric, gradcache_chunk, autocast)
 
 
 def lr_lambda(total_steps: int, warmup_ratio: float):
@@ -192,6 +173,9 @@ class LoopState:
 
     step: int = 0
     history: list[dict] = field(default_factory=list)  # one entry per logged step: step, loss, and val_rp5 at validations
+    #: every step's global loss, ``losses[s - 1]`` for step ``s`` (the report's training plot; None where a
+    #: checkpoint of an older version did not keep them). ~10 bytes a step in the checkpoint's meta.json.
+    losses: list[float | None] = field(default_factory=list)
     last_val: dict | None = None
     best: dict | None = None
     resumes: list[int] = field(default_factory=list)  # steps this run was resumed at
@@ -268,7 +252,12 @@ def resume(run: Run, checkpoint_dir: Path) -> LoopState:
             f"checkpoint was trained with global batch {meta['global_batch_size']}, this run has "
             f"{run.cfg.global_batch_size}: use a new --name or the same workers x batch size"
         )
-    state = LoopState(meta["step"], meta["history"], meta.get("last_val"), meta.get("best"), meta.get("resumes", []) + [meta["step"]])
+    step = meta["step"]
+    losses = list(meta.get("losses", []))[:step]
+    state = LoopState(
+        step=step, history=meta["history"], losses=losses + [None] * (step - len(losses)),
+        last_val=meta.get("last_val"), best=meta.get("best"), resumes=meta.get("resumes", []) + [step],
+    )
     if run.rank == 0:
         _log(f"resumed from checkpoint at step {state.step}")
     return state
@@ -287,6 +276,7 @@ def train_step(run: Run, state: LoopState, batch: StepBatch) -> float:
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     state.step += 1
+    state.losses.append(round(loss, 6))
     return loss
 
 
@@ -361,13 +351,16 @@ def train(run: Run, state: LoopState, report: Report) -> None:
     meter = Meter(peak_memory_mb(run.device))  # model loaded, data in memory, no step taken
     if run.rank == 0:
         lengths = [len(p) for p in run.schedule.plans]
-        _log(
+        _log(  # two lines: each stays readable behind Ray's "(RayTrainWorker pid=...)" prefix
             f"{run.size} worker(s) x batch {cfg.batch_size} = global batch {cfg.global_batch_size}; "
             f"{lengths[0]} steps/epoch ({run.schedule.plans[0].dropped} pairs left out of epoch 1), {total} steps; "
-            f"device {run.device.type}{' bf16' if run.autocast is not contextlib.nullcontext else ''}; "
-            f"GradCache chunk {run.chunk or 'off'}{' (sized from free memory)' if cfg.gradcache_chunk == AUTO_CHUNK else ''}; hard negatives {cfg.hard_negatives or 'off'}; "
-            f"validation {'on ' + ','.join(cfg.val_sets) if run.data.val_benchmarks else 'off'}; "
-            f"{run.threads} torch thread(s) per worker; peak {run.peak_flops / 1e12:.2f} TFLOP/s per worker ({run.peak_source})"
+            f"validation {'on ' + ','.join(cfg.val_sets) if run.data.val_benchmarks else 'off'}"
+        )
+        _log(
+            f"device {run.device.type}{' bf16' if run.autocast is not contextlib.nullcontext else ''}, "
+            f"{run.threads} torch thread(s) per worker, peak {run.peak_flops / 1e12:.2f} TFLOP/s per worker ({run.peak_source}); "
+            f"GradCache chunk {run.chunk or 'off'}{' (sized from free memory)' if cfg.gradcache_chunk == AUTO_CHUNK else ''}; "
+            f"hard negatives {cfg.hard_negatives or 'off'}"
         )
     if state.step >= total and state.history:  # rerun of a finished run: report the final state again, train nothing
         checkpoint(run, state, state.history[-1]["loss"], meter, report)
@@ -394,6 +387,25 @@ def train(run: Run, state: LoopState, report: Report) -> None:
 # ---- Ray Train -------------------------------------------------------------------
 
 
+def quiet_ray_reports() -> None:
+    """Keep Ray Train's raw ``TrainingReport(checkpoint=..., metrics={...})`` lines off the console.
+
+    Ray Train 2.60 logs every ``ray.train.report`` call of every worker as one INFO line of ~700
+    characters, which Ray forwards to the driver's console. Its logger is named after the file
+    (``logging.getLogger(__file__)`` in ``ray/train/v2/_internal/execution/context.py``), so
+    ``RunConfig(logging_config=LoggingConfig(log_level=...))``, which filters ``ray.train.*`` names
+    only, does not reach it. That INFO line is the logger's only one: raised to WARNING, its warnings
+    and errors still show, and the loop's own progress lines say the same in one short line.
+    """
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray layout: nothing to quiet
+        return
+    reporter = getattr(context, "logger", None)
+    if isinstance(reporter, logging.Logger):
+        reporter.setLevel(max(reporter.level, logging.WARNING))
+
+
 def ray_report(metrics: dict, checkpoint_dir: Path | None) -> None:
     import ray.train
 
@@ -416,6 +428,7 @@ def train_loop_per_worker(loop_config: dict, report: Report = ray_report) -> Non
 
     from skilltrain.config import TrainConfig
 
+    quiet_ray_reports()
     cfg = TrainConfig.from_json(loop_config["config"])
     data = loop_config["data"]
     if isinstance(data, ray.ObjectRef):

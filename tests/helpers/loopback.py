@@ -1,22 +1,17 @@
 """A small aiohttp app on a free loopback port, served from its own event loop in a daemon thread.
 
 Tests and benchmarks put real HTTP servers of their own between skillgen and a model: the recording
-proxy in front of llama.cpp (:mod:`llamacpp`) and the server that replays what llama.cpp answered
-(:mod:`replay`). Both need the same start/stop dance, so it lives here once.
+proxy in front of llama.cpp (:mod:`helpers.llamacpp`) and the server that replays what llama.cpp answered
+(:mod:`helpers.replay`). Both need the same start/stop dance, so it lives here once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from typing import Any
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers.ports import free_port
 
 
 class LoopbackApp:

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from loopback import LoopbackApp, free_port
+from helpers.loopback import LoopbackApp
+from helpers.ports import free_port
 
 
 def gguf() -> Path:

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loopback import LoopbackApp
+from helpers.loopback import LoopbackApp
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smollm2"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "smollm2"
 
 
 def load_fixture(name: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ports import free_ports
+from helpers.ports import free_ports
 
 START_TIMEOUT_S = 120.0
 ACCESS_KEY = "skillgen-test"

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ports import free_ports
+from helpers.ports import free_ports
 
 RAY = str(Path(sys.executable).with_name("ray"))
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the generation tests (no tests here; conftest.py belongs to others).
+"""Helpers shared by the generation tests: configs, ``skillgen run`` as a subprocess, and checks of a run dir.
 
 ``ray_local`` is a module-scoped fixture factory: each test module shares one
 local Ray instance with 2 CPUs, as the brief asks for a 2-core box.
@@ -7,6 +7,7 @@ local Ray instance with 2 CPUs, as the brief asks for a 2-core box.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,19 +15,51 @@ from typing import Any
 import pytest
 
 from conftest import synthetic_skill_rows, write_esco_csv
-from ports import free_ports
-from promscrape import METRICS_SYSTEM_CONFIG
+from helpers.ports import free_ports
+from helpers.promscrape import METRICS_SYSTEM_CONFIG
 from skillgen.config import GenerationConfig
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_KEY_ENV = "SKILLGEN_TEST_KEY"  # the simulator accepts any key; the tests set this one
+
+
+def run_cmd(base_url: str, csv: Path, run_dir: Path | str, *extra: str, mode: str = "online", model: str = "gpt-4o-mini",
+            n: int = 5, key_env: str | None = TEST_KEY_ENV) -> list[str]:
+    """``skillgen run`` as a subprocess command line against the simulator at ``base_url``; batch mode polls fast."""
+    cmd = [sys.executable, "-m", "skillgen.cli", "run", "--mode", mode, "--esco", str(csv), "--base-url", base_url,
+           "--model", model, "--run-dir", str(run_dir), "-n", str(n)]
+    if key_env:
+        cmd += ["--api-key-env", key_env]
+    if mode == "batch":
+        cmd += ["--batch-poll-min-s", "0.05", "--batch-poll-max-s", "0.3"]
+    return cmd + list(extra)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This environment with this checkout first on PYTHONPATH (a subprocess imports the code under test)."""
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
+
+
+def batch_entries(run_dir: Path) -> list:
+    """The batch manifest's entries of a run dir ([] before the driver wrote one)."""
+    from skillgen.batch.state import load_manifest
+    from skillgen.rundir.rundir import RunDir
+
+    try:
+        manifest = load_manifest(RunDir.read_only(run_dir))
+    except Exception:  # noqa: BLE001 - not created yet
+        return []
+    return manifest.entries if manifest else []
 
 
 def start_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        # a known Prometheus port and a 1 s push to it, for the metrics test (promscrape.py)
+        # a known Prometheus port and a 1 s push to it, for the metrics test (helpers/promscrape.py)
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  _metrics_export_port=free_ports(1)[0], _system_config=METRICS_SYSTEM_CONFIG)
 

@@ -15,3 +15,8 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def free_port() -> int:
+    """One loopback port free right now."""
+    return free_ports(1)[0]

@@ -22,8 +22,11 @@ from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
 from skillgen.llm.pricing import batch_price, config_price
 from skillgen.llm.prompts import build_messages
-from skillgen.common.taxonomy import Skill, iter_skills, load_skills, select
+from skillgen.common.taxonomy import Skill
 from skillgen.llm.tokens import count_tokens, encoding_name_for
+from skillgen.plan import selected_skills
+
+__all__ = ["CostEstimate", "estimate"]
 
 
 @dataclass
@@ -83,15 +86,6 @@ def _fmt_duration(s: float) -> str:
     if s < 7200:
         return f"{s / 60:.1f} min"
     return f"{s / 3600:.1f} h"
-
-
-def selected_skills(config: GenerationConfig) -> list[Skill]:
-    df = select(load_skills(config.esco), limit=config.limit, sample=config.sample, seed=config.sample_seed,
-                types=config.skill_types, labels=config.labels)
-    skills = list(iter_skills(df))
-    if not skills:
-        raise UserError("the skill selection is empty (check --limit/--sample/--skill-type)")
-    return skills
 
 
 def prompt_tokens_for(config: GenerationConfig, skills: list[Skill]) -> list[int]:

@@ -28,38 +28,65 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def training_curve(history: list[dict[str, Any]]) -> dict[str, list]:
-    """The data behind the training plot: every logged step's loss and every validation point.
+def training_curve(history: list[dict[str, Any]], losses: list[float | None] | None = None) -> dict[str, list]:
+    """The data behind the training plot: every step's loss, its smoothed line, and every validation point.
 
-    ``history`` is the run's log as kept in its checkpoints, so a resumed run still shows
-    the steps before the crash (a step redone after a resume keeps its latest value).
+    ``losses`` is the run's loss at every step (``losses[s - 1]`` for step ``s``, None where a checkpoint of
+    an older version kept none); without it the logged steps of ``history`` stand in. ``history`` is the
+    run's log as kept in its checkpoints, so a resumed run still shows the steps before the crash (a step
+    redone after a resume keeps its latest value).
     """
-    loss = {h["step"]: h["loss"] for h in history if h.get("loss") is not None}
+    logged = {h["step"]: h["loss"] for h in history if h.get("loss") is not None}
+    loss = {step: value for step, value in enumerate(losses or [], start=1) if value is not None}
+    for step, value in logged.items():
+        loss.setdefault(step, value)
     val = {h["step"]: h["val_rp5"] for h in history if h.get("val_rp5") is not None}
+    steps = sorted(loss)
     return {
-        "loss_steps": sorted(loss), "loss": [loss[s] for s in sorted(loss)],
+        "loss_steps": steps, "loss": [loss[s] for s in steps], "loss_smoothed": smooth([loss[s] for s in steps]),
         "val_steps": sorted(val), "val_rp5": [val[s] for s in sorted(val)],
     }
 
 
-def plot_training(history: list[dict[str, Any]], path: Path) -> str | None:
-    curve = training_curve(history)
+def smoothing_window(n: int) -> int:
+    """Points in the smoothed loss's moving mean: 5% of the run (at least 3 from 9 points on), odd so it centres."""
+    return max(3 if n >= 9 else 1, n // 20) | 1
+
+
+def smooth(values: list[float], window: int | None = None) -> list[float]:
+    """Centred moving average over ``window`` points (default :func:`smoothing_window`); the ends average what they have."""
+    import numpy as np
+
+    n = len(values)
+    half = (window or smoothing_window(n)) // 2
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    at = np.arange(n)
+    lo, hi = np.maximum(0, at - half), np.minimum(n, at + half + 1)
+    return [float(v) for v in (sums[hi] - sums[lo]) / (hi - lo)]
+
+
+def plot_training(history: list[dict[str, Any]], path: Path, losses: list[float | None] | None = None) -> str | None:
+    """Every step's loss (faint) with its smoothed line, and validation RP@5 at the steps that validated."""
+    curve = training_curve(history, losses)
     if not curve["loss_steps"] and not curve["val_steps"]:
         return None
     path.with_suffix(".json").write_text(json.dumps(curve, indent=1))
     fig, ax = plt.subplots(figsize=(7, 3.5))
     handles = []
     if curve["loss_steps"]:
-        handles += ax.plot(curve["loss_steps"], curve["loss"], ".-", color="tab:blue", lw=1, ms=3, label="training loss (logged steps)")
+        handles += ax.plot(curve["loss_steps"], curve["loss"], color="tab:blue", lw=0.8, alpha=0.35, label="training loss (every step)")
+        handles += ax.plot(curve["loss_steps"], curve["loss_smoothed"], color="tab:blue", lw=2, label=f"smoothed ({smoothing_window(len(curve['loss']))}-step moving mean)")
         ax.set_ylabel("loss")
     ax.set_xlabel("step")
     if curve["val_steps"]:
+        for step in curve["val_steps"]:
+            ax.axvline(step, color="tab:orange", lw=0.8, ls=":", alpha=0.6)
         ax2 = ax.twinx()
         handles += ax2.plot(curve["val_steps"], curve["val_rp5"], "o-", color="tab:orange", label="validation RP@5")
         ax2.set_ylabel("validation RP@5 (%)")
         lo, hi = min(curve["val_rp5"]), max(curve["val_rp5"])
         ax2.set_ylim(lo - max(1.0, 0.2 * (hi - lo)), hi + max(1.0, 0.2 * (hi - lo)))
-    ax.set_title(f"training: {len(curve['loss_steps'])} logged steps, {len(curve['val_steps'])} validations")
+    ax.set_title(f"training: {len(curve['loss_steps'])} steps, {len(curve['val_steps'])} validations")
     ax.legend(handles=handles, loc="upper right", fontsize=8)
     return _save(fig, path)
 
@@ -102,15 +129,27 @@ def plot_sentences(rows: pl.DataFrame, failures: pl.DataFrame, path: Path) -> st
     return _save(fig, path)
 
 
+NO_COST = "no cost (simulator / self-hosted)"
+
+
 def plot_cost(estimate: dict[str, Any], summary: dict[str, Any], path: Path) -> str | None:
     est_tokens = estimate.get("prompt_tokens", 0) + estimate.get("completion_tokens", 0)
     act_tokens = summary.get("prompt_tokens", 0) + summary.get("completion_tokens", 0)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(7, 3.2))
     a1.bar(["estimate", "actual"], [est_tokens, act_tokens], color=["tab:gray", "tab:blue"])
     a1.set_title("tokens")
-    a2.bar(["estimate", "actual"], [estimate.get("cost_usd", 0.0), summary.get("cost_usd", 0.0)], color=["tab:gray", "tab:blue"])
-    a2.set_title("cost (USD)")
+    draw_cost(a2, estimate.get("cost_usd") or 0.0, summary.get("cost_usd") or 0.0)
     return _save(fig, path)
+
+
+def draw_cost(ax, estimate_usd: float, actual_usd: float) -> None:
+    """Estimated and actual spend as bars; a run that cost nothing says so instead of drawing an empty axis."""
+    ax.set_title("cost (USD)")
+    if not estimate_usd and not actual_usd:
+        ax.axis("off")
+        ax.text(0.5, 0.5, NO_COST, ha="center", va="center", transform=ax.transAxes)
+        return
+    ax.bar(["estimate", "actual"], [estimate_usd, actual_usd], color=["tab:gray", "tab:blue"])
 
 
 def _table(results: dict[str, Any], baseline: dict[str, Any] | None) -> list[str]:
@@ -148,19 +187,17 @@ def generation_totals(log_path) -> tuple[dict[str, Any], dict[str, Any]]:
     return estimate, actual
 
 
-def quality_section(generation_dir, folder: Path) -> list[str]:
-    """The generation run's data-quality report (:mod:`skillgen.quality`) with its two plots."""
-    from skillgen.quality import quality_report
-    from skillgen.quality.plots import plot_quality
-    from skillgen.rundir.sinks import read_rows
+def quality_section(generation_dir, folder: Path, report=None) -> list[str]:
+    """The generation run's data-quality report (:mod:`skillgen.quality`; measured here unless given) with its two plots."""
+    from skillgen import RunDir, plot_quality, quality_report
 
-    report = quality_report(generation_dir)
-    return report.markdown(plot_quality(read_rows(generation_dir), folder, prefix="report_quality"))
+    report = report if report is not None else quality_report(generation_dir)
+    return report.markdown(plot_quality(RunDir.read_only(generation_dir).rows(), folder, prefix="report_quality"))
 
 
 def write_report(config, outcome: dict[str, Any]):
     """Write ``<run_dir>/report.md`` and its PNGs (rendered locally, uploaded when the run dir is a URI)."""
-    from skillgen.common.storage import resolve, staged_locally
+    from skillgen.common import resolve, staged_locally
 
     run_dir = resolve(config.run_dir)
     with staged_locally(run_dir) as folder:
@@ -169,7 +206,7 @@ def write_report(config, outcome: dict[str, Any]):
 
 
 def _render(config, outcome: dict[str, Any], run_dir, folder: Path) -> None:
-    from skillgen.rundir.rundir import RunDir
+    from skillgen import RunDir
 
     est, summ = generation_totals(run_dir / "generation_runs.jsonl")
     training = outcome.get("training", {})
@@ -181,7 +218,7 @@ def _render(config, outcome: dict[str, Any], run_dir, folder: Path) -> None:
     failures = generation.failures()
     images = {
         "scores": plot_scores(results, baseline, folder / "report_scores.png") if results else None,
-        "training": plot_training(training.get("history", []), folder / "report_training.png"),
+        "training": plot_training(training.get("history", []), folder / "report_training.png", training.get("losses")),
         "sentences": plot_sentences(rows, failures, folder / "report_sentences.png"),
         "cost": plot_cost(est, summ, folder / "report_cost.png") if est or summ else None,
     }
@@ -203,10 +240,12 @@ def _render(config, outcome: dict[str, Any], run_dir, folder: Path) -> None:
         lines.append("- failures by class: " + ", ".join(f"{c} {n}" for c, n in by_class.iter_rows()))
     if images["sentences"]:
         lines += ["", f"![sentences]({images['sentences']})"]
-    lines += ["", "## Data quality (`skillgen report`)", ""] + quality_section(config.generation_dir, folder)
+    lines += ["", "## Data quality (`skillgen report`)", ""] + quality_section(config.generation_dir, folder, outcome.get("data_report"))
     lines += ["", "## Tokens and cost", "", "| | prompt tokens | completion tokens | cost USD |", "|---|---|---|---|"]
     lines.append(f"| estimate | {est.get('prompt_tokens', '-')} | {est.get('completion_tokens', '-')} | {est.get('cost_usd', '-')} |")
     lines.append(f"| actual | {summ.get('prompt_tokens', '-')} | {summ.get('completion_tokens', '-')} | {summ.get('cost_usd', '-')} |")
+    if not est.get("cost_usd") and not summ.get("cost_usd"):
+        lines += ["", f"{NO_COST[0].upper()}{NO_COST[1:]}."]
     if images["cost"]:
         lines += ["", f"![cost]({images['cost']})"]
     (folder / "report.md").write_text("\n".join(lines) + "\n")

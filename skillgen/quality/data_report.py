@@ -18,6 +18,8 @@ import polars as pl
 
 from skillgen.quality import metrics
 
+__all__ = ["QualityReport", "quality_report"]
+
 
 @dataclass
 class QualityReport:
