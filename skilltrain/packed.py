@@ -72,6 +72,13 @@ class PackedQueries:
         return torch.arange(int(lengths.sum()), device=lengths.device) + offsets
 
     def __getitem__(self, rows: slice | torch.Tensor | Sequence[int]) -> "PackedQueries":
+        if isinstance(rows, slice) and rows.step in (None, 1):  # consecutive sentences: views, no copy
+            first, stop, _ = rows.indices(len(self))
+            stop = max(first, stop)
+            t0, t1 = int(self.lengths[:first].sum()), int(self.lengths[:stop].sum())
+            cut = lambda t: None if t is None else t[t0:t1]  # noqa: E731
+            return PackedQueries(self.tokens[t0:t1], self.lengths[first:stop], self.temperature,
+                                 None if self.pooled is None else self.pooled[first:stop], cut(self.spans), cut(self.words))
         if isinstance(rows, slice):
             rows = torch.arange(len(self), device=self.lengths.device)[rows]
         rows = torch.as_tensor(rows, dtype=torch.int64, device=self.lengths.device)

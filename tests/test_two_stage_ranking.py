@@ -179,3 +179,11 @@ def test_the_saved_c_is_what_extraction_eval_and_the_batch_path_rank_with(two_st
     rows = actor(pa.table({"id": list(range(len(sentences))), "text": sentences}))
     single = documents_table(extractor, [Document(str(i), s) for i, s in enumerate(sentences)], top_k=5)
     assert rows.column("labels").to_pylist() == single.column("labels").to_pylist()
+
+
+def test_slices_of_packed_queries_are_their_rows():
+    queries = random_queries(n=11, seed=7)
+    for rows in (slice(2, 7), slice(0, 11), slice(9, 40), slice(5, 3), slice(1, 10, 3)):
+        picked, reference = queries[rows], queries[torch.arange(11)[rows]]
+        assert torch.equal(picked.lengths, reference.lengths) and torch.equal(picked.tokens, reference.tokens)
+        assert torch.equal(picked.pooled, reference.pooled)
