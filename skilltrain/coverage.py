@@ -5,9 +5,9 @@ Python and Spark, maintain our PostgreSQL databases and mentor junior
 developers"). Plain top-k spent all five places on pipeline and database
 skills there. Two reasons, both measured on the main job's model:
 
-* the sentence score dilutes a skill that matches a few words: token
-  attention's weights follow the tokens' norms, so long, high-norm words
-  ("PostgreSQL", "pipelines") take a large share of *every* skill's attention
+* the sentence score dilutes a skill that matches a few words: a word cut
+  into many pieces ("PostgreSQL": five) and high-norm tokens ("pipeline": 12.4
+  against 4-6 for most) take a large share of *every* skill's attention
   (mentoring skills scored 0.16 against 0.36 for the best, rank ~90);
 * near-synonyms ("use databases", "database", "search databases") all score high.
 
@@ -23,8 +23,8 @@ So the coverage-aware top-k ranks the best ``pool`` skills by
   chosen (``cos`` of the skills' label embeddings: near-synonyms are penalised).
 
 (The attention distributions themselves were tried as the overlap measure first;
-they overlap heavily for every pair of skills, because of the norm effect above,
-and did not move any skill into the example's top 5.) Each skill keeps its
+they overlap heavily for every pair of skills, for the reason above, and did not
+move any skill into the example's top 5.) Each skill keeps its
 sentence score; only the order changes. Strength 0 keeps the coverage score
 without the penalty. The default (on or off) and the strength are chosen on
 TECH/HOUSE validation (:mod:`skilltrain.evaluation.diversity`).

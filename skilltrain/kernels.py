@@ -76,8 +76,8 @@ def in_parallel(work: Callable[[T], None], parts: Sequence[T], device: torch.dev
 
     Why not torch's own threads: the kernels issue many small operations (a few hundred microseconds each), and
     each of those ends at an OpenMP barrier. On a shared machine one descheduled thread stalls every barrier: on
-    the 2-core box at load ~17 the exhaustive kernel ran 15-25x slower with 2 OpenMP threads than as 2 Python
-    threads of 1 (threads.py measurement in BENCHMARKS.md "Extraction"). Independent parts have no barrier.
+    the 2-core box at load ~17 the exhaustive kernel took 49-54 s for 128 sentences with 2 OpenMP threads and
+    2.2-3.7 s as 2 Python threads of 1 (BENCHMARKS.md "Extraction"). Independent parts have no barrier.
     """
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads <= 1 or len(parts) <= 1:

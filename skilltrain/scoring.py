@@ -19,7 +19,9 @@ label embedding ``s``); only the sentence side differs:
 
 Token embeddings are kept raw (not normalised): the attention logits are raw
 dot products with the unit skill vector, and ``cos`` divides by the token norm.
-Padding positions are zero vectors with a False mask. The model directory
+Padding positions are zero vectors with a False mask (:class:`TokenQueries`, the
+training loss's layout and the reference; ranking packs the attended tokens
+without padding, :mod:`skilltrain.packed`, :mod:`skilltrain.kernels`). The model directory
 says which scoring it uses (``skilltrain_scoring.json``); a directory without
 that file is a pooled model, so every sentence-transformers model keeps working.
 """

@@ -2,10 +2,9 @@
 
 A token-attention score is a sum over the sentence's tokens of
 ``attention weight x cosine(token, skill)``; each token's term is its part in
-the match. Attention alone would point at the wrong words: its weights follow
-the tokens' norms, so a long word like "PostgreSQL" held 15% of the attention of
-*every* skill in a sentence that also named Python, while its cosine with
-"Python (computer programming)" was low. So a token's weight here is its share
+the match. Attention alone would point at the wrong words: "PostgreSQL", five
+word pieces, held ~15% of the attention of *every* skill in a sentence that also
+named Python, while its cosine with "Python (computer programming)" was low. So a token's weight here is its share
 of the score's positive terms (:func:`skilltrain.kernels.score_shares`).
 
 Each skill gets a few spans: word pieces are merged into whole words (the

@@ -4,7 +4,10 @@
 ``skilltrain extract`` command and the Ray Data batch actors. It ranks with
 :class:`~skilltrain.ranking.SkillIndex`, the code path ``skilltrain eval``
 scores, so a benchmark number is what a user gets (``split=False`` reproduces
-the benchmark protocol exactly: one input text = one sentence).
+the benchmark protocol exactly: one input text = one sentence). A token-attention
+model ranks two-stage with the candidate count C saved with it (``exhaustive=True``
+scores every skill), optionally coverage-aware (``diverse``), and each extracted
+skill carries its evidence: the spans of the sentence it was found in.
 
 The skill embeddings (13,896 labels, ~15 s of CPU) are computed once per
 (model weights, taxonomy file content) with the fp32 reference encoder and
