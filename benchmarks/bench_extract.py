@@ -21,6 +21,8 @@ second of this process (the steadier one when other work shares the cores). ``--
     python benchmarks/bench_extract.py compare --device cuda --model MODEL_DIR --skills-parquet skills.parquet
     .venv/bin/python benchmarks/bench_extract.py single --sentences 20000
     .venv/bin/python benchmarks/bench_extract.py ray --sentences 100000 --actors 1 2
+    # BENCHMARKS.md "Extraction" (issue 26): backend x scoring x two-stage/exhaustive, the C curve, the arithmetic limit
+    .venv/bin/python benchmarks/bench_extract.py table --model runs/local/model [--quick] [--save table.json]
 
 ``single`` times ``SkillExtractor.extract`` end to end on whole job ads (split +
 encode + top-k) after the model and the (cached) skill index are loaded;
@@ -206,6 +208,7 @@ def plain_sentence_transformers(model_dir, label_embeddings, device: str):
         scores, idx = torch.topk(emb @ labels.T, 5, dim=1)
         return idx.cpu(), scores.cpu()
 
+    run.model = model
     return run
 
 
@@ -335,7 +338,7 @@ def bench_ray(args: argparse.Namespace) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("compare", "single", "ray", "export-skills"))
+    parser.add_argument("mode", choices=("compare", "single", "ray", "export-skills", "table"))
     parser.add_argument("--sentences", type=int, default=None, help="default: 4000 (compare), 20000 (single, ray)")
     parser.add_argument("--model", type=Path, default=None, help="default: bundled all-MiniLM-L6-v2")
     parser.add_argument("--esco", type=Path, default=None)
@@ -354,10 +357,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cpus-per-actor", type=float, default=1.0)
     parser.add_argument("--probe-sentences", type=int, default=300, help="ray: small run that measures the fixed cost")
+    parser.add_argument("--quick", action="store_true", help="table: small corpora, 3 rounds, C in 32/128/512 (a smoke run)")
+    parser.add_argument("--save", type=Path, default=None, help="table: also write the JSON result here")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if args.sentences is None:
+    if args.sentences is None and args.mode != "table":
         args.sentences = 4000 if args.mode == "compare" else 20000
+    if args.mode == "table":
+        from extract_table import bench_table
+
+        result = bench_table(args)
+        if args.save is not None:
+            args.save.write_text(json.dumps(result, indent=2))
+        return 0
     run = {"compare": bench_compare, "single": bench_single, "ray": bench_ray, "export-skills": export_skills}[args.mode]
     result = run(args)
     if args.mode != "ray":

@@ -21,6 +21,7 @@ _EXPORTS = {
     "load_benchmarks": "skilltrain.evaluation.evaluate",
     "SkillExtractor": "skilltrain.extraction.extractor",
     "SkillMatch": "skilltrain.extraction.extractor",
+    "Evidence": "skilltrain.extraction.evidence",
     "SentenceSkills": "skilltrain.extraction.extractor",
     "TextSkills": "skilltrain.extraction.extractor",
     "BiEncoder": "skilltrain.model",

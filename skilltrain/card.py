@@ -30,6 +30,8 @@ SCORING_NOTES = {  # what a scoring field means; fields not named here are liste
     "scoring": "how a sentence meets a skill",
     "attention_temperature": "attention temperature T",
     "exclude_special_tokens": "[CLS]/[SEP] left out of the attended tokens",
+    "diverse": "coverage-aware top-k by default (`--diverse`; chosen on validation)",
+    "diversity": "coverage-aware top-k strength (near-synonym penalty; chosen on validation)",
 }
 
 

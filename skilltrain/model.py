@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from skillgen.common import UserError
-from skilltrain.scoring import Queries, ScoringConfig, TokenQueries, attended_mask
+from skilltrain.packed import PackedQueries, Queries, pack_hidden
+from skilltrain.scoring import ScoringConfig, TokenQueries, attended_mask, mean_pool
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,6 @@ def with_plain_file_mode(files) -> None:
     mode = 0o666 & ~current_umask()
     for file in files:
         os.chmod(file, mode)
-
-
-def mean_pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    mask = attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
-    return (token_embeddings * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
 class BiEncoder(torch.nn.Module):
@@ -226,7 +222,8 @@ class BiEncoder(torch.nn.Module):
 
     @torch.inference_mode()
     def encode_queries(self, texts: Sequence[str], batch_size: int = 128) -> Queries:
-        """Sentence side for ranking, no graph: a (n, D) tensor (pooled) or :class:`TokenQueries` (CPU, float32)."""
+        """Sentence side for ranking, no graph: a (n, D) tensor (pooled) or :class:`~skilltrain.packed.PackedQueries`
+        (CPU, float32: attended tokens and the pooled vector of the same pass)."""
         if not self.scoring.token_level:
             return torch.from_numpy(self.encode(texts, batch_size))
         was_training = self.training
@@ -235,12 +232,16 @@ class BiEncoder(torch.nn.Module):
         parts = []
         try:
             for start in range(0, len(texts), batch_size):
-                parts.append(self.embed_queries([texts[i] for i in order[start : start + batch_size]]).to("cpu", torch.float32))
+                features = self.tokenize([texts[i] for i in order[start : start + batch_size]])
+                hidden = self.transformer(**features).last_hidden_state
+                attended = self.attended(features["input_ids"], features["attention_mask"])
+                parts.append(pack_hidden(hidden, features["attention_mask"], attended, self.scoring.attention_temperature).to("cpu"))
         finally:
             self.train(was_training)
         if not parts:
-            return TokenQueries(torch.zeros((0, 1, self.dim)), torch.zeros((0, 1), dtype=torch.bool))
-        return TokenQueries.concat(parts)[torch.from_numpy(np.argsort(order, kind="stable"))]
+            return PackedQueries(torch.zeros((0, self.dim)), torch.zeros(0, dtype=torch.int64), self.scoring.attention_temperature,
+                                 torch.zeros((0, self.dim)))
+        return PackedQueries.concat(parts)[torch.from_numpy(np.argsort(order, kind="stable"))]
 
     def save(self, path: str | Path, training_config: dict | None = None, eval_results: dict | None = None) -> Path:
         """Write the sentence-transformers layout (Transformer, mean Pooling, Normalize)."""

@@ -1,6 +1,13 @@
 """Rank every ESCO skill for a batch of sentences: the one code path shared by
 evaluation and extraction, so a benchmark score is exactly what users get.
 
+Pooled queries score every skill with one matmul. Token-attention queries
+(:class:`~skilltrain.packed.PackedQueries`) are ranked either exhaustively
+(:func:`~skilltrain.kernels.exhaustive_scores` on every skill) or in two stages
+(:func:`two_stage_top_k`): the pooled vector of the same forward pass takes the
+top C candidates from the same skill matrix, and token attention re-ranks only
+those. C is the model's (chosen on validation, saved in its scoring config).
+
 Skill embeddings are computed once per (model, taxonomy) and cached on disk
 next to the model, keyed by the model's weights and the taxonomy's content
 hash, because re-encoding 13,896 labels costs ~15 s on a CPU.
@@ -20,8 +27,11 @@ import numpy as np
 import torch
 
 from skillgen.common import write_atomic
+from skilltrain.coverage import coverage_scores, diverse_order
+from skilltrain.kernels import candidate_scores, exhaustive_scores, score_shares
 from skilltrain.model import BiEncoder
-from skilltrain.scoring import Queries, TokenQueries, rows_per_chunk, score_block
+from skilltrain.packed import PackedQueries, Queries
+from skilltrain.scoring import TokenQueries
 
 if TYPE_CHECKING:  # polars stays optional at run time for callers that pass an Arrow table (GPU benchmark hosts)
     import polars as pl
@@ -32,6 +42,22 @@ log = logging.getLogger(__name__)
 INDEX_DIR_NAME = "skill_index"
 #: sentences scored per matmul: bounds the score block to RANK_CHUNK x n_skills (~57 MB fp32 for ESCO)
 RANK_CHUNK = 1024
+#: skills the coverage-aware top-k chooses among (the best this many by sentence score)
+DIVERSE_POOL = 200
+#: a two-stage score matrix puts every non-candidate below every candidate: pooled score minus this (scores are in [-1, 1])
+NON_CANDIDATE_OFFSET = 4.0
+
+
+def as_packed(queries: Queries) -> "torch.Tensor | PackedQueries":
+    """Pooled vectors unchanged; token queries as :class:`PackedQueries` (padded ones are packed)."""
+    return PackedQueries.from_padded(queries) if isinstance(queries, TokenQueries) else queries
+
+
+def score_block(queries: "torch.Tensor | PackedQueries", matrix: torch.Tensor) -> torch.Tensor:
+    """(n, S) scores of a block of queries (pooled unit vectors or packed token queries) against every skill row."""
+    if isinstance(queries, PackedQueries):
+        return exhaustive_scores(queries, matrix)
+    return queries @ matrix.T.to(queries.dtype)
 
 
 def model_fingerprint(model_dir: Path) -> str:
@@ -92,53 +118,131 @@ class SkillIndex:
                 log.debug("skill index not cached in %s: %s", cached.parent, exc)
         return cls(skills, emb)
 
-    def scores(self, queries: "np.ndarray | Queries") -> np.ndarray:
+    def scores(self, queries: "np.ndarray | Queries", candidates: int | None = None) -> np.ndarray:
         """(n, n_skills) score of each sentence against every skill, under the queries' scoring.
 
-        Pooled unit vectors (a numpy array or tensor): cosine similarity. :class:`TokenQueries`:
-        token attention, computed in row blocks so the queries x tokens x skills
-        intermediate stays bounded (:data:`~skilltrain.scoring.TOKEN_SCORE_BUDGET`).
+        Pooled unit vectors (a numpy array or tensor): cosine similarity. Token queries: token attention
+        on every skill, or, given ``candidates`` (fewer than the skills), the ranking two-stage
+        extraction serves: its C candidates carry their token-attention scores and every other skill
+        its pooled score minus :data:`NON_CANDIDATE_OFFSET`, so any metric over the whole ranking
+        (MRR) sees the candidates first, in the re-ranked order, then the rest in pooled order.
         """
-        if not isinstance(queries, TokenQueries):
+        if isinstance(queries, np.ndarray):
             return np.asarray(queries, dtype=np.float32) @ self.embeddings.T
+        queries = as_packed(queries)
         matrix = torch.from_numpy(self.embeddings)
-        step = rows_per_chunk(queries, matrix.shape[0], RANK_CHUNK)
         out = np.empty((len(queries), matrix.shape[0]), dtype=np.float32)
-        for start in range(0, len(queries), step):
-            out[start : start + step] = score_block(queries[start : start + step], matrix).float().numpy()
+        for start in range(0, len(queries), RANK_CHUNK):
+            block = queries[start : start + RANK_CHUNK]
+            if isinstance(block, PackedQueries) and candidates and candidates < matrix.shape[0]:
+                out[start : start + RANK_CHUNK] = two_stage_scores(block, matrix, candidates).numpy()
+            else:
+                out[start : start + RANK_CHUNK] = score_block(block, matrix).float().numpy()
         return out
 
-    def top_k(self, queries: "np.ndarray | Queries", k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(indices, scores) of the k best skills per sentence, best first."""
+    def top_k(self, queries: "np.ndarray | Queries", k: int, candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, scores) of the k best skills per sentence, best first (two-stage given ``candidates``)."""
         queries = torch.from_numpy(queries) if isinstance(queries, np.ndarray) else queries
-        idx, scores = top_k_chunked(queries, torch.from_numpy(self.embeddings), k)
+        idx, scores = top_k(queries, torch.from_numpy(self.embeddings), k, candidates)
         return idx.numpy(), scores.numpy()
+
+
+def top_k(queries: Queries, matrix: torch.Tensor, k: int, candidates: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, scores) of the ``k`` best skills per query, best first: two-stage when token queries and
+    ``candidates`` (< the skills) are given, else exhaustive (:func:`top_k_chunked`)."""
+    queries = as_packed(queries)
+    if isinstance(queries, PackedQueries) and candidates and candidates < matrix.shape[0]:
+        return two_stage_top_k(queries, matrix, k, candidates)
+    return top_k_chunked(queries, matrix, k)
+
+
+@dataclass
+class TokenRanking:
+    """The k best skills of token-attention queries: ``idx``/``scores`` (n, k) in ranked order, and ``shares`` (T, k):
+    each token's share of each chosen skill's score, packed like the queries (evidence comes from it)."""
+
+    idx: torch.Tensor
+    scores: torch.Tensor
+    shares: torch.Tensor
+
+
+def rank_tokens(queries: PackedQueries, matrix: torch.Tensor, k: int, candidates: int | None = None,
+                diversity: float | None = None, pool: int = DIVERSE_POOL) -> TokenRanking:
+    """Top ``k`` (two-stage given ``candidates``); coverage-aware (:mod:`skilltrain.coverage`) among the best ``pool``
+    when ``diversity`` is a strength (None: plain top-k). Scores stay sentence scores; only the order changes."""
+    width = max(k, min(pool, candidates or pool)) if diversity is not None else k  # two-stage: the pool is within the C
+    idx, scores = top_k(queries, matrix, width, candidates)
+    if diversity is not None and len(queries):
+        order = diverse_order(coverage_scores(queries, matrix, idx, scores), matrix, idx, k, diversity)
+        idx, scores = torch.gather(idx, 1, order), torch.gather(scores, 1, order)
+    idx, scores = idx[:, :k], scores[:, :k]
+    return TokenRanking(idx, scores, score_shares(queries, matrix, idx))
+
+
+def pooled_scores(queries: PackedQueries, matrix: torch.Tensor) -> torch.Tensor:
+    """(n, S) cosine of each sentence's pooled vector (same forward pass as its tokens) with every skill."""
+    if queries.pooled is None:
+        raise ValueError("two-stage ranking needs the pooled vectors of the same forward pass (PackedQueries.pooled)")
+    return queries.pooled.to(matrix.dtype) @ matrix.T
+
+
+def pooled_candidates(pooled: torch.Tensor, candidates: int) -> torch.Tensor:
+    """(n, C) skill rows with the best ``pooled`` scores (n, S), C = ``candidates`` (at most S)."""
+    return torch.topk(pooled, min(candidates, pooled.shape[1]), dim=1).indices
+
+
+def two_stage_top_k(queries: PackedQueries, matrix: torch.Tensor, k: int, candidates: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, scores) of the ``k`` best of each sentence's pooled top ``candidates`` skills, re-ranked by token attention.
+
+    The candidate count is at least ``k``; ties rank the lower skill index first, as exhaustive ranking does.
+    """
+    idx_out, score_out = [], []
+    for start in range(0, len(queries), RANK_CHUNK):
+        block = queries[start : start + RANK_CHUNK]
+        cand = pooled_candidates(pooled_scores(block, matrix), max(candidates, k))
+        idx, scores = ordered_top_k(candidate_scores(block, matrix, cand), cand, k)
+        idx_out.append(idx)
+        score_out.append(scores)
+    if not idx_out:
+        return torch.empty((0, min(k, matrix.shape[0])), dtype=torch.int64), torch.empty((0, min(k, matrix.shape[0])), dtype=matrix.dtype)
+    return torch.cat(idx_out), torch.cat(score_out)
+
+
+def two_stage_scores(queries: PackedQueries, matrix: torch.Tensor, candidates: int) -> torch.Tensor:
+    """(n, S) float32: candidates' token-attention scores, every other skill pooled minus :data:`NON_CANDIDATE_OFFSET`."""
+    pooled = pooled_scores(queries, matrix)
+    cand = pooled_candidates(pooled, candidates)
+    return (pooled.float() - NON_CANDIDATE_OFFSET).scatter_(1, cand, candidate_scores(queries, matrix, cand).float())
+
+
+def ordered_top_k(scores: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best (skill index, score) pairs per row of (n, m) ``scores`` for skills ``idx``; equal scores: lower index first."""
+    idx, order = torch.sort(idx, dim=1)
+    values, order = torch.sort(torch.gather(scores, 1, order), dim=1, descending=True, stable=True)
+    return torch.gather(idx, 1, order)[:, :k], values[:, :k]
 
 
 def top_k_chunked(queries: Queries, matrix: torch.Tensor, k: int, chunk: int = RANK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """(indices, scores) of the ``k`` best-scoring rows of ``matrix`` per query, best first.
 
-    Pooled queries (n, D) score ``queries @ matrix.T``; :class:`TokenQueries`
-    score by token attention. Only a block of ``chunk`` queries (for tokens:
-    as many as keep the queries x tokens x skills intermediate under
-    :data:`~skilltrain.scoring.TOKEN_SCORE_BUDGET`) is scored at a time, in the
-    inputs' dtype and on their device. Ties rank the lower skill index first, as
+    Pooled queries (n, D) score ``queries @ matrix.T``; token queries score by
+    token attention on every skill (:func:`~skilltrain.kernels.exhaustive_scores`,
+    whose blocks are sized to the cache). Only ``chunk`` queries are scored at a
+    time (bounding the chunk x skills score block), on the matrix's device and in
+    its dtype. Ties rank the lower skill index first, as
     :func:`skilltrain.evaluation.metrics.top_k_indices` does, so the result
     does not depend on ``torch.topk``'s choice among equal scores.
     """
+    queries = as_packed(queries)
     k = min(k, matrix.shape[0])
     probe = min(k + 1, matrix.shape[0])  # one more, to see a tie across the k-th place
-    device = queries.tokens.device if isinstance(queries, TokenQueries) else queries.device
-    chunk = min(chunk, rows_per_chunk(queries, matrix.shape[0], chunk))
+    device = matrix.device
     idx_out = torch.empty((len(queries), k), dtype=torch.int64, device=device)
     score_out = torch.empty((len(queries), k), dtype=matrix.dtype, device=device)
     for start in range(0, len(queries), chunk):
         scores = score_block(queries[start : start + chunk], matrix).to(matrix.dtype)
         values, idx = torch.topk(scores, probe, dim=1)
-        idx, order = torch.sort(idx, dim=1)  # then a stable sort by score: equal scores keep index order
-        values = torch.gather(values, 1, order)
-        values, order = torch.sort(values, dim=1, descending=True, stable=True)
-        idx = torch.gather(idx, 1, order)
+        idx, values = ordered_top_k(values, idx, probe)
         if probe > k:
             for row in torch.nonzero(values[:, k - 1] == values[:, k]).flatten().tolist():  # rare: full stable sort
                 full_values, full_idx = torch.sort(scores[row], descending=True, stable=True)

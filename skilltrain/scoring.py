@@ -19,7 +19,9 @@ label embedding ``s``); only the sentence side differs:
 
 Token embeddings are kept raw (not normalised): the attention logits are raw
 dot products with the unit skill vector, and ``cos`` divides by the token norm.
-Padding positions are zero vectors with a False mask. The model directory
+Padding positions are zero vectors with a False mask (:class:`TokenQueries`, the
+training loss's layout and the reference; ranking packs the attended tokens
+without padding, :mod:`skilltrain.packed`, :mod:`skilltrain.kernels`). The model directory
 says which scoring it uses (``skilltrain_scoring.json``); a directory without
 that file is a pooled model, so every sentence-transformers model keeps working.
 """
@@ -37,8 +39,8 @@ SCORING_FILE = "skilltrain_scoring.json"
 SCORINGS = ("pooled", "token_attention")
 Scoring = Literal["pooled", "token_attention"]
 DEFAULT_ATTENTION_TEMPERATURE = 3.0
-#: elements of the (queries x tokens x skills) intermediate per ranking chunk (~128 MB in float32)
-TOKEN_SCORE_BUDGET = 32 * 2**20
+#: strength of the coverage-aware top-k when a model does not carry one (see :mod:`skilltrain.coverage`)
+DEFAULT_DIVERSITY = 0.1
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,41 @@ class ScoringConfig:
     attention_temperature: float = DEFAULT_ATTENTION_TEMPERATURE
     #: leave [CLS]/[SEP] (any special token) out of the attended tokens
     exclude_special_tokens: bool = True
+    #: token attention, two-stage: re-rank the top ``candidates`` skills of the pooled vector from the same
+    #: forward pass (chosen on validation, :mod:`skilltrain.evaluation.candidates`); None (or 0) = score every skill
+    candidates: int | None = None
+    #: extraction's default top-k: coverage-aware (skills attending to different words) or plain
+    diverse: bool = False
+    #: how strongly the coverage-aware top-k penalises a skill's similarity to those already chosen
+    diversity: float = DEFAULT_DIVERSITY
 
     def __post_init__(self) -> None:
         if self.scoring not in SCORINGS:
             raise ValueError(f"unknown scoring {self.scoring!r}; choose from {', '.join(SCORINGS)}")
         if not self.attention_temperature > 0:
             raise ValueError(f"attention_temperature must be > 0, got {self.attention_temperature}")
+        if self.candidates is not None and (isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 0):
+            raise ValueError(f"candidates must be a whole number >= 0 or null, got {self.candidates!r}")
+        if self.candidates == 0:
+            object.__setattr__(self, "candidates", None)
+        if not self.diversity >= 0:
+            raise ValueError(f"diversity must be >= 0, got {self.diversity}")
 
     @property
     def token_level(self) -> bool:
         return self.scoring == "token_attention"
+
+    def ranking_candidates(self, exhaustive: bool | None = None) -> int | None:
+        """Candidates per sentence to re-rank, or None to score every skill: the saved C unless ``exhaustive``.
+
+        Pooled models score every skill with one matmul anyway, so they are always "exhaustive".
+        """
+        return None if exhaustive or not self.token_level else self.candidates
+
+    def diversity_strength(self, diverse: bool | None = None) -> float | None:
+        """The coverage-aware top-k's strength to rank with, or None for plain top-k (``diverse`` None: the saved default)."""
+        on = self.diverse if diverse is None else diverse
+        return self.diversity if on and self.token_level else None
 
     def save(self, model_dir: str | Path) -> None:
         (Path(model_dir) / SCORING_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -118,6 +145,12 @@ class TokenQueries:
 Queries = Union[torch.Tensor, TokenQueries]
 
 
+def mean_pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token embeddings under ``attention_mask``: the pooled sentence vector (before normalising)."""
+    mask = attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
+    return (token_embeddings * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
 def attended_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: "list[int] | None") -> torch.Tensor:
     """(n, L) bool: the tokens a skill attends to; ``special_ids`` ([CLS], [SEP], ...) left out when given.
 
@@ -141,19 +174,3 @@ def token_attention_scores(tokens: torch.Tensor, mask: torch.Tensor, skills: tor
     keep = mask.unsqueeze(-1)
     weights = torch.softmax((dots / temperature).masked_fill(~keep, float("-inf")), dim=1)
     return (weights * (dots / norms)).masked_fill(~keep, 0.0).sum(dim=1)
-
-
-def score_block(queries: Queries, skills: torch.Tensor) -> torch.Tensor:
-    """(n, S) scores of a block of queries (pooled unit vectors or token queries) against unit skill rows."""
-    if isinstance(queries, TokenQueries):
-        return token_attention_scores(queries.tokens, queries.mask, skills, queries.temperature)
-    return queries @ skills.T
-
-
-def rows_per_chunk(queries: Queries, n_skills: int, pooled_chunk: int, budget: int | None = None) -> int:
-    """Query rows per ranking block: ``pooled_chunk`` for vectors; for tokens, what keeps L x S x rows under
-    ``budget`` elements (default :data:`TOKEN_SCORE_BUDGET`)."""
-    if not isinstance(queries, TokenQueries):
-        return pooled_chunk
-    budget = TOKEN_SCORE_BUDGET if budget is None else budget
-    return max(1, budget // max(1, queries.tokens.shape[1] * n_skills))

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from conftest import synthetic_skill_rows, write_benchmarks
 from skillgen.common.errors import UserError
 from skillgen.common.taxonomy import load_skills
-from skilltrain import scoring as scoring_module
+from skilltrain import kernels
 from skilltrain.evaluation.evaluate import evaluate, load_benchmarks
 from skilltrain.evaluation.metrics import top_k_indices
 from skilltrain.evaluation.temperature import choose_temperature
@@ -53,14 +53,14 @@ def test_saved_model_says_its_scoring(token_model_dir: Path, tiny_encoder_dir: P
 
 def test_special_tokens_are_not_attended_and_padding_is_zero(token_model_dir: Path):
     model = BiEncoder.from_pretrained(token_model_dir).eval()
-    queries = model.encode_queries(["welding", "payroll audits for a large firm", ""])
+    queries = model.encode_queries(["welding", "payroll audits for a large firm", ""]).padded()  # packed: attended tokens only
     assert queries.temperature == 0.5
     assert queries.mask.sum(1).tolist()[:2] == [len(model.tokenizer.tokenize(t)) for t in ("welding", "payroll audits for a large firm")]
     assert queries.mask[2].sum() == 2  # an empty text keeps [CLS] [SEP] (no row without tokens)
     assert (queries.tokens[~queries.mask] == 0).all()
     # row order is the input order, whatever the length sort did
-    alone = model.encode_queries(["welding"])
-    assert torch.allclose(alone.tokens[0, :2], queries.tokens[0, :2], atol=1e-5)
+    alone = model.encode_queries(["welding"]).padded()
+    assert torch.allclose(alone.tokens[0, :1], queries.tokens[0, :1], atol=1e-5)  # "welding": one attended token
 
 
 def test_chunked_ranking_equals_unchunked(monkeypatch):
@@ -72,7 +72,7 @@ def test_chunked_ranking_equals_unchunked(monkeypatch):
     matrix = F.normalize(torch.randn(n_skills, dim), dim=-1)
     matrix[11] = matrix[5]  # an exact tie, resolved to the lower index
     full = token_attention_scores(queries.tokens, queries.mask, matrix, 0.7).numpy()
-    monkeypatch.setattr(scoring_module, "TOKEN_SCORE_BUDGET", 3 * length * n_skills)  # 3 queries per block
+    monkeypatch.setattr(kernels, "BLOCK_ROWS", 3 * length)  # about 3 queries per GEMM block
     for k in (1, 5, 40):
         idx, scores = top_k_chunked(queries, matrix, k)
         assert (idx.numpy() == top_k_indices(full, k)).all()

@@ -176,7 +176,8 @@ def test_rerun_with_same_name_resumes_instead_of_retraining(baseline):
 
 @pytest.mark.slow
 def test_token_attention_fit_saves_its_scoring_and_temperature(ray_local, inputs, tiny_encoder_dir, tmp_path):
-    """Ray Train with the token-attention loss (GradCache on), temperature chosen on validation, saved with the model."""
+    """Ray Train with the token-attention loss (GradCache on), temperature, C and the coverage default chosen on
+    validation, saved with the model."""
     from skilltrain.model import BiEncoder
     from skilltrain.training.fit import fit
 
@@ -188,6 +189,9 @@ def test_token_attention_fit_saves_its_scoring_and_temperature(ray_local, inputs
     assert set(by_t) == {"0.5", "3.0", "10.0"}
     saved = BiEncoder.from_pretrained(result.out_dir).scoring
     assert saved.token_level and by_t[str(saved.attention_temperature)] == max(by_t.values())
+    # two-stage ranking's C and the coverage-aware top-k's default, chosen on validation after the temperature
+    assert saved.candidates == evals["candidates"]["candidates"] and evals["candidates"]["validation_curve"][0]["candidates"] is None
+    assert (saved.diverse, saved.diversity) == (evals["diversity"]["diverse"], evals["diversity"]["strength"])
     assert [h["step"] for h in result.history if "val_rp5" in h] == [4]  # one validation, at the end
 
 

@@ -41,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --out file that is not an earlier 'skilltrain eval' result")
     parser.add_argument("--max-seq-length", type=int, default=None, help="token limit per text (default: the model's)")
+    ranking = parser.add_argument_group("ranking (token-attention models; default: what `skilltrain extract` serves)")
+    ranking.add_argument("--exhaustive", action="store_true",
+                         help="score every skill with token attention instead of re-ranking the model's C pooled candidates")
+    ranking.add_argument("--diverse", action=argparse.BooleanOptionalAction, default=None,
+                         help="coverage-aware top-k on / off (default: what the model saved)")
+    ranking.add_argument("--choose-candidates", action="store_true",
+                         help="choose C (two-stage ranking) and the coverage-aware top-k's default on the validation split, "
+                              "print the curve and save both into the model directory's skilltrain_scoring.json")
 
 
 def is_results_file(path: Path) -> bool:
@@ -60,12 +68,17 @@ def run(args: argparse.Namespace) -> int:
                           own_kind="an earlier 'skilltrain eval' result")
     model_dir = check_encoder_dir(args.model if args.model is not None else default_model_dir())
     skills = load_skills(args.esco)
-    benchmarks = load_benchmarks(skills, sets, args.split, args.benchmark_dir)
+    benchmarks = load_benchmarks(skills, sets, "validation" if args.choose_candidates else args.split, args.benchmark_dir)
     encoder = BiEncoder.from_pretrained(model_dir, args.max_seq_length)
+    if args.choose_candidates:
+        return choose_and_save(encoder, Path(model_dir), skills, benchmarks, args)
+    if args.diverse and not encoder.scoring.token_level:
+        raise UserError(f"--diverse: {model_dir} ranks pooled; the coverage-aware top-k needs a token-attention model")
     note = dropped_gold_note(benchmarks)
     if note and not (args.esco is None or is_bundled_esco(args.esco)):
         print(note, file=sys.stderr)
-    reports = evaluate(encoder, skills, benchmarks, progress=not args.json and sys.stderr.isatty())
+    reports = evaluate(encoder, skills, benchmarks, progress=not args.json and sys.stderr.isatty(),
+                       exhaustive=args.exhaustive or None, diverse=args.diverse)
     results = results_json(reports)
     if args.out is not None:
         try:
@@ -76,8 +89,52 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    sc = encoder.scoring
-    how = f"token attention, T={sc.attention_temperature:g}" if sc.token_level else "pooled"
-    print(format_table(reports, title=f"{model_dir} ({how}) on {args.split} ({skills.height} skills ranked)"))
+    print(format_table(reports, title=f"{model_dir} ({ranking_name(encoder.scoring, args)}) on {args.split} ({skills.height} skills ranked)"))
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def ranking_name(scoring, args: argparse.Namespace) -> str:
+    """How the table was ranked, e.g. ``token attention, T=3, two-stage C=128, plain top-k``."""
+    if not scoring.token_level:
+        return "pooled"
+    candidates = scoring.ranking_candidates(args.exhaustive or None)
+    stage = f"two-stage C={candidates}" if candidates else "exhaustive"
+    strength = scoring.diversity_strength(args.diverse)
+    top = "plain top-k" if strength is None else f"coverage-aware top-k ({strength:g})"
+    return f"token attention, T={scoring.attention_temperature:g}, {stage}, {top}"
+
+
+def choose_and_save(encoder: BiEncoder, model_dir: Path, skills, benchmarks, args: argparse.Namespace) -> int:
+    """``--choose-candidates``: C and the coverage default on validation (as after training), saved with the model."""
+    from dataclasses import asdict
+
+    from skilltrain.evaluation.candidates import choose_candidates
+    from skilltrain.evaluation.diversity import choose_diversity
+    from skilltrain.evaluation.evaluate import encode_benchmarks
+    from skilltrain.ranking import SkillIndex
+
+    if not encoder.scoring.token_level:
+        raise UserError(f"--choose-candidates: {model_dir} ranks pooled (one matmul over every skill); C applies to token-attention models")
+    index = SkillIndex.build(encoder, skills, progress=not args.json and sys.stderr.isatty())
+    encoded = encode_benchmarks(encoder, index, benchmarks)
+    candidates, curve = choose_candidates(encoder, skills, benchmarks, index, encoded=encoded)
+    on, strength, table = choose_diversity(encoder, skills, benchmarks, index, encoded=encoded)
+    try:
+        encoder.scoring.save(model_dir)
+    except OSError as exc:
+        raise UserError(f"{model_dir}: cannot save the scoring config ({exc.strerror})") from None
+    result = {"candidates": candidates, "validation_curve": [p.to_json() for p in curve], "diverse": on, "diversity": strength,
+              "diversity_validation": {str(k): v for k, v in table.items()}, "scoring": asdict(encoder.scoring)}
+    print(json.dumps(result, indent=2) if args.json else format_choice(result))
+    return 0
+
+
+def format_choice(result: dict) -> str:
+    lines = ["C      " + "".join(f"{name.upper() + ' RP@5/RP@10':>22}" for name in result["validation_curve"][0] if name != "candidates")]
+    for point in result["validation_curve"]:
+        cells = "".join(f"{v['RP@5']:>13.2f} /{v['RP@10']:>6.2f}" for k, v in point.items() if k != "candidates")
+        lines.append(f"{point['candidates'] or 'all':<7}{cells}")
+    lines.append(f"chosen C: {result['candidates'] or 'none (exhaustive)'}; coverage-aware top-k: strength {result['diversity']:g}, "
+                 f"{'on' if result['diverse'] else 'off'} by default; saved to skilltrain_scoring.json")
+    return "\n".join(lines)

@@ -12,12 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import polars as pl
+import torch
 
 from skilltrain.evaluation.benchmarks import SETS, BenchmarkSentence, dropped_gold_labels, group_gold, read_benchmark_rows
 from skilltrain.evaluation.metrics import KS, MetricReport, score_rankings, with_ci
 from skilltrain.model import BiEncoder
-from skilltrain.ranking import SkillIndex
+from skilltrain.packed import PackedQueries, Queries
+from skilltrain.ranking import SkillIndex, rank_tokens
+from skilltrain.scoring import ScoringConfig
+
+#: ranks a coverage-aware ranking re-orders (the metrics read RP@10 at most; MRR below it sees the plain order)
+DIVERSE_DEPTH = 10
 
 
 @dataclass
@@ -45,11 +52,50 @@ def dropped_gold_note(benchmarks: Sequence[Benchmark]) -> str | None:
     return "note: gold labels not in this taxonomy were dropped from scoring: " + "; ".join(parts) + " (the benchmarks use ESCO v1.1.0 labels)"
 
 
-def evaluate_index(encoder: BiEncoder, index: SkillIndex, benchmark: Benchmark, ci: bool = True, n_boot: int = 1000) -> MetricReport:
+@dataclass
+class EncodedBenchmark:
+    """A benchmark's sentences encoded once (pooled vectors or token queries) and their gold skill rows."""
+
+    name: str
+    queries: Queries
+    gold: list[set[int]]
+
+
+def encode_benchmarks(encoder: BiEncoder, index: SkillIndex, benchmarks: Sequence[Benchmark]) -> list[EncodedBenchmark]:
+    """Encode each benchmark's sentences once: choosing a temperature, C or the coverage default only re-scores them."""
     label_to_row = {label: i for i, label in enumerate(index.skills["label"].to_list())}
-    gold = [{label_to_row[g] for g in s.gold_labels} for s in benchmark.sentences]
-    queries = encoder.encode_queries([s.sentence for s in benchmark.sentences])  # pooled vectors or token queries
-    report = score_rankings(index.scores(queries), gold, KS)
+    return [EncodedBenchmark(b.name, encoder.encode_queries([s.sentence for s in b.sentences]),
+                             [{label_to_row[g] for g in s.gold_labels} for s in b.sentences]) for b in benchmarks]
+
+
+def ranking_scores(index: SkillIndex, queries: Queries, scoring: ScoringConfig,
+                   exhaustive: bool | None = None, diverse: bool | None = None) -> np.ndarray:
+    """(n, n_skills) scores whose order is the ranking extraction serves under ``scoring``.
+
+    Token attention: two-stage with the model's C unless ``exhaustive`` (then every skill); coverage-aware
+    when ``diverse`` (None: the model's default), in which case the first :data:`DIVERSE_DEPTH` places
+    follow the coverage-aware order and the rest the plain one.
+    """
+    candidates = scoring.ranking_candidates(exhaustive)
+    scores = index.scores(queries, candidates)
+    strength = scoring.diversity_strength(diverse)
+    if strength is not None and isinstance(queries, PackedQueries) and len(queries):
+        ranking = rank_tokens(queries, torch.from_numpy(index.embeddings), DIVERSE_DEPTH, candidates, strength)
+        places = np.arange(ranking.idx.shape[1], 0, -1, dtype=np.float32) + np.float32(10.0)  # above any score in [-1, 1]
+        np.put_along_axis(scores, ranking.idx.numpy(), np.broadcast_to(places, ranking.idx.shape), axis=1)
+    return scores
+
+
+def score_encoded(index: SkillIndex, encoded: EncodedBenchmark, scoring: ScoringConfig,
+                  exhaustive: bool | None = None, diverse: bool | None = None) -> MetricReport:
+    return score_rankings(ranking_scores(index, encoded.queries, scoring, exhaustive, diverse), encoded.gold, KS)
+
+
+def evaluate_index(encoder: BiEncoder, index: SkillIndex, benchmark: Benchmark, ci: bool = True, n_boot: int = 1000,
+                   exhaustive: bool | None = None, diverse: bool | None = None) -> MetricReport:
+    """Metrics of ``benchmark`` ranked as extraction ranks (two-stage with the model's C; ``exhaustive``/``diverse`` override)."""
+    [encoded] = encode_benchmarks(encoder, index, [benchmark])
+    report = score_encoded(index, encoded, encoder.scoring, exhaustive, diverse)
     return with_ci(report, n_boot=n_boot) if ci else report
 
 
@@ -60,11 +106,13 @@ def evaluate(
     index: SkillIndex | None = None,
     ci: bool = True,
     progress: bool = False,
+    exhaustive: bool | None = None,
+    diverse: bool | None = None,
 ) -> dict[str, MetricReport]:
     """Scores per benchmark name; builds the skill index unless one is given."""
     if index is None:
         index = SkillIndex.build(encoder, skills, progress=progress)
-    return {b.name: evaluate_index(encoder, index, b, ci=ci) for b in benchmarks}
+    return {b.name: evaluate_index(encoder, index, b, ci=ci, exhaustive=exhaustive, diverse=diverse) for b in benchmarks}
 
 
 def results_json(reports: dict[str, MetricReport]) -> dict:

@@ -15,33 +15,33 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from skilltrain.evaluation.evaluate import Benchmark
-from skilltrain.evaluation.metrics import KS, score_rankings
+from skilltrain.evaluation.evaluate import Benchmark, EncodedBenchmark, encode_benchmarks, score_encoded
 from skilltrain.model import BiEncoder
 from skilltrain.ranking import SkillIndex
 
 
 def rp5_by_temperature(
-    encoder: BiEncoder, index: SkillIndex, benchmarks: Sequence[Benchmark], temperatures: Iterable[float]
+    encoder: BiEncoder, index: SkillIndex, benchmarks: Sequence[Benchmark], temperatures: Iterable[float],
+    encoded: Sequence[EncodedBenchmark] | None = None,
 ) -> dict[float, float]:
-    """Mean validation RP@5 over ``benchmarks`` for each temperature (a token-attention encoder)."""
+    """Mean validation RP@5 over ``benchmarks`` for each temperature (a token-attention encoder), every skill scored
+    by token attention (the exhaustive ranking: C is chosen after the temperature). ``encoded``: the benchmarks
+    already encoded by :func:`~skilltrain.evaluation.evaluate.encode_benchmarks`."""
     if not encoder.scoring.token_level:
         raise ValueError("the attention temperature applies to token-attention models only")
-    label_to_row = {label: i for i, label in enumerate(index.skills["label"].to_list())}
-    encoded = []
-    for b in benchmarks:
-        gold = [{label_to_row[g] for g in s.gold_labels} for s in b.sentences]
-        encoded.append((encoder.encode_queries([s.sentence for s in b.sentences]), gold))
+    encoded = encoded if encoded is not None else encode_benchmarks(encoder, index, benchmarks)
     out = {}
     for t in temperatures:
-        per_set = [score_rankings(index.scores(q.with_temperature(t)), gold, KS).means()["RP@5"] for q, gold in encoded]
+        scoring = replace(encoder.scoring, attention_temperature=float(t))
+        per_set = [score_encoded(index, replace(e, queries=e.queries.with_temperature(t)), scoring, exhaustive=True).means()["RP@5"]
+                   for e in encoded]
         out[float(t)] = float(np.mean(per_set))
     return out
 
 
 def choose_temperature(
     encoder: BiEncoder, skills, benchmarks: Sequence[Benchmark], temperatures: Iterable[float],
-    index: SkillIndex | None = None,
+    index: SkillIndex | None = None, encoded: Sequence[EncodedBenchmark] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """Set the best of ``temperatures`` (and the current one) on ``encoder``; returns (temperature, RP@5 by temperature).
 
@@ -50,9 +50,9 @@ def choose_temperature(
     so a validation index serves); encoding 13,896 labels is most of this call's cost otherwise.
     """
     current = encoder.scoring.attention_temperature
-    candidates = sorted(set(float(t) for t in temperatures) | {current})
+    tried = sorted(set(float(t) for t in temperatures) | {current})
     index = index if index is not None else SkillIndex.build(encoder, skills)
-    scores = rp5_by_temperature(encoder, index, benchmarks, candidates)
+    scores = rp5_by_temperature(encoder, index, benchmarks, tried, encoded)
     best = max(scores, key=lambda t: (scores[t], t == current, -t))
     encoder.scoring = replace(encoder.scoring, attention_temperature=best)
     return best, scores

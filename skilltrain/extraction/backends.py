@@ -42,7 +42,8 @@ from skilltrain.extraction.backend_names import (
     BACKENDS, DEFAULT_CPU_BACKEND, DEFAULT_CPU_BATCH, DEFAULT_GPU_BACKEND, DEFAULT_GPU_BATCH,
 )
 from skilltrain.model import BiEncoder, mean_pool
-from skilltrain.scoring import Queries, ScoringConfig, TokenQueries, attended_mask
+from skilltrain.packed import PackedQueries, Queries, pack_hidden, tokenizer_positions
+from skilltrain.scoring import ScoringConfig, attended_mask
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ class SentenceEncoder(Protocol):
     def encode(self, texts: Sequence[str]) -> torch.Tensor: ...
 
     def encode_queries(self, texts: Sequence[str]) -> Queries:
-        """What ranking scores: :meth:`encode` for a pooled model, :class:`TokenQueries` for token attention."""
+        """What ranking scores: :meth:`encode` for a pooled model; for token attention, one forward pass gives
+        :class:`~skilltrain.packed.PackedQueries`: attended tokens, the pooled vector, and (fast tokenisers) each
+        token's character span and word, for evidence."""
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -153,10 +156,13 @@ class TorchEncoder:
     def max_seq_length(self) -> int:
         return self.model.max_seq_length
 
-    def _hidden(self, texts: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        features = self.model.tokenize(texts)
+    def _hidden(self, texts: Sequence[str], positions: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], tuple]:
+        """(last hidden state, model inputs, (offsets, word ids) when ``positions`` and the tokeniser is fast)."""
+        batch = tokenize(self.model.tokenizer, texts, self.model.max_seq_length, "pt", positions)
+        spans = tokenizer_positions(batch, len(texts))
+        features = {k: v.to(self.device) for k, v in batch.items() if k != "offset_mapping"}
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            return self.model.transformer(**features).last_hidden_state.float(), features
+            return self.model.transformer(**features).last_hidden_state.float(), features, spans
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
@@ -164,7 +170,7 @@ class TorchEncoder:
         out = torch.empty((len(texts), self.dim), dtype=torch.float32, device=self.device)
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
-            hidden, features = self._hidden([texts[i] for i in idx])
+            hidden, features, _ = self._hidden([texts[i] for i in idx])
             pooled = mean_pool(hidden, features["attention_mask"])
             out[torch.from_numpy(idx).to(self.device)] = F.normalize(pooled, p=2, dim=-1)
         return out
@@ -176,9 +182,9 @@ class TorchEncoder:
         order = length_order(texts)
         parts = []
         for start in range(0, len(texts), self.batch_size):
-            hidden, features = self._hidden([texts[i] for i in order[start : start + self.batch_size]])
-            mask = self.model.attended(features["input_ids"], features["attention_mask"])
-            parts.append(TokenQueries(hidden * mask.unsqueeze(-1), mask, self.scoring.attention_temperature))
+            hidden, features, (offsets, words) = self._hidden([texts[i] for i in order[start : start + self.batch_size]], True)
+            attended = self.model.attended(features["input_ids"], features["attention_mask"])
+            parts.append(pack_hidden(hidden, features["attention_mask"], attended, self.scoring.attention_temperature, offsets, words))
         return _unsort(parts, order)
 
 
@@ -210,18 +216,19 @@ class OnnxEncoder:
         session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         return cls(session, model.tokenizer, model.max_seq_length, backend, model.dim, batch_size, model.scoring)
 
-    def _hidden(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _hidden(self, texts: Sequence[str], positions: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray], tuple]:
+        """(last hidden state, tokeniser outputs, (offsets, word ids) when ``positions`` and the tokeniser is fast)."""
         names = {i.name for i in self.session.get_inputs()}
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np")
+        batch = tokenize(self.tokenizer, texts, self.max_seq_length, "np", positions)
         feeds = {k: v.astype(np.int64) for k, v in batch.items() if k in names}
-        return self.session.run(None, feeds)[0], batch
+        return self.session.run(None, feeds)[0], batch, tokenizer_positions(batch, len(texts))
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         order = length_order(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
-            hidden, batch = self._hidden([texts[i] for i in idx])
+            hidden, batch, _ = self._hidden([texts[i] for i in idx])
             mask = batch["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
             out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
@@ -234,15 +241,23 @@ class OnnxEncoder:
         special = self.tokenizer.all_special_ids if self.scoring.exclude_special_tokens else None
         parts = []
         for start in range(0, len(texts), self.batch_size):
-            hidden, batch = self._hidden([texts[i] for i in order[start : start + self.batch_size]])
-            mask = attended_mask(torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"]), special)
-            parts.append(TokenQueries(torch.from_numpy(hidden) * mask.unsqueeze(-1), mask, self.scoring.attention_temperature))
+            hidden, batch, (offsets, words) = self._hidden([texts[i] for i in order[start : start + self.batch_size]], True)
+            attention = torch.from_numpy(batch["attention_mask"])
+            attended = attended_mask(torch.from_numpy(batch["input_ids"]), attention, special)
+            parts.append(pack_hidden(torch.from_numpy(hidden), attention, attended, self.scoring.attention_temperature, offsets, words))
         return _unsort(parts, order)
 
 
-def _unsort(parts: list[TokenQueries], order: np.ndarray) -> TokenQueries:
-    """Length-sorted batches of token queries back in input order, padded to the longest."""
-    merged = TokenQueries.concat(parts)
+def tokenize(tokenizer, texts: Sequence[str], max_length: int, tensors: str, positions: bool):
+    """A padded, truncated batch; with ``positions``, also each token's character offsets (fast tokenisers)."""
+    offsets = positions and getattr(tokenizer, "is_fast", False)
+    return tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors=tensors,
+                     return_offsets_mapping=offsets)
+
+
+def _unsort(parts: list[PackedQueries], order: np.ndarray) -> PackedQueries:
+    """Length-sorted batches of packed queries back in input order (nothing padded)."""
+    merged = PackedQueries.concat(parts)
     return merged[torch.from_numpy(np.argsort(order, kind="stable")).to(merged.tokens.device)]
 
 

@@ -81,7 +81,8 @@ class ExtractActor:
         texts = batch.column(o["text_field"]).to_pylist()
         ids = batch.column(o["id_field"]).to_pylist() if o["id_field"] in batch.column_names else [None] * len(texts)
         docs = [Document(_id_value(i, t), t) for t, i in zip(texts, ids) if t is not None and t.strip()]
-        return documents_table(self.extractor, docs, top_k=o["top_k"], min_score=o["min_score"], split=o["split"])
+        return documents_table(self.extractor, docs, top_k=o["top_k"], min_score=o["min_score"], split=o["split"],
+                               exhaustive=o["exhaustive"], diverse=o["diverse"])
 
 
 def parquet_files(inputs: Sequence[str | Path]) -> list[Location]:
@@ -160,10 +161,14 @@ def run_batch(
     backend: str | None = None,
     bf16: bool = False,
     progress: bool = True,
+    exhaustive: bool | None = None,
+    diverse: bool | None = None,
 ) -> BatchResult:
     """Extract skills for every document of Parquet ``inputs`` into ``out_dir/part-*.parquet``.
 
     ``out_dir`` must be new or empty; ``overwrite`` replaces what it holds (never merges with it).
+    Actors rank as single-process extraction does: the model's saved scoring (C, coverage default) unless
+    ``exhaustive`` / ``diverse`` say otherwise.
     """
     from skilltrain.extraction.extractor import SkillExtractor
     from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
@@ -208,6 +213,8 @@ def run_batch(
             "max_words": max_words or DEFAULT_MAX_WORDS,
             "overlap": DEFAULT_OVERLAP if overlap is None else overlap,
             "backend": extractor.backend,
+            "exhaustive": exhaustive,
+            "diverse": diverse,
         }
         model_path = str(extractor_model_dir(model_dir))
         del extractor

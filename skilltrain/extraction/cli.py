@@ -67,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=_positive_int, default=5, help="skills per sentence")
     parser.add_argument("--min-score", type=float, default=None, help="drop skills with cosine score below this")
     parser.add_argument("--no-split", dest="split", action="store_false", help="treat each document as one sentence (benchmark protocol)")
+    parser.add_argument("--exhaustive", action="store_true", default=None,
+                        help="token-attention models: score every skill with token attention instead of re-ranking the "
+                             "model's C pooled candidates (two-stage, the default; C is in the model's skilltrain_scoring.json)")
+    parser.add_argument("--diverse", action=argparse.BooleanOptionalAction, default=None,
+                        help="token-attention models: coverage-aware top-k (skills found in different parts of the sentence) "
+                             "on / off (default: what the model saved)")
     parser.add_argument("--max-words", type=_positive_int, default=DEFAULT_MAX_WORDS, help="longer sentences are cut into overlapping word windows")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="words shared by consecutive windows")
     parser.add_argument("--max-seq-length", type=_positive_int, default=None, help="token limit per sentence (default: the model's)")
@@ -96,8 +102,11 @@ def _validate(args: argparse.Namespace) -> None:
     elif args.out is not None:
         _check_out_file(args)
     from skilltrain.model import check_encoder_dir, default_model_dir
+    from skilltrain.scoring import ScoringConfig
 
-    check_encoder_dir(args.model if args.model is not None else default_model_dir())
+    model_dir = check_encoder_dir(args.model if args.model is not None else default_model_dir())
+    if args.diverse and not ScoringConfig.load(model_dir).token_level:
+        raise UserError(f"--diverse: {model_dir} ranks pooled; the coverage-aware top-k needs a token-attention model")
     skills = load_skills(args.esco).height  # what ranking all skills means; the extractor loads it again (cached)
     if args.top_k > skills:
         raise UserError(f"--top-k {args.top_k}: the taxonomy has {skills} skills; use at most {skills}")
@@ -177,7 +186,8 @@ def _run_single(args: argparse.Namespace) -> int:
             _report(problems, shown)
             if not chunk:
                 break
-            table = documents_table(extractor, chunk, top_k=args.top_k, min_score=args.min_score, split=args.split)
+            table = documents_table(extractor, chunk, top_k=args.top_k, min_score=args.min_score, split=args.split,
+                                    exhaustive=args.exhaustive, diverse=args.diverse)
             n_docs += len(chunk)
             n_rows += table.num_rows
             if sink is None:
@@ -219,6 +229,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         cpus_per_actor=args.cpus_per_actor, rows_per_batch=args.rows_per_batch, address=args.address,
         max_seq_length=args.max_seq_length, encode_batch_size=args.encode_batch_size, max_words=args.max_words,
         overlap=args.overlap, backend=args.backend, bf16=args.bf16, progress=sys.stderr.isatty(),
+        exhaustive=args.exhaustive, diverse=args.diverse,
     )
     print(f"skilltrain: {result.rows} sentence(s) from {result.documents - result.skipped} document(s) in "
           f"{result.seconds:.1f} s ({result.rows / max(result.seconds, 1e-9):.0f} sentences/s) -> {result.out_dir}", file=sys.stderr)

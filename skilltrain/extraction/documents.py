@@ -20,7 +20,8 @@ the record has one, else the first 16 hex digits of the SHA-256 of the text,
 so single-process and Ray batch mode name the same document the same way.
 
 Output: :data:`OUTPUT_SCHEMA`, one row per (document, sentence), the top-k
-skills as parallel list columns, best first. Rows are written as JSONL or
+skills as parallel list columns, best first, with each skill's evidence spans
+(token-attention models; character offsets into the row's ``sentence``). Rows are written as JSONL or
 Parquet (by extension) to a temporary file renamed into place at the end, so
 an interrupted run never leaves a half-written file under the final name.
 """
@@ -32,7 +33,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
@@ -45,6 +46,10 @@ INPUT_FORMATS = ("auto", "txt", "jsonl", "parquet")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
+#: one evidence span of a skill (token-attention models): ``sentence[start:end] == text``, ``weight`` its share of the score
+EVIDENCE_TYPE = pa.struct([pa.field("start", pa.int32()), pa.field("end", pa.int32()), pa.field("text", pa.string()),
+                           pa.field("weight", pa.float32())])
+
 OUTPUT_SCHEMA = pa.schema(
     [
         pa.field("doc_id", pa.string()),
@@ -53,6 +58,7 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("skill_ids", pa.list_(pa.string())),
         pa.field("labels", pa.list_(pa.string())),
         pa.field("scores", pa.list_(pa.float32())),
+        pa.field("evidence", pa.list_(pa.list_(EVIDENCE_TYPE))),  # per skill, parallel to labels (empty lists: pooled model)
     ]
 )
 
@@ -234,12 +240,15 @@ def results_table(doc_ids: Sequence[str], results: Sequence) -> pa.Table:
             cols["skill_ids"].append([m.skill_id for m in sentence.skills])
             cols["labels"].append([m.label for m in sentence.skills])
             cols["scores"].append([m.score for m in sentence.skills])
+            cols["evidence"].append([[asdict(e) for e in m.evidence] for m in sentence.skills])
     return pa.Table.from_pydict(cols, schema=OUTPUT_SCHEMA)
 
 
-def documents_table(extractor, docs: Sequence[Document], *, top_k: int = 5, min_score: float | None = None, split: bool = True) -> pa.Table:
+def documents_table(extractor, docs: Sequence[Document], *, top_k: int = 5, min_score: float | None = None, split: bool = True,
+                    exhaustive: bool | None = None, diverse: bool | None = None) -> pa.Table:
     """Extract ``docs`` with a :class:`~skilltrain.extraction.extractor.SkillExtractor`: the step both modes share."""
-    results = extractor.extract([d.text for d in docs], top_k=top_k, min_score=min_score, split=split)
+    results = extractor.extract([d.text for d in docs], top_k=top_k, min_score=min_score, split=split,
+                                exhaustive=exhaustive, diverse=diverse)
     return results_table([d.doc_id for d in docs], results)
 
 
@@ -255,6 +264,7 @@ class JsonlSink:
     def write(self, table: pa.Table) -> None:
         for row in table.to_pylist():
             row["scores"] = [round(s, 6) for s in row["scores"]]
+            row["evidence"] = [[{**e, "weight": round(e["weight"], 4)} for e in spans] for spans in row["evidence"]]
             self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.rows += table.num_rows
 

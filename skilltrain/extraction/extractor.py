@@ -4,7 +4,10 @@
 ``skilltrain extract`` command and the Ray Data batch actors. It ranks with
 :class:`~skilltrain.ranking.SkillIndex`, the code path ``skilltrain eval``
 scores, so a benchmark number is what a user gets (``split=False`` reproduces
-the benchmark protocol exactly: one input text = one sentence).
+the benchmark protocol exactly: one input text = one sentence). A token-attention
+model ranks two-stage with the candidate count C saved with it (``exhaustive=True``
+scores every skill), optionally coverage-aware (``diverse``), and each extracted
+skill carries its evidence: the spans of the sentence it was found in.
 
 The skill embeddings (13,896 labels, ~15 s of CPU) are computed once per
 (model weights, taxonomy file content) with the fp32 reference encoder and
@@ -28,14 +31,16 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 import torch
 
+from skillgen.common import UserError
 from skilltrain.cache import user_cache_dir
 from skilltrain.extraction.backends import (
     SentenceEncoder, check_backend, default_backend, default_batch_size, load_sentence_encoder, resolve_device,
 )
-from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
-from skilltrain.scoring import Queries
-from skilltrain.ranking import INDEX_DIR_NAME, SkillIndex, column_values, model_fingerprint, texts_fingerprint, top_k_chunked
+from skilltrain.extraction.evidence import Evidence, evidence_spans
 from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, split_sentences
+from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
+from skilltrain.packed import PackedQueries, Queries
+from skilltrain.ranking import INDEX_DIR_NAME, SkillIndex, column_values, model_fingerprint, rank_tokens, texts_fingerprint, top_k
 
 if TYPE_CHECKING:  # polars is imported where a taxonomy is loaded, so extraction runs without it given an index
     import polars as pl
@@ -49,11 +54,31 @@ TOKEN_QUERY_BLOCK = 1024
 @dataclass(frozen=True)
 class SkillMatch:
     """One ranked ESCO skill for a sentence; ``score`` is the cosine similarity (token attention: the attention-weighted
-    cosine of the sentence's tokens with the skill, also in [-1, 1])."""
+    cosine of the sentence's tokens with the skill, also in [-1, 1]); ``evidence`` (token attention): the sentence's
+    words the skill attended to most, as character spans of the sentence, heaviest first."""
 
     skill_id: str
     label: str
     score: float
+    evidence: tuple[Evidence, ...] = ()
+
+
+@dataclass
+class Ranked:
+    """Per sentence: skill rows and scores (n, k), best first, and each skill's evidence (token attention only)."""
+
+    idx: np.ndarray
+    scores: np.ndarray
+    evidence: list[list[tuple[Evidence, ...]]] | None = None
+
+    def take(self, rows: np.ndarray) -> "Ranked":
+        evidence = None if self.evidence is None else [self.evidence[r] for r in rows.tolist()]
+        return Ranked(self.idx[rows], self.scores[rows], evidence)
+
+    @classmethod
+    def concat(cls, parts: list["Ranked"]) -> "Ranked":
+        evidence = None if any(p.evidence is None for p in parts) else [e for p in parts for e in p.evidence]
+        return cls(np.concatenate([p.idx for p in parts]), np.concatenate([p.scores for p in parts]), evidence)
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,11 @@ class TextSkills:
                     best[match.skill_id] = match
         ranked = sorted(best.values(), key=lambda m: -m.score)
         return ranked if k is None else ranked[:k]
+
+
+def _evidence(sentences: list[str], queries: PackedQueries, weights: np.ndarray) -> list[list[tuple[Evidence, ...]]]:
+    """Evidence spans per sentence and skill from each token's share of the chosen skills' scores, packed (T, k)."""
+    return evidence_spans(sentences, queries.spans.cpu().numpy(), queries.words.cpu().numpy(), queries.lengths.cpu().numpy(), weights)
 
 
 def _writable(directory: Path) -> bool:
@@ -228,48 +258,71 @@ class SkillExtractor:
         """Unit-norm float32 embeddings of ``sentences`` (on the extractor's backend)."""
         return self.encoder.encode(sentences).float().cpu().numpy()
 
-    def rank(self, sentences: Sequence[str], top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def scoring(self):
+        """The model's :class:`~skilltrain.scoring.ScoringConfig` (scoring, temperature, candidates C, diverse default)."""
+        return self.encoder.scoring
+
+    def rank(self, sentences: Sequence[str], top_k: int = 5, *, exhaustive: bool | None = None,
+             diverse: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(skill row indices, scores), each ``len(sentences) x top_k``, best first.
 
-        Identical sentences are encoded once (job-ad corpora repeat a lot);
-        ranking goes through :func:`~skilltrain.ranking.top_k_chunked`, so
-        memory stays flat for any input size.
+        Identical sentences are encoded once (job-ad corpora repeat a lot); memory stays flat for any
+        input size. ``exhaustive`` / ``diverse``: see :meth:`extract`.
         """
+        ranked = self._rank(sentences, top_k, exhaustive, diverse, evidence=False)
+        return ranked.idx, ranked.scores
+
+    def _rank(self, sentences: Sequence[str], top_k: int, exhaustive: bool | None, diverse: bool | None,
+              evidence: bool = True) -> Ranked:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1 (got {top_k})")
         k = min(top_k, self.n_skills)
+        if diverse and not self.scoring.token_level:
+            raise UserError("--diverse needs a token-attention model (its skills' attention says which words they cover); "
+                            "this model ranks pooled")
         if not sentences:
-            return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+            return Ranked(np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32), [])
         unique = list(dict.fromkeys(sentences))
-        if self.encoder.scoring.token_level:  # token queries are n x L x D: encode and rank a block at a time
-            ranked = [self.rank_embeddings(self.encoder.encode_queries(unique[i : i + TOKEN_QUERY_BLOCK]), k)
-                      for i in range(0, len(unique), TOKEN_QUERY_BLOCK)]
-            idx, scores = np.concatenate([r[0] for r in ranked]), np.concatenate([r[1] for r in ranked])
+        if self.scoring.token_level:  # token queries are n x L x D: encode and rank a block at a time
+            ranked = Ranked.concat([self._rank_tokens(unique[i : i + TOKEN_QUERY_BLOCK], k, exhaustive, diverse, evidence)
+                                    for i in range(0, len(unique), TOKEN_QUERY_BLOCK)])
         else:
-            idx, scores = self.rank_embeddings(self.encoder.encode(unique), k)
+            ranked = Ranked(*self.rank_embeddings(self.encoder.encode(unique), k))
         if len(unique) != len(sentences):
             row = {s: n for n, s in enumerate(unique)}
-            take = np.fromiter((row[s] for s in sentences), dtype=np.int64, count=len(sentences))
-            idx, scores = idx[take], scores[take]
-        return idx, scores
+            ranked = ranked.take(np.fromiter((row[s] for s in sentences), dtype=np.int64, count=len(sentences)))
+        return ranked
 
-    def rank_embeddings(self, embeddings: Queries, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` skills for unit-norm sentence embeddings (or a token model's :class:`~skilltrain.scoring.TokenQueries`),
-        in chunks, in :attr:`rank_dtype` on the encoder's device."""
-        idx, scores = top_k_chunked(embeddings.to(dtype=self.rank_dtype), self._matrix, k)
+    def _rank_tokens(self, sentences: list[str], k: int, exhaustive: bool | None, diverse: bool | None, evidence: bool) -> Ranked:
+        """One encoder pass, then two-stage (or exhaustive) token attention, coverage-aware when asked, with evidence."""
+        queries = self.encoder.encode_queries(sentences).to(dtype=self.rank_dtype)
+        ranking = rank_tokens(queries, self._matrix, k, self.scoring.ranking_candidates(exhaustive),
+                              self.scoring.diversity_strength(diverse))
+        ranked = Ranked(ranking.idx.cpu().numpy(), ranking.scores.float().cpu().numpy())
+        if evidence and queries.spans is not None:
+            ranked.evidence = _evidence(sentences, queries, ranking.shares.float().cpu().numpy())
+        return ranked
+
+    def rank_embeddings(self, embeddings: Queries, k: int, candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` skills for unit-norm sentence embeddings (or a token model's queries, two-stage given ``candidates``),
+        in :attr:`rank_dtype` on the encoder's device."""
+        idx, scores = top_k(embeddings.to(dtype=self.rank_dtype), self._matrix, k, candidates)
         return idx.cpu().numpy(), scores.float().cpu().numpy()
 
-    def _matches(self, idx: np.ndarray, scores: np.ndarray, min_score: float | None) -> tuple[SkillMatch, ...]:
+    def _matches(self, ranked: Ranked, row: int, min_score: float | None) -> tuple[SkillMatch, ...]:
+        evidence = ranked.evidence[row] if ranked.evidence is not None else [()] * ranked.idx.shape[1]
         return tuple(
-            SkillMatch(self._skill_ids[i], self._labels[i], float(s))
-            for i, s in zip(idx.tolist(), scores.tolist())
+            SkillMatch(self._skill_ids[i], self._labels[i], float(s), e)
+            for i, s, e in zip(ranked.idx[row].tolist(), ranked.scores[row].tolist(), evidence)
             if min_score is None or s >= min_score
         )
 
-    def extract_sentences(self, sentences: Sequence[str], top_k: int = 5, min_score: float | None = None) -> list[SentenceSkills]:
+    def extract_sentences(self, sentences: Sequence[str], top_k: int = 5, min_score: float | None = None, *,
+                          exhaustive: bool | None = None, diverse: bool | None = None) -> list[SentenceSkills]:
         """Rank skills for sentences as given (no splitting): the benchmark protocol."""
-        idx, scores = self.rank(sentences, top_k)
-        return [SentenceSkills(s, self._matches(idx[n], scores[n], min_score)) for n, s in enumerate(sentences)]
+        ranked = self._rank(sentences, top_k, exhaustive, diverse)
+        return [SentenceSkills(s, self._matches(ranked, n, min_score)) for n, s in enumerate(sentences)]
 
     def extract(
         self,
@@ -277,15 +330,23 @@ class SkillExtractor:
         top_k: int = 5,
         min_score: float | None = None,
         split: bool = True,
+        *,
+        exhaustive: bool | None = None,
+        diverse: bool | None = None,
     ) -> list[TextSkills]:
         """One :class:`TextSkills` per input text (a single ``str`` counts as one text).
 
         ``split=False`` treats each text as one sentence (benchmark sentences,
         pre-split corpora); texts that are empty or only whitespace then give
         no sentence, as they do with splitting; other texts are encoded unchanged.
+
+        Token-attention models: ``exhaustive=True`` scores every skill with token attention instead of
+        re-ranking the model's C pooled candidates (two-stage, the default when the model carries C);
+        ``diverse=True`` prefers skills found in different words of the sentence (coverage-aware top-k),
+        ``False`` is plain top-k; None = the model's saved default (its scoring config).
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         per_text = [self.split(t) if split else ([t] if t.strip() else []) for t in texts]
         flat = [s for sentences in per_text for s in sentences]
-        ranked = iter(self.extract_sentences(flat, top_k, min_score))
+        ranked = iter(self.extract_sentences(flat, top_k, min_score, exhaustive=exhaustive, diverse=diverse))
         return [TextSkills(t, tuple(next(ranked) for _ in sentences)) for t, sentences in zip(texts, per_text)]

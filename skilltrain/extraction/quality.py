@@ -22,13 +22,13 @@ MAX_RP5_LOSS = 0.3
 
 
 def rp_at_5(extractor: SkillExtractor, split: str = "validation", sets: Sequence[str] = SETS,
-            directory: str | Path | None = None) -> dict[str, float]:
-    """RP@5 (in points, 0-100) per benchmark set."""
+            directory: str | Path | None = None, exhaustive: bool | None = None, diverse: bool | None = None) -> dict[str, float]:
+    """RP@5 (in points, 0-100) per benchmark set, ranked as ``extract`` ranks with these ``exhaustive``/``diverse``."""
     known = set(extractor.labels)
     out = {}
     for name in sets:
         bench = load_benchmark(name, split, known, directory)
-        ranked = extractor.extract_sentences([s.sentence for s in bench], top_k=5)
+        ranked = extractor.extract_sentences([s.sentence for s in bench], top_k=5, exhaustive=exhaustive, diverse=diverse)
         scores = [rp_at_k([m.label for m in r.skills], set(s.gold_labels), 5) for r, s in zip(ranked, bench)]
         out[name] = float(np.mean(scores)) * 100
     return out

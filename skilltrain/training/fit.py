@@ -257,8 +257,9 @@ def fit(config: TrainConfig, train_loop: Callable[[dict], None] = train_loop_per
         eval_results["weight_average"] = _average_with_start(encoder, resolved, data)
         label_embeddings = None  # other weights now
     index = _saved_index(data, label_embeddings)
-    if cfg.attention_temperatures and encoder.scoring.token_level and data.val_benchmarks:
-        eval_results["attention_temperature"] = _choose_temperature(encoder, cfg, data, index)
+    if encoder.scoring.token_level and data.val_benchmarks:
+        index = index if index is not None else _build_index(encoder, data)
+        eval_results.update(_choose_ranking(encoder, cfg, data, index))
     test_results = _final_eval(encoder, cfg, data, index)
     if test_results is not None:
         eval_results["test"] = test_results
@@ -299,14 +300,39 @@ def _saved_index(data: TrainData, label_embeddings: np.ndarray | None) -> "Skill
     return SkillIndex(data.val_skills, label_embeddings)
 
 
-def _choose_temperature(encoder: BiEncoder, cfg: TrainConfig, data: TrainData, index: "SkillIndex | None") -> dict[str, Any]:
-    """Token attention: keep the attention temperature that scores best on validation (saved with the model)."""
+def _build_index(encoder: BiEncoder, data: TrainData) -> "SkillIndex":
+    from skilltrain.ranking import SkillIndex
+
+    return SkillIndex.build(encoder, data.val_skills)
+
+
+def _choose_ranking(encoder: BiEncoder, cfg: TrainConfig, data: TrainData, index: "SkillIndex") -> dict[str, Any]:
+    """Token attention, on validation (sentences encoded once): the attention temperature (when a list is configured),
+    then two-stage ranking's candidate count C, then the coverage-aware top-k's default; all saved with the model."""
+    from dataclasses import replace as replace_field
+
+    from skilltrain.evaluation.candidates import choose_candidates
+    from skilltrain.evaluation.diversity import choose_diversity
+    from skilltrain.evaluation.evaluate import encode_benchmarks
     from skilltrain.evaluation.temperature import choose_temperature
 
-    best, scores = choose_temperature(encoder, data.val_skills, data.val_benchmarks, cfg.attention_temperatures, index)
-    log.info("attention temperature %.2f (validation RP@5 by temperature: %s)", best,
-             ", ".join(f"{t:g}: {v:.2f}" for t, v in scores.items()))
-    return {"temperature": best, "val_rp5_by_temperature": {str(t): v for t, v in scores.items()}}
+    chosen: dict[str, Any] = {}
+    encoded = encode_benchmarks(encoder, index, data.val_benchmarks)
+    if cfg.attention_temperatures:
+        best, scores = choose_temperature(encoder, data.val_skills, data.val_benchmarks, cfg.attention_temperatures, index, encoded)
+        log.info("attention temperature %.2f (validation RP@5 by temperature: %s)", best,
+                 ", ".join(f"{t:g}: {v:.2f}" for t, v in scores.items()))
+        chosen["attention_temperature"] = {"temperature": best, "val_rp5_by_temperature": {str(t): v for t, v in scores.items()}}
+        encoded = [replace_field(e, queries=e.queries.with_temperature(best)) for e in encoded]
+    candidates, curve = choose_candidates(encoder, data.val_skills, data.val_benchmarks, index, encoded=encoded)
+    log.info("two-stage ranking: %s candidates (validation RP@5/RP@10 by C: %s)", candidates or "all (exhaustive)",
+             "; ".join(f"{p.candidates or 'all'}: " + ", ".join(f"{n} {v['RP@5']:.2f}/{v['RP@10']:.2f}" for n, v in p.scores.items())
+                       for p in curve))
+    chosen["candidates"] = {"candidates": candidates, "validation_curve": [p.to_json() for p in curve]}
+    on, strength, table = choose_diversity(encoder, data.val_skills, data.val_benchmarks, index, encoded=encoded)
+    log.info("coverage-aware top-k: strength %g, %s by default", strength, "on" if on else "off")
+    chosen["diversity"] = {"diverse": on, "strength": strength, "validation": {str(k): v for k, v in table.items()}}
+    return chosen
 
 
 def cpus_per_worker(cfg: TrainConfig) -> int:

@@ -1,0 +1,126 @@
+"""Evidence spans and the coverage-aware top-k of token-attention extraction (issue 26).
+
+Every extracted skill of a token-attention model carries spans of its own
+sentence (character offsets, ``sentence[start:end] == text``), whatever the
+script, over several sentences and windowed long ones, on every backend, and in
+``skilltrain extract``'s JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from skilltrain import Evidence
+from skilltrain.cli import main
+from skilltrain.coverage import WINDOW, coverage_scores, diverse_order, window_starts
+from skilltrain.extraction.backends import onnxruntime_available
+from skilltrain.extraction.evidence import sentence_evidence
+from skilltrain.extraction.extractor import SkillExtractor
+from skilltrain.model import BiEncoder
+from skilltrain.packed import PackedQueries
+from skilltrain.scoring import ScoringConfig, TokenQueries, token_attention_scores
+
+TEXTS = [
+    "Café crème brûlée for the naïve façade team – résumé writing and Python.\n• 日本語のテキストを読む and teach pastry 😀 daily",
+    "Operate welding systems; manage payroll audits. Inspect forklift systems at the São Paulo site!",
+    " ".join(f"word{i} kubernetes nursing" for i in range(40)),  # one long line: windowed into overlapping sentences
+]
+
+
+@pytest.fixture(scope="module")
+def token_dir(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("evidence") / "model"
+    BiEncoder.from_pretrained(tiny_encoder_dir, scoring=ScoringConfig("token_attention", 0.5, candidates=9)).save(out)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["torch-fp32", "onnx-fp32"])
+def test_every_skill_carries_spans_of_its_own_sentence(backend: str, token_dir: Path, esco_csv: Path, tmp_path: Path):
+    if backend.startswith("onnx") and not onnxruntime_available():
+        pytest.skip("onnxruntime not installed")
+    extractor = SkillExtractor.from_pretrained(token_dir, esco_csv, backend=backend, device="cpu", cache_dir=tmp_path / "cache")
+    results = extractor.extract(TEXTS, top_k=4) + extractor.extract(TEXTS, top_k=4, exhaustive=True, diverse=True)
+    sentences = [s for r in results for s in r.sentences]
+    assert len(sentences) > 2 * len(TEXTS)  # split into several sentences and windows
+    for sentence in sentences:
+        assert len(sentence.skills) == 4
+        for match in sentence.skills:
+            assert match.evidence, (sentence.sentence, match.label)
+            assert [e.weight for e in match.evidence] == sorted((e.weight for e in match.evidence), reverse=True)
+            for e in match.evidence:
+                assert isinstance(e, Evidence) and 0 <= e.start < e.end <= len(sentence.sentence)
+                assert sentence.sentence[e.start : e.end] == e.text and e.text.strip() == e.text
+                assert 0 < e.weight <= 1
+    # the offsets behind them: the attended tokens of a non-ASCII sentence, merged by word, are its words
+    sentence = sentences[0].sentence
+    queries = extractor.encoder.encode_queries([sentence])
+    bounds: dict[int, list[int]] = {}
+    for (start, end), word in zip(queries.spans.tolist(), queries.words.tolist()):
+        bounds.setdefault(word, [start, end])[1] = end
+    words = [sentence[a:b] for a, b in bounds.values()]
+    assert {"Café", "crème", "brûlée", "naïve", "façade", "résumé", "–"} <= set(words)
+
+
+def test_evidence_merges_word_pieces_and_neighbouring_words():
+    sentence = "mentor junior developers daily"
+    #            tokens: men ##tor | junior | develop ##ers | daily  (word numbers 0, 0, 1, 2, 2, 3)
+    spans = np.array([[0, 3], [3, 6], [7, 13], [14, 21], [21, 24], [25, 30]])
+    words = np.array([0, 0, 1, 2, 2, 3])
+    weights = np.array([[0.25, 0.0], [0.2, 0.0], [0.3, 0.05], [0.0, 0.1], [0.0, 0.05], [0.25, 0.8]])
+    first, second = sentence_evidence(sentence, spans, words, weights)
+    assert [(e.text, e.weight) for e in first] == [("mentor junior", 0.75)]  # 0.45 + 0.3 hold half: neighbours merged
+    assert [(e.start, e.end, e.text) for e in second] == [(25, 30, "daily")]
+
+
+def test_jsonl_output_carries_the_evidence(token_dir: Path, esco_csv: Path, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("SKILLGEN_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["extract", "--model", str(token_dir), "--esco", str(esco_csv), "--top-k", "3", TEXTS[1]]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert rows and all(len(r["evidence"]) == len(r["labels"]) == 3 for r in rows)
+    for row in rows:
+        for spans in row["evidence"]:
+            assert spans and all(row["sentence"][e["start"] : e["end"]] == e["text"] for e in spans)
+    assert main(argv + ["--diverse", "--exhaustive"]) == 0
+    capsys.readouterr()
+
+
+def test_diverse_needs_a_token_attention_model(tiny_encoder_dir: Path, esco_csv: Path, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("SKILLGEN_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["extract", "--model", str(tiny_encoder_dir), "--esco", str(esco_csv), "--diverse", "welding"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--diverse" in err[0] and "token-attention" in err[0]
+
+
+def test_coverage_scores_take_the_best_window():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([3, 9, 11])
+    mask = torch.arange(11)[None, :] < lengths[:, None]
+    queries = PackedQueries.from_padded(TokenQueries(torch.randn(3, 11, 16, generator=g) * mask.unsqueeze(-1), mask, 0.6))
+    matrix = F.normalize(torch.randn(30, 16, generator=g), dim=-1)
+    idx = torch.stack([torch.randperm(30, generator=g)[:6] for _ in range(3)])
+    padded = queries.padded()
+    sentence = torch.gather(token_attention_scores(padded.tokens, padded.mask, matrix, 0.6), 1, idx)
+    got = coverage_scores(queries, matrix, idx, sentence)
+    assert torch.allclose(got[0], sentence[0])  # no longer than a window: its own window
+    for row in (1, 2):
+        tokens = padded.tokens[row, : lengths[row]]
+        windows = [token_attention_scores(tokens[s : s + WINDOW][None], torch.ones(1, WINDOW, dtype=torch.bool), matrix[idx[row]], 0.6)[0]
+                   for s in window_starts(int(lengths[row])).tolist()]
+        best = torch.maximum(torch.stack(windows).amax(0), sentence[row])
+        assert torch.allclose(got[row], (sentence[row] + best) / 2, atol=1e-5)
+    assert window_starts(11).tolist() == [0, 2, 4, 6, 7]
+
+
+def test_diverse_order_skips_a_near_duplicate():
+    matrix = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.99, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), dim=-1)
+    idx = torch.tensor([[0, 1, 2, 3]])
+    coverage = torch.tensor([[0.9, 0.85, 0.6, 0.3]])
+    assert diverse_order(coverage, matrix, idx, 3, 0.0).tolist() == [[0, 1, 2]]  # strength 0: by coverage score
+    assert diverse_order(coverage, matrix, idx, 3, 0.5).tolist() == [[0, 2, 1]]  # 1 is almost 0: after 2
