@@ -7,6 +7,7 @@ the default CPU backend; answers must equal ``SkillExtractor.extract`` on the sa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,13 +45,18 @@ def test_token_attention_model_on_s3_answers_like_the_extractor(token_model_dir:
     assert extractor.encoder.scoring.token_level
 
     with serving(AppConfig(model=uri, esco=str(esco)), env=env) as url, client() as http:
-        for body in ({"texts": ADS, "top_k": 4}, {"texts": ADS[:3], "split": False, "min_score": 0.1}):
+        requests = ({"texts": ADS, "top_k": 4}, {"texts": ADS[:3], "split": False, "min_score": 0.1},
+                    {"texts": ADS[:2], "exhaustive": True}, {"texts": ADS[:2], "diverse": True, "top_k": 3})
+        for body in requests:
             answer = http.post(f"{url}/v1/extract", json=body)
             assert answer.status_code == 200, answer.text
+            assert all(skill["evidence"] for text in answer.json()["results"] for sentence in text["sentences"]
+                       for skill in sentence["skills"])  # a token-attention model shows its words
             options = {k: v for k, v in body.items() if k != "texts"}
             assert_same_results(answer.json()["results"], expected_results(extractor, body["texts"], **options))
         info = http.get(f"{url}/v1/model").json()
     assert info["model"] == uri and info["backend"] == extractor.backend
-    assert info["scoring"] == {"scoring": "token_attention", "attention_temperature": TEMPERATURE, "exclude_special_tokens": True}
+    assert info["scoring"] == json.loads((token_model_dir / "skilltrain_scoring.json").read_text())
+    assert info["scoring"]["scoring"] == "token_attention" and info["scoring"]["attention_temperature"] == TEMPERATURE
     assert info["trained"] is False and info["test"] is None and info["taxonomy"]["skills"] == 60
     assert len(list((tmp_path / "cache" / "serve-models").iterdir())) == 1  # fetched once into the node's cache

@@ -5,7 +5,8 @@ Order of checks for ``POST /v1/extract``, each answered with JSON ``{"detail": "
 1. the bearer token, when the server has one (401, before the body is read);
 2. the body's size against what the limits allow (413, without reading past it);
 3. JSON (400), then the fields' types (422, naming the first bad field);
-4. texts per request and characters per text (413), the top_k range and a finite min_score (422).
+4. texts per request and characters per text (413), the top_k range and a finite min_score (422);
+5. ``diverse`` asked of a pooled model (422).
 
 A request that passes goes to the model replicas in one call; a replica that died or a request
 that outlived ``request_timeout_s`` comes back from the backend as :class:`Unavailable` (503).
@@ -74,6 +75,8 @@ def create_api(config: AppConfig, backend: Backend, api_key: bytes | None) -> Fa
     async def extract(request: Request) -> JSONResponse:
         started = time.perf_counter()
         job = parse_job(await read_body(request, config.max_body_bytes), config)
+        if job.options.diverse and (await cached_info())["scoring"].get("scoring") != "token_attention":
+            raise Problem(422, "diverse: needs a token-attention model (this one scores pooled)")
         answer = await backend.extract(job)
         ingress_ms = (time.perf_counter() - started) * 1e3
         return JSONResponse({"results": answer.results}, headers={"Server-Timing": _server_timing(ingress_ms, answer)})
@@ -135,7 +138,8 @@ def parse_job(body: bytes, config: AppConfig) -> ExtractJob:
     except ValidationError as exc:
         raise Problem(422, one_line(exc)) from None
     check_limits(request, config)
-    return ExtractJob(tuple(request.texts), ExtractOptions(request.top_k, request.min_score, request.split))
+    options = ExtractOptions(request.top_k, request.min_score, request.split, request.exhaustive, request.diverse)
+    return ExtractJob(tuple(request.texts), options)
 
 
 def check_limits(request: ExtractRequest, config: AppConfig) -> None:

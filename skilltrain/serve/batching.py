@@ -4,7 +4,7 @@ Each text of a request is one item in the replica's batch queue, weighed by its 
 (Serve's ``batch_size_fn``), so a model call gathers up to ``max_batch_size`` *sentences* from
 every request waiting, and one request with many texts is cut across calls the same way. Items
 wait at most ``batch_wait_ms`` for company. A call groups its texts by their options (top_k,
-min_score, split) and runs :meth:`SkillExtractor.extract` once per group, so the answer is the
+min_score, split, exhaustive, diverse) and runs :meth:`SkillExtractor.extract` once per group, so the answer is the
 extractor's own result (``dataclasses.asdict``), whatever fields it grows. Identical sentences
 in one call are encoded once (the extractor deduplicates).
 

@@ -17,6 +17,8 @@ class ExtractOptions:
     top_k: int = 5
     min_score: Optional[float] = None
     split: bool = True
+    exhaustive: Optional[bool] = None
+    diverse: Optional[bool] = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ class ExtractRequest(BaseModel):
     top_k: int = Field(5, description="skills per sentence, best first")
     min_score: Optional[float] = Field(None, description="drop skills scoring below this (cosine, in [-1, 1])")
     split: bool = Field(True, description="false: each text is one sentence (the benchmark protocol)")
+    exhaustive: Optional[bool] = Field(None, description="token-attention models: score every skill, not the saved C "
+                                       "candidates (null: the model's default, two-stage)")
+    diverse: Optional[bool] = Field(None, description="token-attention models: coverage-aware top-k, preferring skills "
+                                    "found in other words (null: the model's saved default)")
 
 
 class Evidence(BaseModel):

@@ -89,6 +89,9 @@ def assert_same_results(served: list[dict[str, Any]], expected: list[dict[str, A
             got_skills, want_skills = got_sentence["skills"], want_sentence["skills"]
             assert [(s["skill_id"], s["label"]) for s in got_skills] == [(s["skill_id"], s["label"]) for s in want_skills]
             assert all(math.isclose(g["score"], w["score"], abs_tol=atol) for g, w in zip(got_skills, want_skills))
-            for g, w in zip(got_skills, want_skills):  # any further field (evidence) exactly as the extractor has it
-                assert {k: v for k, v in g.items() if k != "score" and v is not None} == \
-                    {k: v for k, v in w.items() if k != "score"}
+            for g, w in zip(got_skills, want_skills):  # any further field as the extractor has it; evidence weights up to noise
+                assert {k: v for k, v in g.items() if k not in ("score", "evidence") and v is not None} == \
+                    {k: v for k, v in w.items() if k not in ("score", "evidence")}
+                got_spans, want_spans = g.get("evidence") or [], w.get("evidence") or []
+                assert [(e["start"], e["end"], e["text"]) for e in got_spans] == [(e["start"], e["end"], e["text"]) for e in want_spans]
+                assert all(math.isclose(a["weight"], b["weight"], abs_tol=1e-4) for a, b in zip(got_spans, want_spans))
