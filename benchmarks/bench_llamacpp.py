@@ -38,6 +38,8 @@ def generation_values(args: argparse.Namespace, base_url: str) -> dict:
         values["sample"] = args.sample
     if args.limit:
         values["limit"] = args.limit  # the first N of the sample: a rerun with a larger N adds to the same run dir
+    if args.seed is not None:
+        values["seed"] = args.seed  # run seed: llama.cpp honours each request's derived seed exactly
     return values
 
 
@@ -50,6 +52,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0,
                         help="only the first N of the sampled skills (0: all); rerun with a larger N to add to the run")
     parser.add_argument("--max-content-attempts", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=None, help="run seed (default: the config's, none)")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
     parser.add_argument("--server-url", default=None,
                         help="a llama.cpp server already running (e.g. http://127.0.0.1:8080/v1) instead of starting one")
