@@ -72,3 +72,13 @@ def test_ranks_count_the_skills_that_score_strictly_higher():
     ranks, best = rank_own(sentences, skills, np.array([0, 1, 0, -1]))
     assert ranks.tolist() == [1, 1, 3, 0]  # a tie favours the own skill; -1 (not in the taxonomy) is not ranked
     assert best.tolist() == [0, 0, 2, 0]
+
+
+def test_the_pipeline_report_line(tmp_path: Path):
+    """cluster/run_report.py: one line for the start encoder; one that cannot be loaded is said, not raised."""
+    from cluster.run_report import relevance_line
+
+    build_run_dir(tmp_path / "run", write_taxonomy(tmp_path / "skills.csv"))
+    line = relevance_line(tmp_path / "run", None)
+    assert line.startswith("Relevance (all-MiniLM-L6-v2") and "own skill first for 87.5%" in line and "\n" not in line
+    assert relevance_line(tmp_path / "run", tmp_path / "nope").startswith("Relevance: not measured (")
