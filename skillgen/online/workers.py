@@ -10,7 +10,9 @@ chunk requests, so per-request Ray overhead stays small.
 Per skill: ask for the missing sentences, validate, keep what is valid (emitted
 at once as rows, so paid sentences survive a crash), re-request the shortfall
 with the kept sentences listed as "avoid", up to ``max_content_attempts``
-responses; then either done or a failure record with the reason.
+responses; then either done or a failure record with the reason. With a run
+seed, every request carries :func:`~skillgen.llm.client.request_seed` of the
+slots it asks for, so its body does not depend on which worker sends it when.
 """
 
 from __future__ import annotations
