@@ -11,7 +11,8 @@ the load average.
 
 ``--relevance`` then times ``skillgen report --relevance`` (:func:`skillgen.quality.relevance.relevance_report`,
 the bundled MiniLM ranking all 13,896 skills for every sentence) once with an empty label-embedding cache
-and once warm; ``--skills N`` builds from the first N skills only (a smoke run):
+and once warm, next to sentence-transformers encoding the same sentences (what a user would run instead);
+``--skills N`` builds from the first N skills only (a smoke run):
 
     .venv/bin/python benchmarks/bench_quality_report.py --run-dir benchmarks/out/quality140k --repeats 1 --relevance
 """
@@ -111,7 +112,25 @@ def time_relevance(run_dir: Path) -> dict:
             out[run] = {"wall_s": round(wall, 1), "cpu_s": round(time.process_time() - cpu, 1), "load1_start": round(load, 1),
                         "sentences_per_s": round(report.sentences / wall, 1)}
     out["headline"] = report.headline()
+    out["sentence_transformers_encode"] = reference_encode(run_dir)
+    out["warm_vs_reference"] = round(out["warm_cache"]["wall_s"] / out["sentence_transformers_encode"]["wall_s"], 2)
     return out
+
+
+def reference_encode(run_dir: Path) -> dict:
+    """What a user would run instead: sentence-transformers encoding the same unique sentences with the same model
+    (ranking not included, so the ratio above is an upper bound on our overhead)."""
+    from sentence_transformers import SentenceTransformer
+
+    from skillgen.quality.encoder import bundled_model_dir
+    from skillgen.rundir.sinks import read_rows
+
+    sentences = sorted(set(read_rows(run_dir)["sentence"].to_list()))
+    model = SentenceTransformer(str(bundled_model_dir()), device="cpu")
+    load, t0 = os.getloadavg()[0], time.perf_counter()
+    model.encode(sentences, batch_size=128, normalize_embeddings=True)
+    wall = time.perf_counter() - t0
+    return {"wall_s": round(wall, 1), "load1_start": round(load, 1), "sentences": len(sentences)}
 
 
 if __name__ == "__main__":
