@@ -58,3 +58,12 @@ def test_the_pipeline_passes_min_relevance_rank_to_training(tmp_path: Path):
     path = tmp_path / "job.toml"
     path.write_text('run_dir = "runs/x"\n[generation]\nbase_url = "simulator"\n[training]\nmin_relevance_rank = 10\n')
     assert load_pipeline_config(path).train_config().min_relevance_rank == 10
+
+
+def test_the_log_line_names_the_skills_that_fit_in_300_characters():
+    from skilltrain.training.relevance import RelevanceDrop
+
+    many = {f"a skill with a long ESCO label number {i}": 20 - i for i in range(20)}
+    line = RelevanceDrop(5, "all-MiniLM-L6-v2", 13896, 3000, 210, 300, 20, 2, many).line()
+    assert len(line) <= 300 and "; most: a skill with a long ESCO label number 0 (20)" in line
+    assert "number 19" not in line

@@ -23,7 +23,7 @@ from skillgen.common import UserError
 
 log = logging.getLogger(__name__)
 
-LOGGED_SKILLS = 5  # skills named in the log line (all of them are in the fit's data_info)
+LINE_CHARS = 300  # the log line names the most-dropped skills that fit (all of them are in the fit's data_info)
 
 
 @dataclass
@@ -44,11 +44,16 @@ class RelevanceDrop:
         return asdict(self)
 
     def line(self) -> str:
-        most = ", ".join(f"{label} ({n})" for label, n in list(self.by_skill.items())[:LOGGED_SKILLS])
         share = 100.0 * self.dropped / self.sentences if self.sentences else 0.0
-        return (f"relevance filter (own skill in the top {self.k} of {self.candidates:,} for {self.model}): dropped "
+        line = (f"relevance filter (own skill in the top {self.k} of {self.candidates:,} for {self.model}): dropped "
                 f"{self.dropped:,} of {self.sentences:,} sentences ({share:.1f}%) from {self.skills_hit} of {self.skills} "
-                f"skills ({self.skills_emptied} lost all)" + (f"; most: {most}" if most else ""))
+                f"skills ({self.skills_emptied} lost all)")
+        for i, (label, n) in enumerate(self.by_skill.items()):
+            more = f"{'; most: ' if i == 0 else ', '}{label} ({n})"
+            if len(line) + len(more) > LINE_CHARS:
+                break
+            line += more
+        return line
 
 
 class RelevanceFilter:
