@@ -22,8 +22,8 @@ from pathlib import Path
 
 def run_ranks(run_dir: Path, keep: set[str] | None, skills, model: Path | None) -> list[int]:
     """The 1-based rank of each sentence's own skill among all skills (zero-shot, pooled cosine): the same
-    :func:`skillgen.common.own_skill_ranks` as ``skillgen report --relevance`` and ``--min-relevance-rank``."""
-    from skillgen.common import own_skill_ranks
+    :func:`skillgen.own_skill_ranks` as ``skillgen report --relevance`` and ``--min-relevance-rank``."""
+    from skillgen import own_skill_ranks
     from skillgen.rundir.sinks import read_rows
 
     rows = read_rows(run_dir).select("skill_id", "sentence")

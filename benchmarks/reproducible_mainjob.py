@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def generate(config, run_dir: Path, workers: int) -> dict:
     from cluster.pipeline import start_simulator
-    from skillgen.run import run_generation
+    from skillgen import run_generation
 
     with ExitStack() as stack:
         base_url = start_simulator(config, stack)

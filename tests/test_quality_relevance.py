@@ -1,5 +1,5 @@
 """``skillgen report --relevance``: where each sentence's own skill ranks for an encoder, on a run dir whose
-relevant and irrelevant sentences are known (tests/relevance_fixture.py), locally and on S3, with the real
+relevant and irrelevant sentences are known (tests/helpers/relevance_fixture.py), locally and on S3, with the real
 bundled all-MiniLM-L6-v2 (a second or two on 8 skills)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relevance_fixture import IRRELEVANT, RELEVANT_SHARE, build_run_dir, write_taxonomy
+from helpers.relevance_fixture import IRRELEVANT, RELEVANT_SHARE, build_run_dir, write_taxonomy
 
 
 @pytest.fixture(autouse=True)

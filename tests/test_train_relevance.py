@@ -1,5 +1,5 @@
 """``skilltrain fit --min-relevance-rank K`` on a run dir whose irrelevant sentences are known
-(tests/relevance_fixture.py): exactly those are dropped, before any worker starts, and the fit says how many
+(tests/helpers/relevance_fixture.py): exactly those are dropped, before any worker starts, and the fit says how many
 and for which skills. The ranks are the real bundled MiniLM's (the start encoder)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relevance_fixture import IRRELEVANT, SENTENCES, build_run_dir, write_taxonomy
+from helpers.relevance_fixture import IRRELEVANT, SENTENCES, build_run_dir, write_taxonomy
 from skilltrain.config import TrainConfig
 
 
