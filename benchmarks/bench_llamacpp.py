@@ -89,16 +89,31 @@ def main() -> None:
         "completion_tokens_per_s": round(summary.completion_tokens / max(summary.elapsed_s, 1e-9), 1),
         "server_usage_recorded": usage,
         "ledger": ledger.to_dict(),
-        "ledger_matches_server": (ledger.prompt_tokens, ledger.completion_tokens, ledger.by_outcome.get("200", 0))
-        == (usage["prompt_tokens"], usage["completion_tokens"], usage["answered"]),
+        "ledger_matches_server": ledger_matches_server(ledger, usage),
         "quality": report.to_dict(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
     print(summary.format())
     print(report.format())
-    print(f"ledger vs server: {result['ledger_matches_server']} ({ledger.prompt_tokens}+{ledger.completion_tokens} vs "
-          f"{usage['prompt_tokens']}+{usage['completion_tokens']}, {usage['answered']} answered)")
+    print(f"ledger vs server: {result['ledger_matches_server']} ({ledger.prompt_tokens}+{ledger.completion_tokens} known "
+          f"+ {ledger.unknown_attempts} timed out (worst case {ledger.unknown_worst_tokens} tokens) vs "
+          f"{usage['prompt_tokens']}+{usage['completion_tokens']}, {usage['answered']} answered by the server)")
+
+
+def ledger_matches_server(ledger, usage: dict) -> bool:
+    """Whether the run's ledger accounts for every token the server reports having served.
+
+    An attempt the client gave up on (timeout) may still be answered by the server: the ledger cannot
+    know its tokens, so it holds the attempt's worst case (prompt estimate + max_tokens) against the cap.
+    The ledger is right when its known tokens are what the server reports minus those attempts, each
+    attempt the server answered is either a 200 or an unknown one, and the unknown ones' actual tokens
+    fit inside their worst case."""
+    unseen = usage["prompt_tokens"] - ledger.prompt_tokens + usage["completion_tokens"] - ledger.completion_tokens
+    answered_ok = ledger.by_outcome.get("200", 0) <= usage["answered"] <= ledger.by_outcome.get("200", 0) + ledger.unknown_attempts
+    if ledger.unknown_attempts == 0:
+        return answered_ok and unseen == 0 and ledger.prompt_tokens == usage["prompt_tokens"]
+    return answered_ok and 0 <= unseen <= ledger.unknown_worst_tokens
 
 
 if __name__ == "__main__":

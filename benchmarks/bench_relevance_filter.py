@@ -10,7 +10,9 @@ the main job's pipeline runs in ``<root>/k<K>`` on a copy of it: the config's [t
 (local.toml's recipe, kept equal by tests/test_cluster_manifests.py) plus ``min_relevance_rank = K``.
 Generation is complete, so nothing is sent (no server needed). The zero-shot baseline is scored once, in
 the ``none`` arm. K is chosen on validation (the fit's best validation RP@5, TECH and HOUSE validation);
-every arm's test RP@5 with its 95% bootstrap interval is reported, the choice marked.
+every arm's test RP@5 with its 95% bootstrap interval is reported, the choice marked. A filtered arm
+trains fewer steps (one epoch of less data); ``--match-steps`` adds, for each K, an arm trained for as many
+epochs as give the unfiltered arm's number of steps, so the filter is also compared at equal steps.
 """
 
 from __future__ import annotations
@@ -26,32 +28,37 @@ ROOT = Path(__file__).resolve().parents[1]
 LEASE_FILE = ".skillgen.lease"
 
 
-def arm_config(base, run_dir: Path, k: int | None, limit: int, seed: int | None):
-    """The base pipeline config on ``run_dir``, its generation as generated (same fingerprint), filter K."""
+def arm_config(base, run_dir: Path, k: int | None, limit: int, seed: int | None, epochs: int | None = None):
+    """The base pipeline config on ``run_dir``, its generation as generated (same fingerprint), filter K
+    (and ``epochs`` instead of the recipe's, for a steps-matched arm)."""
     generation = {**base.generation, "limit": limit, "preflight": False}
     if seed is not None:
         generation["seed"] = seed
     training = {key: v for key, v in base.training.items() if key != "min_relevance_rank"}
     if k is not None:
         training["min_relevance_rank"] = k
+    if epochs is not None:
+        training["epochs"] = epochs
     evaluation = base.evaluation.model_copy(update={"baseline": k is None})
     return base.model_copy(update={"run_dir": run_dir, "generation": generation, "training": training,
                                    "evaluation": evaluation})
 
 
-def run_arm(base, args: argparse.Namespace, k: int | None) -> dict:
+def run_arm(base, args: argparse.Namespace, k: int | None, epochs: int | None = None) -> dict:
+    """One pipeline run (resumed, so a finished arm costs nothing again) and what it scored."""
     from cluster.pipeline import run_pipeline
 
-    run_dir = args.root / f"k{k if k is not None else 'none'}"
+    run_dir = args.root / (f"k{k if k is not None else 'none'}" + (f"-e{epochs}" if epochs else ""))
     if not (run_dir / "generation").exists():
         shutil.copytree(args.generation, run_dir / "generation", ignore=shutil.ignore_patterns(LEASE_FILE))
-    config = arm_config(base, run_dir, k, args.limit, args.seed)
+    config = arm_config(base, run_dir, k, args.limit, args.seed, epochs)
     started = time.perf_counter()
     run_pipeline(config)
     fit = json.loads((run_dir / "model" / "skilltrain_config.json").read_text())
     result = {
-        "k": k, "wall_s": round(time.perf_counter() - started, 1),
+        "k": k, "epochs": fit["epochs"], "wall_s": round(time.perf_counter() - started, 1),
         "pairs": fit["data_info"]["pairs"], "skills": fit["data_info"]["skills"],
+        "steps_per_epoch": fit["data_info"]["steps_per_epoch"], "steps": fit["data_info"]["total_steps"],
         "relevance_filter": fit["data_info"].get("relevance_filter"),
         "val_rp5": json.loads((run_dir / "model" / "fit_result.json").read_text())["best_metrics"].get("val_rp5"),
         "test": {name: {"RP@5": r["RP@5"], "ci95": r["ci95"]["RP@5"]}
@@ -73,15 +80,22 @@ def main() -> None:
     parser.add_argument("--ks", default="none,1,5,20", help="comma-separated K values; none = no filter")
     parser.add_argument("--root", type=Path, default=Path("benchmarks/out/relevance_filter"))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--match-steps", action="store_true",
+                        help="also train each filtered arm for as many epochs as give the unfiltered arm's steps")
     args = parser.parse_args()
 
     from cluster.config import load_pipeline_config
 
     base = load_pipeline_config(args.config)
     arms = [run_arm(base, args, None if k.strip() == "none" else int(k)) for k in args.ks.split(",")]
+    unfiltered = next((a for a in arms if a["k"] is None), None)
+    if args.match_steps and unfiltered is not None:
+        matched = [(a["k"], round(unfiltered["steps"] / a["steps_per_epoch"])) for a in arms if a["k"] is not None]
+        arms += [run_arm(base, args, k, epochs) for k, epochs in matched if epochs > 1]
     scored = [a for a in arms if a["val_rp5"] is not None]
-    chosen = max(scored, key=lambda a: a["val_rp5"])["k"] if scored else None  # a tie keeps the earlier arm
-    result = {"command": " ".join(sys.argv), "chosen_k_on_validation": "none" if chosen is None else chosen, "arms": arms}
+    best = max(scored, key=lambda a: a["val_rp5"]) if scored else None  # a tie keeps the earlier arm
+    chosen = None if best is None else {"k": "none" if best["k"] is None else best["k"], "epochs": best["epochs"]}
+    result = {"command": " ".join(sys.argv), "chosen_on_validation": chosen, "arms": arms}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
