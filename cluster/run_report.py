@@ -195,6 +195,18 @@ def quality_section(generation_dir, folder: Path, report=None) -> list[str]:
     return report.markdown(plot_quality(RunDir.read_only(generation_dir).rows(), folder, prefix="report_quality"))
 
 
+def relevance_line(generation_dir, model: Path | None) -> str:
+    """Where the sentences' own skills rank for the start encoder ``model`` (None: the bundled MiniLM), in one
+    line (``skillgen report --relevance``); a start encoder that cannot be loaded here is said, not raised."""
+    from skillgen import UserError, relevance_report
+    from skilltrain.model import check_encoder_dir
+
+    try:
+        return relevance_report(generation_dir, check_encoder_dir(model) if model is not None else None).line()
+    except UserError as exc:
+        return f"Relevance: not measured ({exc})"
+
+
 def write_report(config, outcome: dict[str, Any]):
     """Write ``<run_dir>/report.md`` and its PNGs (rendered locally, uploaded when the run dir is a URI)."""
     from skillgen.common import resolve, staged_locally
@@ -241,6 +253,7 @@ def _render(config, outcome: dict[str, Any], run_dir, folder: Path) -> None:
     if images["sentences"]:
         lines += ["", f"![sentences]({images['sentences']})"]
     lines += ["", "## Data quality (`skillgen report`)", ""] + quality_section(config.generation_dir, folder, outcome.get("data_report"))
+    lines += ["", relevance_line(config.generation_dir, config.train_config().model)]
     lines += ["", "## Tokens and cost", "", "| | prompt tokens | completion tokens | cost USD |", "|---|---|---|---|"]
     lines.append(f"| estimate | {est.get('prompt_tokens', '-')} | {est.get('completion_tokens', '-')} | {est.get('cost_usd', '-')} |")
     lines.append(f"| actual | {summ.get('prompt_tokens', '-')} | {summ.get('completion_tokens', '-')} | {summ.get('cost_usd', '-')} |")

@@ -36,6 +36,10 @@ _EXPORTS = {
     "quality_report": "skillgen.quality",
     "QualityReport": "skillgen.quality",
     "plot_quality": "skillgen.quality.plots",
+    "relevance_report": "skillgen.quality.relevance",
+    "RelevanceReport": "skillgen.quality.relevance",
+    "own_skill_ranks": "skillgen.quality.relevance",
+    "OwnRanks": "skillgen.quality.relevance",
     # the built-in OpenAI-compatible simulator
     "SimulatorConfig": "skillgen.simulator",
     "run_in_thread": "skillgen.simulator",

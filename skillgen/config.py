@@ -52,6 +52,9 @@ class GenerationConfig(BaseModel):
     # sampling
     temperature: float | None = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    # the run seed: each request carries a seed derived from it, its request key and the slots it asks for
+    # (skillgen.llm.client.request_seed), so one config writes the same data (exactly against the simulator or
+    # llama.cpp, best-effort against a provider); None sends no seed. In the fingerprint: one seed per run dir.
     seed: int | None = None
     max_tokens: int = Field(default=1000, ge=16)  # ceiling for completion tokens per request
     adaptive_max_tokens: bool = True  # size max_tokens to a learned quantile of completion lengths

@@ -54,6 +54,10 @@ class TrainConfig(BaseModel):
     taxonomy_pairs: bool = Field(False, description="add (alt label -> label) and (description -> label) pairs")
     augment_prob: float = Field(1.0, ge=0.0, le=1.0, description="probability of joining a sentence of another skill")
     max_seq_length: Optional[int] = Field(None, ge=8, description="token limit per text; None = the model's")
+    min_relevance_rank: Optional[int] = Field(
+        None, ge=1, description="drop generated sentences whose own skill the start encoder ranks below K among all skills "
+                                "(pooled cosine; skillgen report --relevance shows the ranks); None = keep all"
+    )
 
     # optimisation
     epochs: int = Field(1, ge=1)

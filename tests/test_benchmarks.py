@@ -52,22 +52,17 @@ def test_data_relevance_ranks_each_sentence_against_every_skill(tmp_path, tiny_e
     import sys
     from pathlib import Path
 
-    from skilltrain.model import BiEncoder
-    from skilltrain.ranking import SkillIndex
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from data_relevance import own_skill_ranks, summarise
+    from data_relevance import run_ranks, summarise
 
     skills = pl.DataFrame({"skill_id": [f"s{i}" for i in range(12)],
                            "label": [row[1] for row in synthetic_skill_rows(12)]})
-    encoder = BiEncoder.from_pretrained(tiny_encoder_dir)
-    index = SkillIndex.build(encoder, skills)
     run = tmp_path / "run"
     (run / "shards").mkdir(parents=True)
     sentences = skills["label"].to_list()[:3] + [skills["label"][7]]  # the last is s7's label, filed under s3
     pl.DataFrame({"skill_id": ["s0", "s1", "s2", "s3"], "sentence": sentences, "sample_idx": [0, 0, 0, 0],
                   "label": sentences, "request_key": "rk", "model": "m"}).write_parquet(run / "shards" / "part-00000.parquet")
-    ranks = own_skill_ranks(run, None, encoder, index, {s: i for i, s in enumerate(skills["skill_id"])})
+    ranks = run_ranks(run, None, skills, tiny_encoder_dir)
     assert ranks[:3] == [1, 1, 1] and ranks[3] > 1
     summary = summarise(ranks)
     assert summary["sentences"] == 4 and summary["own_skill_top1"] == 0.75

@@ -121,7 +121,7 @@ class GatedClient:
     def gate(self, key: str) -> asyncio.Event:
         return self.gates.setdefault(key, asyncio.Event())
 
-    async def complete(self, messages, max_tokens: int, header_key: str) -> CallResult:
+    async def complete(self, messages, max_tokens: int, header_key: str, seed: int | None = None) -> CallResult:
         await self.gate(header_key.split(":")[0]).wait()
         content = json.dumps({"sentences": [f"You will drive forklift {header_key} in shift {i}." for i in range(3)]})
         return CallResult(content, "stop", prompt_tokens=50, completion_tokens=30)

@@ -4,7 +4,10 @@ A line is exactly the request online mode would send (same prompt, sampling,
 ``response_format``, ``max_tokens`` = the configured ceiling, as nothing has
 been learned yet about completion lengths), with ``custom_id`` = the request
 key for a skill's first request and ``<key>:<n>:<missing-signature>`` for a
-follow-up, the same scheme as online mode's ``X-Request-Key``.
+follow-up, the same scheme as online mode's ``X-Request-Key``, and the ``seed``
+of :func:`skillgen.llm.client.request_seed` (a skill's first line carries the
+seed its first online request would; ``repeat`` is the answers so far, kept in
+the manifest, so a rerun of the driver writes the same lines).
 
 A file is closed when it reaches ``batch_max_requests`` lines,
 ``batch_max_bytes``, the enqueued-token headroom or the spend headroom
@@ -19,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from skillgen.llm.client import chat_params, max_tokens_param
+from skillgen.llm.client import chat_params, max_tokens_param, request_seed
 from skillgen.plan import SkillTask
 from skillgen.config import GenerationConfig
 from skillgen.llm.pricing import Price
@@ -64,7 +67,8 @@ def build_line(config: GenerationConfig, task: SkillTask, attempt: int, price: P
     avoid = list(task.avoid)  # all kept sentences: validation drops repeats of any of them
     messages = build_messages(skill, len(missing), config.prompt_spec, avoid=avoid[-AVOID_MAX:])
     body = {"model": config.model, "messages": messages, max_tokens_param(config.model): config.max_tokens,
-            **chat_params(config.model, config.temperature, config.top_p, config.seed, config.request_response_format())}
+            **chat_params(config.model, config.temperature, config.top_p,
+                          request_seed(config.seed, task.request_key, missing, attempt), config.request_response_format())}
     custom_id = custom_id_for(task.request_key, missing, config.n_sentences, attempt)
     text = json.dumps({"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}, ensure_ascii=False) + "\n"
     prompt = count_tokens(config.model, messages)

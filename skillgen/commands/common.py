@@ -55,7 +55,8 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("sampling")
     s.add_argument("--temperature", type=float, default=S, help="sampling temperature" + _d("temperature"))
     s.add_argument("--top-p", type=float, default=S, help="nucleus sampling top_p" + _d("top_p"))
-    s.add_argument("--llm-seed", dest="seed", type=int, default=S, help="seed sent to the model" + _d("seed"))
+    s.add_argument("--llm-seed", dest="seed", type=int, default=S, help="run seed: each request carries a seed derived from it and "
+                   "its request key, so the same config writes the same data (best-effort on hosted APIs)" + _d("seed"))
     s.add_argument("--max-tokens", type=int, default=S, help="ceiling for completion tokens per request" + _d("max_tokens"))
     s.add_argument("--no-adaptive-max-tokens", dest="adaptive_max_tokens", action="store_false", default=S,
                    help="always send --max-tokens instead of a learned high quantile of completion lengths")

@@ -25,6 +25,8 @@ _EXPORTS = {
     "default_benchmark_dir": "skillgen.common.paths",
     "is_bundled_esco": "skillgen.common.paths",
     "manifest": "skillgen.common.paths",
+    "user_cache_dir": "skillgen.common.paths",
+    "CACHE_DIR_ENV": "skillgen.common.paths",
     "load_skills": "skillgen.common.taxonomy",
     "resolve_esco_path": "skillgen.common.taxonomy",
     "file_sha256": "skillgen.common.taxonomy",

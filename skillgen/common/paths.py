@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["BENCHMARK_DIR_HELP", "BUNDLED_ESCO_FILE", "BUNDLED_ESCO_VERSION", "DATA_DIR_ENV", "ESCO_CSV_ENV",
-           "ESCO_HELP", "bundled_data_dir", "data_dir", "default_benchmark_dir", "default_esco_path",
-           "is_bundled_esco", "manifest", "verify_bundled"]
+           "ESCO_HELP", "CACHE_DIR_ENV", "bundled_data_dir", "data_dir", "default_benchmark_dir", "default_esco_path",
+           "is_bundled_esco", "manifest", "user_cache_dir", "verify_bundled"]
 
+CACHE_DIR_ENV = "SKILLGEN_CACHE_DIR"
 DATA_DIR_ENV = "SKILLS_DATA_DIR"
 ESCO_CSV_ENV = "ESCO_SKILLS_CSV"
 BUNDLED_ESCO_FILE = "esco_skills_en_v1.1.0.parquet"
@@ -48,6 +49,16 @@ def verify_bundled() -> list[str]:
         if digest != entry["sha256"]:
             bad.append(entry["file"])
     return bad
+
+
+def user_cache_dir() -> Path:
+    """Where what is derived from a model is cached (skill embeddings, indexes, unpacked encoders):
+    ``$SKILLGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/skillgen``, else ``~/.cache/skillgen``."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base).expanduser() if base else Path.home() / ".cache") / "skillgen"
 
 
 def data_dir() -> Path | None:

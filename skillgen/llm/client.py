@@ -19,11 +19,12 @@ the API key is read from the environment only when the client is built.
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import urlparse
 
 import openai
@@ -254,6 +255,26 @@ def chat_params(model: str, temperature: float | None, top_p: float | None, seed
     return params
 
 
+SEED_RANGE = 2**31  # llama.cpp takes a 32-bit seed; OpenAI and vLLM any integer
+
+
+def request_seed(run_seed: int | None, request_key: str, missing: Sequence[int], repeat: int = 0) -> int | None:
+    """The ``seed`` one request carries: a hash of the run seed, the skill's request key, the sample slots it
+    asks for and ``repeat`` (earlier answers that asked for the same slots). None when the run has no seed.
+
+    Why per request, not the run seed itself: the same seed on every request makes a deterministic server
+    sample the same way for every skill. Why from these inputs only: a request's seed must not depend on
+    when, by which worker or after which resume it is sent, so the same config gives the same request
+    bodies. ``repeat`` keeps a retry after an unusable answer from being the identical request again (a
+    deterministic server would give the same unusable answer). A provider's ``seed`` is best-effort
+    (OpenAI: "determinism is not guaranteed"); the built-in simulator and llama.cpp honour it exactly.
+    """
+    if run_seed is None:
+        return None
+    blob = f"{run_seed}|{request_key}|{','.join(map(str, missing))}|{repeat}"
+    return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big") % SEED_RANGE
+
+
 class ChatClient:
     """``openai.AsyncOpenAI`` with SDK retries off; one attempt per :meth:`complete` call."""
 
@@ -278,14 +299,17 @@ class ChatClient:
             http_client=http,
         )
 
-    async def complete(self, messages: list[dict[str, str]], max_tokens: int, request_key: str) -> CallResult:
+    async def complete(self, messages: list[dict[str, str]], max_tokens: int, request_key: str,
+                       seed: int | None = None) -> CallResult:
+        """One attempt; ``seed`` (:func:`request_seed`) replaces the client's own for this request."""
+        params = self.params if seed is None else {**self.params, "seed": seed}
         try:
             raw = await self._client.chat.completions.with_raw_response.create(
                 model=self.model,
                 messages=messages,  # type: ignore[arg-type]
                 extra_headers={"X-Request-Key": request_key},
                 **{self.max_tokens_param: max_tokens},
-                **self.params,
+                **params,
             )
             completion = raw.parse()
         except openai.OpenAIError as exc:

@@ -10,7 +10,9 @@ chunk requests, so per-request Ray overhead stays small.
 Per skill: ask for the missing sentences, validate, keep what is valid (emitted
 at once as rows, so paid sentences survive a crash), re-request the shortfall
 with the kept sentences listed as "avoid", up to ``max_content_attempts``
-responses; then either done or a failure record with the reason.
+responses; then either done or a failure record with the reason. With a run
+seed, every request carries :func:`~skillgen.llm.client.request_seed` of the
+slots it asks for, so its body does not depend on which worker sends it when.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Callable
 from dataclasses import replace
 
 from skillgen.config import GenerationConfig
-from skillgen.llm.client import CallResult, ChatClient, RequestError, call_with_retry
+from skillgen.llm.client import CallResult, ChatClient, RequestError, call_with_retry, request_seed
 from skillgen.llm.pricing import Price
 from skillgen.llm.prompts import build_messages
 from skillgen.llm.tokens import count_tokens, size_max_tokens
@@ -139,13 +141,13 @@ class WorkerCore:
         return size_max_tokens(self.per_sentence, n, self.cfg.max_tokens, self.cfg.max_tokens_margin, bump)
 
     async def attempt(self, client: ChatClient, messages, prompt_est: int, max_tokens: int, header_key: str, n: int,
-                      attempt_no: int = 1) -> CallResult:
+                      attempt_no: int = 1, seed: int | None = None) -> CallResult:
         if self.stop_reason:
             raise RequestError(STOPPED, self.stop_reason, retryable=False)
         rid = await self.reserve(ReserveItem(prompt_est, max_tokens, header_key, attempt_no))
         self.stats.requests += 1
         try:
-            result = await client.complete(messages, max_tokens, header_key)
+            result = await client.complete(messages, max_tokens, header_key, seed=seed)
         except RequestError as exc:
             self.stats.errors += 1
             if exc.error_class == "rate_limit":
@@ -186,8 +188,11 @@ class WorkerCore:
         transport_attempts = 0
         problems: list[str] = []
         bump = 0
+        asked: list[tuple[int, ...]] = []  # the slots each request asked for (a request's seed counts repeats)
         while missing and responses < cfg.max_content_attempts:
             n = len(missing)
+            asked.append(tuple(missing))
+            seed = request_seed(cfg.seed, key, missing, asked.count(asked[-1]) - 1)
             messages = build_messages(skill, n, cfg.prompt_spec, avoid=avoid[-40:])
             prompt_est = count_tokens(cfg.model, messages)
             max_tokens = self.max_tokens_for(n, bump)
@@ -201,7 +206,7 @@ class WorkerCore:
             async def once() -> CallResult:
                 nonlocal calls
                 calls += 1
-                return await self.attempt(client, messages, prompt_est, max_tokens, header_key, n, calls)
+                return await self.attempt(client, messages, prompt_est, max_tokens, header_key, n, calls, seed)
 
             try:
                 result = await call_with_retry(once, cfg.max_attempts, cfg.backoff_base_s, cfg.backoff_max_s, self._on_retry)
@@ -273,7 +278,7 @@ class WorkerCore:
         cfg = self.cfg
         client = client or ChatClient(
             cfg.base_url, cfg.model, cfg.api_key_env, timeout_s=cfg.request_timeout_s,
-            connect_timeout_s=cfg.connect_timeout_s, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
+            connect_timeout_s=cfg.connect_timeout_s, temperature=cfg.temperature, top_p=cfg.top_p,
             response_format=cfg.request_response_format(), key_fallback=secret,
         )
         self.stop_reason = None

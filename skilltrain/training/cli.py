@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--taxonomy-pairs", action="store_true", help="also train on (alternative label -> label) and (description -> label) pairs from the ESCO CSV")
     data.add_argument("--augment-prob", type=float, default=1.0, help="probability of joining each sentence to a random sentence of another skill (before or after it); that skill is then not a negative")
     data.add_argument("--max-seq-length", type=int, default=None, help="token limit per text (default: the model's, 256 for MiniLM)")
+    data.add_argument("--min-relevance-rank", type=int, default=None, metavar="K",
+                      help="drop generated sentences whose own skill the start encoder ranks below K among all skills of the "
+                           "taxonomy (pooled cosine; what 'skillgen report --relevance' shows); logs how many and for which "
+                           "skills (default: keep all)")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=1, help="passes over the pairs")
@@ -102,7 +106,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             data=args.data, out=args.out, model=args.model, esco=args.esco, benchmark_dir=args.benchmark_dir,
             workers=args.workers, cpus_per_worker=args.cpus_per_worker, use_gpu=args.gpu, batch_size=args.batch_size, gradcache_chunk=args.gradcache_chunk,
             ray_address=args.ray_address, taxonomy_pairs=args.taxonomy_pairs, augment_prob=args.augment_prob,
-            max_seq_length=args.max_seq_length, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
+            max_seq_length=args.max_seq_length, min_relevance_rank=args.min_relevance_rank, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
             warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
             scale=args.scale, symmetric=not args.one_way, bf16=not args.no_bf16, seed=args.seed,
             hard_negatives=args.hard_negatives, hard_negative_pool=args.hard_negative_pool,

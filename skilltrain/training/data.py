@@ -15,6 +15,7 @@ the same class, whatever their ``skill_id`` says. Bad input raises
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
@@ -81,12 +82,17 @@ def taxonomy_pairs(skills: pl.DataFrame) -> pl.DataFrame:
     return both.filter(pl.col("sentence") != pl.col("label")).select("sentence", "label", "skill_id", "source")
 
 
-def load_pairs(run_dir: str | Path, skills: pl.DataFrame | None = None) -> pl.DataFrame:
+def load_pairs(run_dir: str | Path, skills: pl.DataFrame | None = None,
+               keep: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> pl.DataFrame:
     """All training pairs, deduplicated on (sentence, label), canonical order, with ``cls`` ids.
 
-    ``skills`` (a :func:`skillgen.common.taxonomy.load_skills` frame) adds taxonomy pairs.
+    ``skills`` (a :func:`skillgen.common.taxonomy.load_skills` frame) adds taxonomy pairs. ``keep`` filters
+    the generated rows first (:class:`skilltrain.training.relevance.RelevanceFilter`).
     """
-    frames = [scan_generated(run_dir)]
+    generated = scan_generated(run_dir)
+    if keep is not None:
+        generated = keep(generated.collect()).lazy()
+    frames = [generated]
     if skills is not None:
         frames.append(taxonomy_pairs(skills).lazy())
     pairs = (

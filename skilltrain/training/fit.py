@@ -37,6 +37,7 @@ from skillgen.common import (Location, Output, check_output_dir, check_writable_
                              staged_locally)
 from skilltrain.config import CHECKPOINTS_DIR, TrainConfig
 from skilltrain.training.data import describe_pairs, load_pairs
+from skilltrain.training.relevance import RelevanceFilter
 from skilltrain.model import TRAINING_CONFIG_FILE, BiEncoder, check_encoder_dir, default_model_dir
 from skilltrain.training.distributed import backend_for
 from skilltrain.training.sampler import plan_schedule
@@ -116,8 +117,9 @@ def kept_on_export(cfg: TrainConfig) -> tuple[str, ...]:
 def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
     """All input checks and the data the workers need; raises UserError before any training."""
     model_dir = check_encoder_dir(cfg.model if cfg.model is not None else default_model_dir())
-    skills = _load_taxonomy(cfg, required=cfg.taxonomy_pairs)
-    pairs = load_pairs(cfg.data, skills if cfg.taxonomy_pairs else None)
+    skills = _load_taxonomy(cfg, required=cfg.taxonomy_pairs or cfg.min_relevance_rank is not None)
+    relevance = RelevanceFilter(cfg.min_relevance_rank, model_dir, skills) if cfg.min_relevance_rank else None
+    pairs = load_pairs(cfg.data, skills if cfg.taxonomy_pairs else None, keep=relevance)
     n_skills = pairs["cls"].n_unique()
     if cfg.global_batch_size > n_skills:
         raise UserError(
@@ -157,6 +159,7 @@ def prepare(cfg: TrainConfig) -> tuple[TrainData, dict[str, Any]]:
         "steps_per_epoch": len(schedule.plans[0]),
         "total_steps": schedule.total,
         "validation": [b.name for b in benchmarks],
+        "relevance_filter": relevance.result.to_dict() if relevance and relevance.result else None,
     }
     return data, info
 
