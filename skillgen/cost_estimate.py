@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from skillgen.llm.tokens import size_max_tokens
-from skillgen.llm.client import ChatClient, RequestError, call_with_retry
+from skillgen.llm.client import ChatClient, RequestError, call_with_retry, request_seed
 from skillgen.config import GenerationConfig
 from skillgen.common.errors import UserError
 from skillgen.llm.pricing import batch_price, config_price
@@ -110,11 +110,13 @@ def duration_for(config: GenerationConfig, requests: int, debited_tokens: float,
 async def _pilot(config: GenerationConfig, skills: list[Skill]) -> list[tuple[int, int]]:
     client = ChatClient(config.base_url, config.model, config.api_key_env, timeout_s=config.request_timeout_s,
                         connect_timeout_s=config.connect_timeout_s, temperature=config.temperature, top_p=config.top_p,
-                        seed=config.seed, response_format=config.request_response_format())
+                        response_format=config.request_response_format())
 
     async def one(skill: Skill) -> tuple[int, int]:
         messages = build_messages(skill, config.n_sentences, config.prompt_spec)
-        res = await call_with_retry(lambda: client.complete(messages, config.max_tokens, f"pilot:{skill.skill_id}"),
+        key = f"pilot:{skill.skill_id}"  # each pilot request its own seed, as a run's requests (request_seed)
+        seed = request_seed(config.seed, key, range(config.n_sentences))
+        res = await call_with_retry(lambda: client.complete(messages, config.max_tokens, key, seed=seed),
                                     config.max_attempts, config.backoff_base_s, config.backoff_max_s)
         return res.prompt_tokens or 0, res.completion_tokens or 0
 

@@ -38,6 +38,7 @@ class SkillTask:
     skill: Skill
     missing: tuple[int, ...]
     avoid: tuple[str, ...] = ()
+    answered: int = 0  # answers the key got in earlier invocations (the ledger's 200s): seeds count on from it
 
 
 def preflight(config: GenerationConfig) -> None:
@@ -90,7 +91,7 @@ def build_tasks(config: GenerationConfig, skills: Iterable[Skill], progress: Pro
             continue
         missing = tuple(i for i in range(n) if i not in have)
         avoid = tuple(have[i] for i in sorted(have))
-        tasks.append(SkillTask(key, skill, missing, avoid))
+        tasks.append(SkillTask(key, skill, missing, avoid, progress.answered.get(key, 0)))
         prompt_est += count_tokens(config.model, build_messages(skill, len(missing), config.prompt_spec, avoid=list(avoid[-40:])))
     return tasks, already, prompt_est
 

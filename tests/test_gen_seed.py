@@ -62,3 +62,20 @@ def test_a_run_dir_keeps_one_seed_and_the_refusal_names_it(tmp_path: Path):
     with pytest.raises(UserError, match=r"\(seed None -> 0\)"):
         open_run_json(run_dir, GenerationConfig(seed=0))
     open_run_json(run_dir, GenerationConfig(workers=3))  # what does not change outputs may change
+
+
+def test_the_plan_counts_each_keys_answers_from_the_ledger_in_either_mode(tmp_path: Path):
+    """``SkillTask.answered`` (what a resumed skill's seeds count on from) is the ledger's 200s per request key:
+    online follow-ups are ledgered as ``<key>:<answers>:<slots>``, batch lines as the key; a timeout is no answer."""
+    from skillgen.rundir.ledger import LedgerWriter, Outcome, OutcomeEvent, SentEvent
+    from skillgen.rundir.runstate import load_progress
+
+    run_dir = resolve(tmp_path / "run")
+    run_dir.mkdir()
+    ledger = LedgerWriter(run_dir)
+    for attempt_id, key, outcome in (("a1", "k1", Outcome.OK), ("a2", "k1:1:abcd1234", Outcome.OK),
+                                     ("a3", "k1:2:abcd1234", Outcome.TIMEOUT), ("a4", "k2", Outcome.OK)):
+        ledger.add(SentEvent(attempt_id, key, 1, "w1", 50, 100, 0.0, 0.0))
+        ledger.add(OutcomeEvent(attempt_id, outcome))
+    ledger.flush()
+    assert load_progress(run_dir).answered == {"k1": 2, "k2": 1}

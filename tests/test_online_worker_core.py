@@ -166,3 +166,33 @@ def test_progress_reports_follow_the_injected_clock_and_every_row_arrives_once()
     rows = scheduler.drain().rows
     assert sorted(r.slot for r in rows) == [(k, i) for k in ("k0", "k1") for i in range(3)]
     assert scheduler.finished == {"k0", "k1"} and stats.requests == 2 and budget.ended == ["w1"]
+
+
+class UnusableClient:
+    """Answers every request with no sentences, as a deterministic server replaying a bad answer would."""
+
+    def __init__(self) -> None:
+        self.seeds: list[int | None] = []
+
+    async def complete(self, messages, max_tokens: int, header_key: str, seed: int | None = None) -> CallResult:
+        self.seeds.append(seed)
+        return CallResult(json.dumps({"sentences": []}), "stop", prompt_tokens=50, completion_tokens=5)
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("answered", [0, 2])
+def test_a_resumed_skill_counts_its_earlier_answers_so_no_request_is_replayed(answered: int):
+    """The seed's ``repeat`` is the answers the key got so far, earlier invocations included (the ledger's, in
+    ``SkillTask.answered``): a skill retried after failing validation sends new requests, not the ones a
+    deterministic server already answered unusably (those would be paid again for the same bad answer)."""
+    from dataclasses import replace
+
+    from skillgen.llm.client import request_seed
+
+    worker, _, _ = core(config(seed=5), [])
+    client = UnusableClient()
+    asyncio.run(handle_with_exchange(worker, client, replace(task(0), answered=answered)))
+    assert client.seeds == [request_seed(5, "k0", range(3), answered + i) for i in range(2)]
+    assert len(set(client.seeds)) == 2

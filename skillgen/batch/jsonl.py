@@ -6,8 +6,9 @@ been learned yet about completion lengths), with ``custom_id`` = the request
 key for a skill's first request and ``<key>:<n>:<missing-signature>`` for a
 follow-up, the same scheme as online mode's ``X-Request-Key``, and the ``seed``
 of :func:`skillgen.llm.client.request_seed` (a skill's first line carries the
-seed its first online request would; ``repeat`` is the answers so far, kept in
-the manifest, so a rerun of the driver writes the same lines).
+seed its first online request would; ``repeat`` is the answers the key got so
+far, by the manifest or the ledger, whichever holds more, as online mode counts
+them, so a rerun of the driver writes the same lines).
 
 A file is closed when it reaches ``batch_max_requests`` lines,
 ``batch_max_bytes``, the enqueued-token headroom or the spend headroom
@@ -68,7 +69,8 @@ def build_line(config: GenerationConfig, task: SkillTask, attempt: int, price: P
     messages = build_messages(skill, len(missing), config.prompt_spec, avoid=avoid[-AVOID_MAX:])
     body = {"model": config.model, "messages": messages, max_tokens_param(config.model): config.max_tokens,
             **chat_params(config.model, config.temperature, config.top_p,
-                          request_seed(config.seed, task.request_key, missing, attempt), config.request_response_format())}
+                          request_seed(config.seed, task.request_key, missing, max(attempt, task.answered)),
+                          config.request_response_format())}
     custom_id = custom_id_for(task.request_key, missing, config.n_sentences, attempt)
     text = json.dumps({"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}, ensure_ascii=False) + "\n"
     prompt = count_tokens(config.model, messages)

@@ -260,7 +260,8 @@ SEED_RANGE = 2**31  # llama.cpp takes a 32-bit seed; OpenAI and vLLM any integer
 
 def request_seed(run_seed: int | None, request_key: str, missing: Sequence[int], repeat: int = 0) -> int | None:
     """The ``seed`` one request carries: a hash of the run seed, the skill's request key, the sample slots it
-    asks for and ``repeat`` (earlier answers that asked for the same slots). None when the run has no seed.
+    asks for and ``repeat`` (the answers the key got before this request, in this invocation or an earlier one,
+    online or batch: the ledger's 200s). None when the run has no seed.
 
     Why per request, not the run seed itself: the same seed on every request makes a deterministic server
     sample the same way for every skill. Why from these inputs only: a request's seed must not depend on

@@ -188,11 +188,11 @@ class WorkerCore:
         transport_attempts = 0
         problems: list[str] = []
         bump = 0
-        asked: list[tuple[int, ...]] = []  # the slots each request asked for (a request's seed counts repeats)
         while missing and responses < cfg.max_content_attempts:
             n = len(missing)
-            asked.append(tuple(missing))
-            seed = request_seed(cfg.seed, key, missing, asked.count(asked[-1]) - 1)
+            # answers so far, this invocation's and earlier ones' (as batch mode counts): a resumed or retried
+            # skill never replays a request a deterministic server already answered unusably
+            seed = request_seed(cfg.seed, key, missing, task.answered + responses)
             messages = build_messages(skill, n, cfg.prompt_spec, avoid=avoid[-40:])
             prompt_est = count_tokens(cfg.model, messages)
             max_tokens = self.max_tokens_for(n, bump)

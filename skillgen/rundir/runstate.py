@@ -145,10 +145,13 @@ def record_invocation(run_dir: Location, entry: dict[str, Any]) -> None:
 
 @dataclass
 class Progress:
-    """Per request key: sentences kept by sample_idx; keys with failure records. (Spend: RunDir.spend.)"""
+    """Per request key: sentences kept by sample_idx; keys with failure records; answers (200s) the ledger
+    holds, which a request's seed counts so that a resumed skill does not replay an earlier request.
+    (Spend: RunDir.spend.)"""
 
     have: dict[str, dict[int, str]] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
+    answered: dict[str, int] = field(default_factory=dict)
     rows: int = 0
 
 
@@ -163,4 +166,15 @@ def load_progress(run_dir: Location) -> Progress:
     # about the skill: once the user fixes the cause, a plain rerun must retry it, not skip it.
     skill_failures = failures.filter(~pl.col("error_class").is_in(sorted(RUN_STOPPING)))
     prog.failed = set(skill_failures["request_key"].to_list())
+    prog.answered = answers_by_key(run_dir)
     return prog
+
+
+def answers_by_key(run_dir: Location) -> dict[str, int]:
+    """How many answered (HTTP 200) attempts the ledger holds per request key, in either mode. Online
+    follow-ups are ledgered as ``<key>:<answers>:<slots>``, batch lines under the key itself."""
+    from skillgen.rundir.ledger import Outcome, read_ledger
+
+    ok = read_ledger(resolve(run_dir)).filter(pl.col("outcome") == Outcome.OK.value)
+    keys = ok.select(pl.col("request_key").str.split(":").list.first().alias("key")).group_by("key").len()
+    return {key: int(n) for key, n in keys.iter_rows()}
