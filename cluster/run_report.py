@@ -205,6 +205,8 @@ def relevance_line(generation_dir, model: Path | None) -> str:
         return relevance_report(generation_dir, check_encoder_dir(model) if model is not None else None).line()
     except UserError as exc:
         return f"Relevance: not measured ({exc})"
+    except Exception as exc:  # noqa: BLE001 - a report line must not cost the model card and summary after it
+        return f"Relevance: not measured ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
 
 
 def write_report(config, outcome: dict[str, Any]):

@@ -62,6 +62,21 @@ def test_bad_relevance_flags_are_one_line(tmp_path: Path, capsys):
     assert main(["report", str(tmp_path / "run"), "--relevance", "--model", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--model" in err and "Traceback" not in err
+    assert main(["report", str(tmp_path / "run"), "--relevance", "--esco", str(tmp_path / "nope.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--esco" in err and "Traceback" not in err
+
+
+def test_a_taxonomy_without_the_runs_skills_is_one_line_not_a_report_of_zeros(tmp_path: Path, capsys):
+    from conftest import synthetic_skill_rows, write_esco_csv
+
+    from skillgen.cli import main
+
+    build_run_dir(tmp_path / "run", write_taxonomy(tmp_path / "skills.csv"))
+    other = write_esco_csv(tmp_path / "other.csv", synthetic_skill_rows(5))
+    assert main(["report", str(tmp_path / "run"), "--relevance", "--esco", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "none of its 4 skills" in err and "--esco" in err
 
 
 def test_ranks_count_the_skills_that_score_strictly_higher():

@@ -52,6 +52,13 @@ def check(args: argparse.Namespace) -> None:
         check_writable_path(args.plots.expanduser(), "--plots", "dir")
     if not args.relevance and (args.model is not None or args.esco is not None):
         raise UserError("--model and --esco choose what --relevance ranks with; add --relevance")
+    if args.model is not None and not (args.model.expanduser() / "config.json").is_file():
+        raise UserError(f"--model {args.model}: not an encoder dir (no config.json)")
+    if args.esco is not None:
+        from skillgen.common.taxonomy import resolve_esco_path
+
+        if not Path(resolve_esco_path(args.esco)).exists():
+            raise UserError(f"--esco {args.esco}: no such file")
 
 
 def run(args: argparse.Namespace) -> int:

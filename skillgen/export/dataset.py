@@ -130,7 +130,8 @@ def dataset_card(facts: dict[str, Any]) -> str:
         "dataset_info": {"features": [{"name": c, "dtype": "int32" if c == "sample_idx" else "string"} for c in COLUMNS],
                          "splits": [{"name": "train", "num_examples": facts["rows"]}]},
     }
-    sampling = {k: config.get(k) for k in ("temperature", "top_p", "seed", "max_tokens", "adaptive_max_tokens")}
+    sampling = {k: config.get(k) for k in ("temperature", "top_p", "max_tokens", "adaptive_max_tokens")}
+    sampling["run_seed"] = config.get("seed")  # each request's seed derives from it (skillgen.llm.client.request_seed)
     lines = [
         "---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
         f"# {header['pretty_name']}", "",

@@ -75,10 +75,11 @@ class PooledEncoder:
         return BUNDLED_NAME if self.model_dir == bundled_model_dir() else str(self.model_dir)
 
     def fingerprint(self) -> str:
-        """Identity of the weights (file names, sizes, mtimes), for the skill-embedding cache."""
+        """Identity of the weights and tokenizer (every top-level file's name, size and mtime: vocab.txt or a
+        tokenizer model change embeddings as much as the weights do), for the skill-embedding cache."""
         h = hashlib.sha256(str(self.max_seq_length).encode())
         for p in sorted(self.model_dir.iterdir()):
-            if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"):
+            if p.is_file():
                 st = p.stat()
                 h.update(f"{p.name}:{st.st_size}:{int(st.st_mtime)}".encode())
         return h.hexdigest()[:16]

@@ -152,6 +152,9 @@ def relevance_report(run_dir: str | Path, model: str | Path | None = None, esco:
     rows = rows.with_columns(rank=pl.Series(ranked.ranks),
                              first=pl.Series([labels[i] for i in ranked.best], dtype=pl.String))
     unranked = int((rows["rank"] == 0).sum())
+    if unranked == rows.height:
+        raise UserError(f"{run_dir}: none of its {rows['skill_id'].n_unique()} skills is in the taxonomy ranked "
+                        f"({esco or 'the bundled ESCO'}); pass the --esco it was generated from")
     rows = rows.filter(pl.col("rank") > 0)
     ranks = rows["rank"].to_numpy()
 

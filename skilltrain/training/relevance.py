@@ -5,7 +5,8 @@ or small generator writes many (BENCHMARKS.md, "Real model data"). Before any wo
 encoder ranks every skill of the taxonomy for every generated sentence (pooled cosine, whatever scoring the
 model then trains with: relevance is a property of the data) and the sentences whose own skill ranks below
 K are dropped. The ranks come from skillgen's relevance report (:func:`skillgen.own_skill_ranks`), so
-``skillgen report RUN --relevance --model <start encoder>`` counts exactly what this drops.
+``skillgen report RUN --relevance --model <start encoder dir> --esco <training --esco>`` counts exactly what
+this drops (the report ranks the run's own taxonomy unless told otherwise; training ranks its ``--esco``).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from skillgen.common import UserError
 
 log = logging.getLogger(__name__)
 
-LINE_CHARS = 300  # the log line names the most-dropped skills that fit (all of them are in the fit's data_info)
+LINE_CHARS = 300  # the log line names the most-dropped skills that fit
+BY_SKILL_KEPT = 50  # the most-dropped skills kept in the fit's data_info (all 13,896 would swell every config file)
 
 
 @dataclass
 class RelevanceDrop:
-    """What the filter did: counted in sentences (rows of the run dir), per skill by label, most dropped first."""
+    """What the filter did: counted in sentences (rows of the run dir) and in skills (by skill id); ``by_skill``
+    names the :data:`BY_SKILL_KEPT` most-dropped skills by label, most dropped first."""
 
     k: int
     model: str
@@ -75,12 +78,14 @@ class RelevanceFilter:
         if not keep.any():
             raise UserError(f"--min-relevance-rank {self.k}: no generated sentence ranks its own skill in the top "
                             f"{self.k} for {ranked.model}; raise K or check the data with 'skillgen report --relevance'")
-        labels = generated["label"].to_list()
-        lost = Counter(label for label, kept in zip(labels, keep) if not kept)
-        remaining = Counter(label for label, kept in zip(labels, keep) if kept)
+        ids, labels = generated["skill_id"].to_list(), generated["label"].to_list()
+        lost = Counter(skill for skill, kept in zip(ids, keep) if not kept)
+        remaining = Counter(skill for skill, kept in zip(ids, keep) if kept)
+        label_of = dict(zip(ids, labels))
         self.result = RelevanceDrop(
-            self.k, ranked.model, self.skills.height, len(labels), int((~keep).sum()), len(set(labels)), len(lost),
-            sum(1 for label in lost if not remaining[label]), dict(lost.most_common()),
+            self.k, ranked.model, self.skills.height, len(ids), int((~keep).sum()), len(set(ids)), len(lost),
+            sum(1 for skill in lost if not remaining[skill]),
+            {label_of[skill]: n for skill, n in lost.most_common(BY_SKILL_KEPT)},
         )
         log.info("%s", self.result.line())
         return generated.filter(pl.Series(keep))
