@@ -13,8 +13,8 @@ skills there. Two reasons, both measured on the main job's model:
 
 So the coverage-aware top-k ranks the best ``pool`` skills by
 
-* a **coverage score**: the mean of the sentence score and the skill's best
-  *window* score (token attention over each run of :data:`WINDOW` consecutive
+* a **coverage score**: the mean of the sentence score and the better of it and
+  the skill's best *window* score (token attention over each run of :data:`WINDOW` consecutive
   attended tokens, stride :data:`STRIDE`: the same token embeddings and only the
   pool's skills, so it costs little); a skill that matches a part of the sentence
   well is not drowned by the rest;
@@ -53,7 +53,8 @@ def window_starts(length: int) -> torch.Tensor:
 
 
 def coverage_scores(queries: PackedQueries, matrix: torch.Tensor, idx: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """(n, m): the mean of each skill's sentence score (``scores``, for skills ``idx``) and its best window score.
+    """(n, m): the mean of each skill's sentence score (``scores``, for skills ``idx``) and the better of that and
+    its best window score (so a window can only raise a skill).
 
     Per length bucket: one batched product of the sentences' tokens with their m skills, then the token-attention
     score of every window (the same windows for every sentence of the bucket) from views of that product.

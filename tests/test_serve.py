@@ -108,7 +108,7 @@ def test_every_bad_input_gets_its_status_and_one_line(service: str):
             content = body if isinstance(body, bytes) else json.dumps(body).encode()
             answer = http.post(f"{service}/v1/extract", content=content, headers={**auth(), "Content-Type": "application/json"})
             assert (answer.status_code, answer.json()) == (status, {"detail": line}), body
-        huge = http.post(f"{service}/v1/extract", content=b"x" * (MAX_TEXTS * (6 * MAX_CHARS + 8) + 4097), headers=auth())
+        huge = http.post(f"{service}/v1/extract", content=b"x" * (MAX_TEXTS * (12 * MAX_CHARS + 8) + 4097), headers=auth())
         assert huge.status_code == 413 and huge.json()["detail"].startswith("body: ")
         assert http.get(f"{service}/v1/extract", headers=auth()).status_code == 405
 

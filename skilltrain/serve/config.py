@@ -104,8 +104,9 @@ class AppConfig(BaseModel):
 
     @property
     def max_body_bytes(self) -> int:
-        """The largest request body the limits allow (every character JSON-escaped as \\uXXXX), plus room for the rest."""
-        return self.max_texts * (6 * self.max_chars + 8) + 4096
+        """The largest request body the limits allow (every character JSON-escaped: 12 bytes for one outside the
+        Basic Multilingual Plane, a surrogate pair \\uXXXX\\uXXXX), plus room for the rest."""
+        return self.max_texts * (12 * self.max_chars + 8) + 4096
 
     def replica_options(self) -> dict[str, Any]:
         """``num_replicas`` or ``autoscaling_config`` (Serve deployment options), shared by both deployments."""
