@@ -21,6 +21,7 @@ def corpus(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # ~22 s: Ray Data actors; .ci/run runs it (the default suite stays under 6 min)
 def test_batch_mode_matches_single_process(corpus: Path, tiny_encoder_dir: Path, esco_csv: Path, tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setenv("SKILLGEN_CACHE_DIR", str(tmp_path / "cache"))
     base = ["extract", "--model", str(tiny_encoder_dir), "--esco", str(esco_csv), "-i", str(corpus), "--top-k", "3"]

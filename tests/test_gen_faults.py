@@ -38,6 +38,7 @@ def test_transient_faults_and_bad_content(ray_local, tmp_path: Path):
     assert fails.height <= 2  # transient faults are retried, not turned into failures
 
 
+@pytest.mark.slow  # ~12 s; .ci/run runs it (the default suite stays under 6 min)
 def test_non_retryable_errors_become_failure_records(ray_local, tmp_path: Path):
     csv = esco(tmp_path, 20)
     with SimulatorProcess(latency="fixed:0.02", seed=11, fault_rates="context_length=0.25") as sim:
@@ -62,6 +63,7 @@ def test_non_retryable_errors_become_failure_records(ray_local, tmp_path: Path):
     assert read_rows(tmp_path / "run").height == 100 and read_failures(tmp_path / "run").height == 0
 
 
+@pytest.mark.slow  # ~13 s; .ci/run runs it (the default suite stays under 6 min)
 def test_insufficient_quota_stops_the_run(ray_local, tmp_path: Path):
     csv = esco(tmp_path, 30)
     with SimulatorProcess(latency="fixed:0.2", seed=5, fault_rates="insufficient_quota=1.0") as sim:

@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from skillgen.rundir.runstate import load_progress
 from skillgen.simulator.process import SimulatorProcess
 from helpers.generation import assert_complete, esco, run_cmd, subprocess_env
@@ -18,6 +20,7 @@ def _cmd(base_url: str, csv: Path, run_dir: Path, *extra: str) -> list[str]:
                    model="simulator", key_env=None)
 
 
+@pytest.mark.slow  # ~35 s: two `skillgen run` processes, each starting Ray; .ci/run runs it (the default suite stays under 6 min)
 def test_sigkill_driver_then_rerun(tmp_path: Path):
     csv = esco(tmp_path, 80)
     run_dir = tmp_path / "run"

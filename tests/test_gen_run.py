@@ -128,6 +128,7 @@ def test_spend_cap_stops_then_higher_cap_finishes(ray_local, sim, tmp_path: Path
     assert per_request > 0
 
 
+@pytest.mark.slow  # ~11 s; .ci/run runs it (the default suite stays under 6 min)
 def test_killed_worker_actor_work_is_reassigned(ray_local, tmp_path: Path):
     import ray
 

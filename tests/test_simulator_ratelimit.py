@@ -163,6 +163,7 @@ def both_concurrently(rpm: int, tpm: int, seconds: float, shortfall: float = TOL
             check.result()
 
 
+@pytest.mark.slow  # ~10 s of real time; .ci/run runs it (the default suite stays under 6 min)
 def test_requests_and_tokens_per_minute_never_exceed_the_limit_by_2_percent_over_8_seconds() -> None:
     both_concurrently(rpm=600, tpm=72_000, seconds=8.0, shortfall=SHORT_WINDOW_SHORTFALL)
 

@@ -7,6 +7,7 @@ negatives; and the loss equals a hand-written reference of the formula.
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -57,6 +58,7 @@ def test_loss_matches_the_symmetric_infonce_reference():
     assert torch.allclose(loss, ref, atol=1e-5)
 
 
+@pytest.mark.slow  # ~10 s: 2 gloo ranks; test_train_loss.py keeps the pooled loss's check by default; .ci/run runs it (the default suite stays under 6 min)
 def test_two_workers_with_gradcache_equal_one_process(tiny_encoder_dir, tmp_path):
     assert_two_ranks_equal_one_process(tiny_encoder_dir, tmp_path, chunk=4, scoring=TOKEN)
 

@@ -162,6 +162,7 @@ def test_cli_help_and_one_line_errors(tmp_path, capsys):
     assert code == 2 and "--workers" in err
 
 
+@pytest.mark.slow  # ~25 s: a second fit; the worker-failure test also resumes from a checkpoint; .ci/run runs it (the default suite stays under 6 min)
 def test_rerun_with_same_name_resumes_instead_of_retraining(baseline):
     from skilltrain.training.fit import fit
 

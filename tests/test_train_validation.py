@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -45,6 +46,7 @@ def _rank(rank: int, world: int, port: int, model_dir: str, out_dir: str) -> Non
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # ~12 s: two evaluations of all 13,896 labels; .ci/run runs it (the default suite stays under 6 min)
 def test_shared_validation_equals_skilltrain_eval(tiny_encoder_dir, tmp_path):
     from skilltrain.evaluation.evaluate import evaluate
     from skilltrain.ranking import SkillIndex
