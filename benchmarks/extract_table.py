@@ -238,6 +238,7 @@ def bench_table(args) -> dict:
         }
         print(json.dumps({corpus_name: result["corpora"][corpus_name], "load_avg": load_avg()}), flush=True)
     result["rows"] = rows
+    set_scoring(first, plain)  # the timed paths leave it as the last one set; the curve and arithmetic need the model's
     result["c_curve"] = c_curve(args, first, st, skills, sizes["grid"], corpora["synthetic"][: max(200, len(corpora["synthetic"]) // 2)],
                                 sizes["rounds"])
     result["arithmetic"] = arithmetic(first, extractor_model_dir(args), corpora["synthetic"], token.candidates)

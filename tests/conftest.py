@@ -133,3 +133,29 @@ def s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     return f"s3://{s3_server.make_bucket()}"
+
+
+# ---- leaving the test process -------------------------------------------------------------------------
+# Two of five full default-suite runs on the 2-core AMD EPYC (2026-12-07) passed every test, printed the
+# summary, and then died with SIGSEGV (exit 139) during the interpreter's teardown: no Python traceback even
+# under -X faulthandler, so in native code after Python's own finalisation (the process has loaded torch,
+# ONNX Runtime, pyarrow with the AWS SDK, polars and Ray; which one's static destructors crash was not
+# found). The verdict is final once the summary is out, so the process leaves with pytest's exit status
+# through os._exit and skips that teardown. SKILLGEN_TESTS_FULL_EXIT=1 exits normally (to chase the crash).
+_EXIT_STATUS: list[int] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _EXIT_STATUS or os.environ.get("SKILLGEN_TESTS_FULL_EXIT") == "1":
+        return
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS[-1])
