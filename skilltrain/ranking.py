@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from skillgen.common import write_atomic
-from skilltrain.coverage import coverage_scores, diverse_order
+from skilltrain.coverage import coverage_scores, diverse_order, window_candidates
 from skilltrain.kernels import candidate_scores, exhaustive_scores, score_shares
 from skilltrain.model import BiEncoder
 from skilltrain.packed import PackedQueries, Queries
@@ -169,14 +169,34 @@ class TokenRanking:
 def rank_tokens(queries: PackedQueries, matrix: torch.Tensor, k: int, candidates: int | None = None,
                 diversity: float | None = None, pool: int = DIVERSE_POOL) -> TokenRanking:
     """Top ``k`` (two-stage given ``candidates``); coverage-aware (:mod:`skilltrain.coverage`) among the best ``pool``
-    when ``diversity`` is a strength (None: plain top-k). Scores stay sentence scores; only the order changes."""
+    and each window's own best skills when ``diversity`` is a strength (None: plain top-k). Scores stay sentence
+    scores (token attention over the whole sentence); only the order changes."""
     width = max(k, min(pool, candidates or pool)) if diversity is not None else k  # two-stage: the pool is within the C
     idx, scores = top_k(queries, matrix, width, candidates)
     if diversity is not None and len(queries):
-        order = diverse_order(coverage_scores(queries, matrix, idx, scores), matrix, idx, k, diversity)
+        idx, scores, repeated = with_window_candidates(queries, matrix, idx, scores)
+        coverage = coverage_scores(queries, matrix, idx, scores).masked_fill(repeated, float("-inf"))
+        order = diverse_order(coverage, matrix, idx, k, diversity)
         idx, scores = torch.gather(idx, 1, order), torch.gather(scores, 1, order)
     idx, scores = idx[:, :k], scores[:, :k]
     return TokenRanking(idx, scores, score_shares(queries, matrix, idx))
+
+
+def with_window_candidates(queries: PackedQueries, matrix: torch.Tensor, idx: torch.Tensor, scores: torch.Tensor,
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pool ``idx``/``scores`` (n, m) widened by each window's own best skills
+    (:func:`~skilltrain.coverage.window_candidates`) with their token-attention sentence scores, and (n, m') True where
+    a skill is already earlier in its row (the coverage-aware top-k must not take it twice)."""
+    extra = window_candidates(queries, matrix)
+    if not extra.shape[1]:
+        return idx, scores, torch.zeros(idx.shape, dtype=torch.bool, device=idx.device)
+    extra = torch.where(extra < 0, idx[:, :1], extra)  # a short sentence's unused slots repeat its best skill
+    idx = torch.cat([idx, extra], dim=1)
+    scores = torch.cat([scores, candidate_scores(queries, matrix, extra).to(scores.dtype)], dim=1)
+    ordered, order = torch.sort(idx, dim=1, stable=True)  # stable: the first occurrence of a skill stays unmarked
+    repeated = torch.zeros(idx.shape, dtype=torch.bool, device=idx.device)
+    repeated.scatter_(1, order[:, 1:], ordered[:, 1:] == ordered[:, :-1])
+    return idx, scores, repeated
 
 
 def pooled_scores(queries: PackedQueries, matrix: torch.Tensor) -> torch.Tensor:

@@ -82,8 +82,17 @@ class ScoringConfig:
         """
         return None if exhaustive or not self.token_level else self.candidates
 
-    def diversity_strength(self, diverse: bool | None = None) -> float | None:
-        """The coverage-aware top-k's strength to rank with, or None for plain top-k (``diverse`` None: the saved default)."""
+    def diversity_strength(self, diverse: "bool | float | None" = None) -> float | None:
+        """The coverage-aware top-k's strength to rank with, or None for plain top-k.
+
+        ``diverse``: None = the saved default, True = on at the saved strength, False = off, a number = on at that
+        strength (a caller who wants broader coverage than validation chose, at its measured cost in RP@5).
+        """
+        if wants_diverse(diverse) and not isinstance(diverse, bool):
+            strength = float(diverse)
+            if not strength >= 0:
+                raise ValueError(f"a diversity strength must be >= 0, got {diverse}")
+            return strength if self.token_level else None
         on = self.diverse if diverse is None else diverse
         return self.diversity if on and self.token_level else None
 
@@ -143,6 +152,11 @@ class TokenQueries:
 
 
 Queries = Union[torch.Tensor, TokenQueries]
+
+
+def wants_diverse(diverse: "bool | float | None") -> bool:
+    """Whether a caller's ``diverse`` asks for the coverage-aware top-k: True, or a strength (0 included)."""
+    return diverse is True or (isinstance(diverse, (int, float)) and not isinstance(diverse, bool))
 
 
 def mean_pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

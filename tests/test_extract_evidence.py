@@ -1,4 +1,4 @@
-"""Evidence spans and the coverage-aware top-k of token-attention extraction (issue 26).
+"""Evidence spans and the coverage-aware top-k (with window candidates) of token-attention extraction (issue 26).
 
 Every extracted skill of a token-attention model carries spans of its own
 sentence (character offsets, ``sentence[start:end] == text``), whatever the
@@ -18,12 +18,14 @@ import torch.nn.functional as F
 
 from skilltrain import Evidence
 from skilltrain.cli import main
-from skilltrain.coverage import WINDOW, coverage_scores, diverse_order, window_starts
+from skilltrain.coverage import WINDOW, coverage_scores, diverse_order, window_candidates, window_starts
+from skilltrain.evaluation.diversity import costs_nothing
 from skilltrain.extraction.backends import onnxruntime_available
 from skilltrain.extraction.evidence import sentence_evidence
 from skilltrain.extraction.extractor import SkillExtractor
 from skilltrain.model import BiEncoder
 from skilltrain.packed import PackedQueries
+from skilltrain.ranking import rank_tokens
 from skilltrain.scoring import ScoringConfig, TokenQueries, token_attention_scores
 
 TEXTS = [
@@ -124,3 +126,63 @@ def test_diverse_order_skips_a_near_duplicate():
     coverage = torch.tensor([[0.9, 0.85, 0.6, 0.3]])
     assert diverse_order(coverage, matrix, idx, 3, 0.0).tolist() == [[0, 1, 2]]  # strength 0: by coverage score
     assert diverse_order(coverage, matrix, idx, 3, 0.5).tolist() == [[0, 2, 1]]  # 1 is almost 0: after 2
+
+
+def test_window_candidates_are_each_windows_best_skills_by_its_mean_vector():
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([3, 9, 12])
+    mask = torch.arange(12)[None, :] < lengths[:, None]
+    queries = PackedQueries.from_padded(TokenQueries(torch.randn(3, 12, 16, generator=g) * mask.unsqueeze(-1), mask, 0.6))
+    matrix = F.normalize(torch.randn(40, 16, generator=g), dim=-1)
+    got = window_candidates(queries, matrix, per_window=3)
+    padded = queries.padded().tokens
+    assert got.shape == (3, 3 * len(window_starts(12)))
+    assert (got[0] == -1).all()  # no longer than a window: no window of its own
+    for row in (1, 2):
+        expected = [torch.topk(F.normalize(padded[row, s : s + WINDOW].mean(0), dim=0) @ matrix.T, 3).indices
+                    for s in window_starts(int(lengths[row])).tolist()]
+        width = 3 * len(expected)
+        assert got[row, :width].tolist() == torch.cat(expected).tolist() and (got[row, width:] == -1).all()
+
+
+def test_diverse_top_k_reaches_a_skill_only_a_window_asks_for():
+    """The pooled vector leaves skill 5 out of the two candidates; the window on its four tokens brings it in."""
+    g = torch.Generator().manual_seed(2)
+    matrix = torch.cat([torch.eye(8), F.normalize(torch.randn(12, 8, generator=g), dim=-1)])
+    tokens = torch.zeros(1, 12, 8)
+    tokens[0, [0, 1, 2, 3, 8, 9, 10, 11], 0] = 3.0  # most of the sentence is about skill 0 ...
+    tokens[0, 4:8, 5] = 0.5  # ... four words (the window starting at token 4) about skill 5
+    tokens[0, [1, 3, 9], 1] = 1.0
+    mask = torch.ones(1, 12, dtype=torch.bool)
+    pooled = F.normalize(torch.tensor([[1.0, 0.5, 0, 0, 0, 0, 0, 0]]), dim=-1)
+    queries = PackedQueries.from_padded(TokenQueries(tokens, mask, 1.0), pooled=pooled)
+    plain = rank_tokens(queries, matrix, 3, candidates=2)
+    diverse = rank_tokens(queries, matrix, 3, candidates=2, diversity=0.0)
+    assert 5 not in plain.idx[0].tolist()
+    assert 5 in diverse.idx[0].tolist()
+    assert len(set(diverse.idx[0].tolist())) == 3  # a skill found by the pooled vector and by a window is taken once
+
+
+def test_the_coverage_default_must_cost_nothing_on_each_set():
+    plain = {"tech": {"RP@5": 68.7, "RP@10": 76.2}, "house": {"RP@5": 57.8, "RP@10": 65.2}}
+    better_mean_worse_tech = {"tech": {"RP@5": 67.4, "RP@10": 75.9}, "house": {"RP@5": 59.5, "RP@10": 65.8}}
+    no_worse = {"tech": {"RP@5": 68.7, "RP@10": 76.3}, "house": {"RP@5": 57.9, "RP@10": 65.2}}
+    assert not costs_nothing(better_mean_worse_tech, plain, ["tech", "house"])
+    assert costs_nothing(no_worse, plain, ["tech", "house"])
+
+
+def test_a_diversity_strength_is_checked_and_needs_a_token_attention_model(token_dir: Path, tiny_encoder_dir: Path,
+                                                                          esco_csv: Path, monkeypatch, capsys):
+    scoring = ScoringConfig.load(token_dir)
+    assert scoring.diversity_strength(0.0) == 0.0 and scoring.diversity_strength(0.3) == 0.3  # a number: on, at it
+    assert scoring.diversity_strength(True) == scoring.diversity and scoring.diversity_strength(False) is None
+    assert ScoringConfig().diversity_strength(0.3) is None  # pooled: plain top-k
+    with pytest.raises(ValueError, match="diversity strength"):
+        scoring.diversity_strength(-0.1)
+    monkeypatch.chdir(token_dir.parent)
+    for argv, flag in ([["--model", str(token_dir), "--diversity", "-1"], "--diversity"],
+                       [["--model", str(token_dir), "--diversity", "0.3", "--no-diverse"], "--no-diverse"],
+                       [["--model", str(tiny_encoder_dir), "--diversity", "0.3"], "token-attention"]):
+        assert main(["extract", "--esco", str(esco_csv), *argv, "welding"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and flag in err[0], err

@@ -13,7 +13,9 @@ from skillgen.common import BENCHMARK_DIR_HELP, ESCO_HELP, is_bundled_esco
 from skillgen.common import load_skills
 from skilltrain.evaluation.benchmarks import SETS, SPLITS
 from skilltrain.evaluation.evaluate import dropped_gold_note, evaluate, format_table, load_benchmarks, results_json
+from skilltrain.extraction.cli import add_diversity_argument, merge_diversity
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
+from skilltrain.scoring import wants_diverse
 
 HELP = "evaluate a model: RP@1/5/10 and MRR on TECH/HOUSE, ranking all ESCO skills"
 DESCRIPTION = (
@@ -46,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="score every skill with token attention instead of re-ranking the model's C pooled candidates")
     ranking.add_argument("--diverse", action=argparse.BooleanOptionalAction, default=None,
                          help="coverage-aware top-k on / off (default: what the model saved)")
+    add_diversity_argument(ranking)
     ranking.add_argument("--choose-candidates", action="store_true",
                          help="choose C (two-stage ranking) and the coverage-aware top-k's default on the validation split, "
                               "print the curve and save both into the model directory's skilltrain_scoring.json")
@@ -63,6 +66,7 @@ def is_results_file(path: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     sets = parse_sets(args.sets)
+    merge_diversity(args)
     if args.out is not None:  # before the minutes of evaluation whose results it would lose
         check_output_file(args.out, "--out", overwrite=args.overwrite, is_own=is_results_file,
                           own_kind="an earlier 'skilltrain eval' result")
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     encoder = BiEncoder.from_pretrained(model_dir, args.max_seq_length)
     if args.choose_candidates:
         return choose_and_save(encoder, Path(model_dir), skills, benchmarks, args)
-    if args.diverse and not encoder.scoring.token_level:
+    if wants_diverse(args.diverse) and not encoder.scoring.token_level:
         raise UserError(f"--diverse: {model_dir} ranks pooled; the coverage-aware top-k needs a token-attention model")
     note = dropped_gold_note(benchmarks)
     if note and not (args.esco is None or is_bundled_esco(args.esco)):

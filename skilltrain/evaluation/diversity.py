@@ -7,9 +7,11 @@ of :data:`STRENGTHS` are scored on the validation sets as extraction ranks
 gold skills. The strength is the one with the best mean RP@5 on the multi-gold
 sentences (the sentences covering more of the sentence is for; ties: the
 weaker); it is what ``diverse=True`` uses. The model ranks coverage-aware by
-default only when, at that strength, the mean RP@5 *and* RP@10 over all
-validation sentences are at least plain top-k's: a default must not cost the
-common single-skill sentence.
+default only when, at that strength, RP@5 *and* RP@10 over all sentences of
+*each* validation set are at least plain top-k's: a default must not cost the
+common single-skill sentence, on either benchmark. (The rule first compared the
+mean over the sets; with window candidates that mean rose 0.16 RP@5 while TECH
+validation RP@5 fell 1.3, and would have turned the default on.)
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ def coverage_report(index: SkillIndex, encoded: Sequence[EncodedBenchmark], scor
     return out
 
 
+def costs_nothing(ranked: dict[str, dict[str, float]], plain: dict[str, dict[str, float]], sets: Sequence[str]) -> bool:
+    """Whether a ranking's RP@5 and RP@10 on every set in ``sets`` are at least plain top-k's (the default's bar)."""
+    return all(ranked[name][metric] >= plain[name][metric] for name in sets for metric in ("RP@5", "RP@10"))
+
+
 def choose_diversity(encoder: BiEncoder, skills, benchmarks: Sequence[Benchmark], index: SkillIndex | None = None,
                      strengths: Sequence[float] = STRENGTHS, encoded: Sequence[EncodedBenchmark] | None = None,
                      ) -> tuple[bool, float, dict[float | None, dict]]:
@@ -54,6 +61,6 @@ def choose_diversity(encoder: BiEncoder, skills, benchmarks: Sequence[Benchmark]
         return float(np.mean([table[strength].get(e.name + suffix, table[strength][e.name])[metric] for e in encoded]))
 
     best = max((s for s in table if s is not None), key=lambda s: (mean(s, "RP@5", "/2+"), -s))
-    on = all(mean(best, m) >= mean(None, m) for m in ("RP@5", "RP@10"))
+    on = costs_nothing(table[best], table[None], [e.name for e in encoded])
     encoder.scoring = replace(encoder.scoring, diverse=on, diversity=best)
     return on, best, table

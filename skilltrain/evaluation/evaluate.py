@@ -69,7 +69,7 @@ def encode_benchmarks(encoder: BiEncoder, index: SkillIndex, benchmarks: Sequenc
 
 
 def ranking_scores(index: SkillIndex, queries: Queries, scoring: ScoringConfig,
-                   exhaustive: bool | None = None, diverse: bool | None = None) -> np.ndarray:
+                   exhaustive: bool | None = None, diverse: bool | float | None = None) -> np.ndarray:
     """(n, n_skills) scores whose order is the ranking extraction serves under ``scoring``.
 
     Token attention: two-stage with the model's C unless ``exhaustive`` (then every skill); coverage-aware
@@ -87,12 +87,12 @@ def ranking_scores(index: SkillIndex, queries: Queries, scoring: ScoringConfig,
 
 
 def score_encoded(index: SkillIndex, encoded: EncodedBenchmark, scoring: ScoringConfig,
-                  exhaustive: bool | None = None, diverse: bool | None = None) -> MetricReport:
+                  exhaustive: bool | None = None, diverse: bool | float | None = None) -> MetricReport:
     return score_rankings(ranking_scores(index, encoded.queries, scoring, exhaustive, diverse), encoded.gold, KS)
 
 
 def evaluate_index(encoder: BiEncoder, index: SkillIndex, benchmark: Benchmark, ci: bool = True, n_boot: int = 1000,
-                   exhaustive: bool | None = None, diverse: bool | None = None) -> MetricReport:
+                   exhaustive: bool | None = None, diverse: bool | float | None = None) -> MetricReport:
     """Metrics of ``benchmark`` ranked as extraction ranks (two-stage with the model's C; ``exhaustive``/``diverse`` override)."""
     [encoded] = encode_benchmarks(encoder, index, [benchmark])
     report = score_encoded(index, encoded, encoder.scoring, exhaustive, diverse)
@@ -107,7 +107,7 @@ def evaluate(
     ci: bool = True,
     progress: bool = False,
     exhaustive: bool | None = None,
-    diverse: bool | None = None,
+    diverse: bool | float | None = None,
 ) -> dict[str, MetricReport]:
     """Scores per benchmark name; builds the skill index unless one is given."""
     if index is None:

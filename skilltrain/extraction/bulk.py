@@ -162,7 +162,7 @@ def run_batch(
     bf16: bool = False,
     progress: bool = True,
     exhaustive: bool | None = None,
-    diverse: bool | None = None,
+    diverse: bool | float | None = None,
 ) -> BatchResult:
     """Extract skills for every document of Parquet ``inputs`` into ``out_dir/part-*.parquet``.
 

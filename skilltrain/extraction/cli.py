@@ -41,6 +41,24 @@ CHUNK_DOCS = 512
 MAX_PROBLEMS_SHOWN = 20
 
 
+def add_diversity_argument(parser) -> None:
+    """``--diversity S``, shared by ``eval`` and ``extract``: the coverage-aware top-k at strength S (implies --diverse)."""
+    parser.add_argument("--diversity", type=float, default=None, metavar="S",
+                        help="coverage-aware top-k at this strength (>= 0; implies --diverse; default: the model's, chosen "
+                             "on validation): higher prefers skills from different words and near-synonyms less")
+
+
+def merge_diversity(args: argparse.Namespace) -> None:
+    """Fold ``--diversity S`` into ``args.diverse`` (a strength asks for the coverage-aware top-k), after checking it."""
+    if args.diversity is None:
+        return
+    if not args.diversity >= 0:
+        raise UserError(f"--diversity must be >= 0, got {args.diversity}")
+    if args.diverse is False:
+        raise UserError("--diversity asks for the coverage-aware top-k, --no-diverse turns it off: give one of them")
+    args.diverse = args.diversity
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -73,6 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diverse", action=argparse.BooleanOptionalAction, default=None,
                         help="token-attention models: coverage-aware top-k (skills found in different parts of the sentence) "
                              "on / off (default: what the model saved)")
+    add_diversity_argument(parser)
     parser.add_argument("--max-words", type=_positive_int, default=DEFAULT_MAX_WORDS, help="longer sentences are cut into overlapping word windows")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="words shared by consecutive windows")
     parser.add_argument("--max-seq-length", type=_positive_int, default=None, help="token limit per sentence (default: the model's)")
@@ -95,6 +114,7 @@ def _validate(args: argparse.Namespace) -> None:
     """Everything checkable before the model loads or anything is written."""
     if not 0 <= args.overlap < args.max_words:
         raise UserError(f"--overlap must be >= 0 and < --max-words ({args.max_words}), got {args.overlap}")
+    merge_diversity(args)
     batch = args.batch or args.actors or args.address
     if args.out is not None and batch:
         inputs = [("--input", i) for i in args.input if i != "-"]
@@ -102,10 +122,10 @@ def _validate(args: argparse.Namespace) -> None:
     elif args.out is not None:
         _check_out_file(args)
     from skilltrain.model import check_encoder_dir, default_model_dir
-    from skilltrain.scoring import ScoringConfig
+    from skilltrain.scoring import ScoringConfig, wants_diverse
 
     model_dir = check_encoder_dir(args.model if args.model is not None else default_model_dir())
-    if args.diverse and not ScoringConfig.load(model_dir).token_level:
+    if wants_diverse(args.diverse) and not ScoringConfig.load(model_dir).token_level:
         raise UserError(f"--diverse: {model_dir} ranks pooled; the coverage-aware top-k needs a token-attention model")
     skills = load_skills(args.esco).height  # what ranking all skills means; the extractor loads it again (cached)
     if args.top_k > skills:

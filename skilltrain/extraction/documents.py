@@ -245,7 +245,7 @@ def results_table(doc_ids: Sequence[str], results: Sequence) -> pa.Table:
 
 
 def documents_table(extractor, docs: Sequence[Document], *, top_k: int = 5, min_score: float | None = None, split: bool = True,
-                    exhaustive: bool | None = None, diverse: bool | None = None) -> pa.Table:
+                    exhaustive: bool | None = None, diverse: bool | float | None = None) -> pa.Table:
     """Extract ``docs`` with a :class:`~skilltrain.extraction.extractor.SkillExtractor`: the step both modes share."""
     results = extractor.extract([d.text for d in docs], top_k=top_k, min_score=min_score, split=split,
                                 exhaustive=exhaustive, diverse=diverse)

@@ -41,6 +41,7 @@ from skilltrain.extraction.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, 
 from skilltrain.model import BiEncoder, check_encoder_dir, default_model_dir
 from skilltrain.packed import PackedQueries, Queries
 from skilltrain.ranking import INDEX_DIR_NAME, SkillIndex, column_values, model_fingerprint, rank_tokens, texts_fingerprint, top_k
+from skilltrain.scoring import wants_diverse
 
 if TYPE_CHECKING:  # polars is imported where a taxonomy is loaded, so extraction runs without it given an index
     import polars as pl
@@ -264,7 +265,7 @@ class SkillExtractor:
         return self.encoder.scoring
 
     def rank(self, sentences: Sequence[str], top_k: int = 5, *, exhaustive: bool | None = None,
-             diverse: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+             diverse: bool | float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(skill row indices, scores), each ``len(sentences) x top_k``, best first.
 
         Identical sentences are encoded once (job-ad corpora repeat a lot); memory stays flat for any
@@ -273,12 +274,12 @@ class SkillExtractor:
         ranked = self._rank(sentences, top_k, exhaustive, diverse, evidence=False)
         return ranked.idx, ranked.scores
 
-    def _rank(self, sentences: Sequence[str], top_k: int, exhaustive: bool | None, diverse: bool | None,
+    def _rank(self, sentences: Sequence[str], top_k: int, exhaustive: bool | None, diverse: bool | float | None,
               evidence: bool = True) -> Ranked:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1 (got {top_k})")
         k = min(top_k, self.n_skills)
-        if diverse and not self.scoring.token_level:
+        if wants_diverse(diverse) and not self.scoring.token_level:
             raise UserError("--diverse needs a token-attention model (its skills' attention says which words they cover); "
                             "this model ranks pooled")
         if not sentences:
@@ -294,7 +295,7 @@ class SkillExtractor:
             ranked = ranked.take(np.fromiter((row[s] for s in sentences), dtype=np.int64, count=len(sentences)))
         return ranked
 
-    def _rank_tokens(self, sentences: list[str], k: int, exhaustive: bool | None, diverse: bool | None, evidence: bool) -> Ranked:
+    def _rank_tokens(self, sentences: list[str], k: int, exhaustive: bool | None, diverse: bool | float | None, evidence: bool) -> Ranked:
         """One encoder pass, then two-stage (or exhaustive) token attention, coverage-aware when asked, with evidence."""
         queries = self.encoder.encode_queries(sentences).to(dtype=self.rank_dtype)
         ranking = rank_tokens(queries, self._matrix, k, self.scoring.ranking_candidates(exhaustive),
@@ -319,7 +320,7 @@ class SkillExtractor:
         )
 
     def extract_sentences(self, sentences: Sequence[str], top_k: int = 5, min_score: float | None = None, *,
-                          exhaustive: bool | None = None, diverse: bool | None = None) -> list[SentenceSkills]:
+                          exhaustive: bool | None = None, diverse: bool | float | None = None) -> list[SentenceSkills]:
         """Rank skills for sentences as given (no splitting): the benchmark protocol."""
         ranked = self._rank(sentences, top_k, exhaustive, diverse)
         return [SentenceSkills(s, self._matches(ranked, n, min_score)) for n, s in enumerate(sentences)]
@@ -332,7 +333,7 @@ class SkillExtractor:
         split: bool = True,
         *,
         exhaustive: bool | None = None,
-        diverse: bool | None = None,
+        diverse: bool | float | None = None,
     ) -> list[TextSkills]:
         """One :class:`TextSkills` per input text (a single ``str`` counts as one text).
 
@@ -342,8 +343,9 @@ class SkillExtractor:
 
         Token-attention models: ``exhaustive=True`` scores every skill with token attention instead of
         re-ranking the model's C pooled candidates (two-stage, the default when the model carries C);
-        ``diverse=True`` prefers skills found in different words of the sentence (coverage-aware top-k),
-        ``False`` is plain top-k; None = the model's saved default (its scoring config).
+        ``diverse=True`` prefers skills found in different words of the sentence (coverage-aware top-k, at the
+        strength chosen on validation), a number asks for it at that strength (0.3 trades ~5 validation RP@5
+        for broader coverage), ``False`` is plain top-k; None = the model's saved default (its scoring config).
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         per_text = [self.split(t) if split else ([t] if t.strip() else []) for t in texts]

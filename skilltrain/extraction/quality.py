@@ -22,7 +22,7 @@ MAX_RP5_LOSS = 0.3
 
 
 def rp_at_5(extractor: SkillExtractor, split: str = "validation", sets: Sequence[str] = SETS,
-            directory: str | Path | None = None, exhaustive: bool | None = None, diverse: bool | None = None) -> dict[str, float]:
+            directory: str | Path | None = None, exhaustive: bool | None = None, diverse: bool | float | None = None) -> dict[str, float]:
     """RP@5 (in points, 0-100) per benchmark set, ranked as ``extract`` ranks with these ``exhaustive``/``diverse``."""
     known = set(extractor.labels)
     out = {}
