@@ -210,9 +210,13 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        # idle intra-op threads sleep instead of spinning: on shared cores (Ray actors, a busy box)
-        # spinning threads take CPU from the work itself; the wake-up costs microseconds per op
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # intra-op threads spin between the ops of a Run (ONNX Runtime's default) and stop spinning when it
+        # returns, so they do not take the cores from the ranking that follows. Measured on the 2-core box
+        # (BENCHMARKS.md "Extraction"), two-stage extraction against plain sentence-transformers: quiet,
+        # 1.13x with this against 1.06x never spinning (0.98-1.01x spinning on after the Run, as before
+        # Nov 30); under two CPU burners 1.48x against 1.51x never spinning.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         return cls(session, model.tokenizer, model.max_seq_length, backend, model.dim, batch_size, model.scoring)
 
