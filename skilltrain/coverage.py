@@ -49,12 +49,12 @@ STRIDE = 2
 PER_WINDOW = 8
 
 
-def window_starts(length: int) -> torch.Tensor:
-    """First token of each window of a sentence of ``length`` attended tokens (stride :data:`STRIDE`, the last flush
+def window_starts(length: int, stride: int = STRIDE) -> torch.Tensor:
+    """First token of each window of a sentence of ``length`` attended tokens (every ``stride`` tokens, the last flush
     with the end); a sentence no longer than a window has none (its sentence score is its window score)."""
     if length <= WINDOW:
         return torch.zeros(0, dtype=torch.int64)
-    starts = list(range(0, length - WINDOW + 1, STRIDE))
+    starts = list(range(0, length - WINDOW + 1, stride))
     if starts[-1] + WINDOW < length:
         starts.append(length - WINDOW)
     return torch.tensor(starts, dtype=torch.int64)
@@ -65,14 +65,15 @@ def window_candidates(queries: PackedQueries, matrix: torch.Tensor, per_window: 
     mean token vector (what mean pooling gives for that part of the sentence) with every skill; -1 fills a row whose
     sentence has fewer windows than the longest (no windows at all: the whole sentence is one, -1 throughout).
 
-    One (windows, D) x (D, S) product per length bucket: for a 19-token sentence 8 windows, about as many FLOPs as
-    an eighth of scoring every skill with token attention.
+    The windows do not overlap here (stride :data:`WINDOW`): this is one (windows, D) x (D, S) product against
+    every skill, the diverse path's largest cost (overlapping windows doubled it: 19% of the encoder's FLOPs for a
+    19-token sentence), and a part of the sentence is still in some window whole or in half.
     """
     per_window = min(per_window, matrix.shape[0])
     found: list[tuple[torch.Tensor, torch.Tensor]] = []
     tokens = queries.tokens.to(matrix.dtype)
     for bucket in queries.buckets():
-        starts = window_starts(bucket.length)
+        starts = window_starts(bucket.length, stride=WINDOW)
         if len(starts):
             positions = (starts[:, None] + torch.arange(WINDOW)).to(tokens.device)
             means = torch.nn.functional.normalize(tokens[bucket.token_index][:, positions].mean(dim=2), dim=-1)
@@ -108,17 +109,28 @@ def coverage_scores(queries: PackedQueries, matrix: torch.Tensor, idx: torch.Ten
 
 
 def diverse_order(coverage: torch.Tensor, matrix: torch.Tensor, idx: torch.Tensor, k: int, strength: float) -> torch.Tensor:
-    """(n, min(k, m)) positions into each row of ``coverage`` (n, m) for skills ``idx``, chosen by marginal relevance."""
+    """(n, min(k, m)) positions into each row of ``coverage`` (n, m) for skills ``idx``, chosen by marginal relevance.
+
+    Only skills within ``strength`` of a row's k-th best coverage can be chosen (the penalty is a cosine clamped to
+    [0, 1], and until k are chosen one of the k best is still open), so the (m, m) similarities are computed among
+    those alone: exact, and most of the pool drops out at the strengths validation chooses.
+    """
     n, m = coverage.shape
-    vectors = matrix[idx].float()  # (n, m, D)
+    k = min(k, m)
+    if k == 0:
+        return torch.zeros((n, 0), dtype=torch.int64, device=coverage.device)
+    kth = torch.topk(coverage, k, dim=1).values[:, -1:]
+    width = int((coverage >= kth - strength).sum(dim=1).max())
+    coverage, positions = torch.topk(coverage, width, dim=1)
+    vectors = matrix[torch.gather(idx, 1, positions)].float()  # (n, width, D)
     similar = torch.bmm(vectors, vectors.transpose(1, 2)).clamp_(min=0)
     rows = torch.arange(n, device=coverage.device)
     penalty = torch.zeros_like(coverage)
-    taken = torch.zeros((n, m), dtype=torch.bool, device=coverage.device)
+    taken = torch.zeros((n, width), dtype=torch.bool, device=coverage.device)
     chosen = []
-    for _ in range(min(k, m)):
+    for _ in range(k):
         pick = (coverage - strength * penalty).masked_fill(taken, float("-inf")).argmax(dim=1)
         chosen.append(pick)
         taken[rows, pick] = True
         penalty = torch.maximum(penalty, similar[rows, pick].to(penalty.dtype))
-    return torch.stack(chosen, dim=1) if chosen else torch.zeros((n, 0), dtype=torch.int64, device=coverage.device)
+    return torch.gather(positions, 1, torch.stack(chosen, dim=1))

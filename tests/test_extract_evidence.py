@@ -128,6 +128,25 @@ def test_diverse_order_skips_a_near_duplicate():
     assert diverse_order(coverage, matrix, idx, 3, 0.5).tolist() == [[0, 2, 1]]  # 1 is almost 0: after 2
 
 
+def test_diverse_order_among_the_reachable_skills_equals_marginal_relevance_over_all():
+    g = torch.Generator().manual_seed(3)
+    matrix = F.normalize(torch.randn(50, 8, generator=g), dim=-1)
+    idx = torch.stack([torch.randperm(50, generator=g)[:30] for _ in range(6)])
+    coverage = torch.rand(6, 30, generator=g) * 0.5
+    coverage[0, 3] = float("-inf")  # a repeated skill
+    for strength in (0.0, 0.05, 0.3, 2.0):
+        expected = []
+        for row in range(6):  # the greedy choice written out over the whole pool
+            sims = (matrix[idx[row]] @ matrix[idx[row]].T).clamp(min=0)
+            picked: list[int] = []
+            for _ in range(5):
+                value = [float("-inf") if j in picked else float(coverage[row, j]) - strength * max([float(sims[j, p]) for p in picked] or [0.0])
+                         for j in range(30)]
+                picked.append(max(range(30), key=lambda j: value[j]))
+            expected.append(picked)
+        assert diverse_order(coverage, matrix, idx, 5, strength).tolist() == expected, strength
+
+
 def test_window_candidates_are_each_windows_best_skills_by_its_mean_vector():
     g = torch.Generator().manual_seed(1)
     lengths = torch.tensor([3, 9, 12])
@@ -136,11 +155,11 @@ def test_window_candidates_are_each_windows_best_skills_by_its_mean_vector():
     matrix = F.normalize(torch.randn(40, 16, generator=g), dim=-1)
     got = window_candidates(queries, matrix, per_window=3)
     padded = queries.padded().tokens
-    assert got.shape == (3, 3 * len(window_starts(12)))
+    assert got.shape == (3, 3 * len(window_starts(12, stride=WINDOW)))  # windows side by side: 0, 4, 8
     assert (got[0] == -1).all()  # no longer than a window: no window of its own
     for row in (1, 2):
         expected = [torch.topk(F.normalize(padded[row, s : s + WINDOW].mean(0), dim=0) @ matrix.T, 3).indices
-                    for s in window_starts(int(lengths[row])).tolist()]
+                    for s in window_starts(int(lengths[row]), stride=WINDOW).tolist()]
         width = 3 * len(expected)
         assert got[row, :width].tolist() == torch.cat(expected).tolist() and (got[row, width:] == -1).all()
 

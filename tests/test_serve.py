@@ -97,6 +97,9 @@ BAD_INPUTS = [
     ({"texts": ["ok"], "top_k": MAX_TOP_K + 1}, 422, f"top_k: {MAX_TOP_K + 1} is out of range, must be 1..{MAX_TOP_K} (--max-top-k)"),
     (b'{"texts": ["ok"], "min_score": NaN}', 422, "min_score: must be a finite number (got nan)"),
     ({"texts": ["ok"], "diverse": True}, 422, "diverse: needs a token-attention model (this one scores pooled)"),
+    ({"texts": ["ok"], "diversity": 0}, 422, "diverse: needs a token-attention model (this one scores pooled)"),
+    ({"texts": ["ok"], "diversity": -0.5}, 422, "diversity: Input should be greater than or equal to 0"),
+    ({"texts": ["ok"], "diversity": 0.3, "diverse": False}, 422, "diversity: asks for the coverage-aware top-k, which diverse: false turns off"),
     ({"texts": ["ok"], "exhaustive": "yes"}, 422, "exhaustive: Input should be a valid boolean"),
 ]
 

@@ -46,13 +46,14 @@ def test_token_attention_model_on_s3_answers_like_the_extractor(token_model_dir:
 
     with serving(AppConfig(model=uri, esco=str(esco)), env=env) as url, client() as http:
         requests = ({"texts": ADS, "top_k": 4}, {"texts": ADS[:3], "split": False, "min_score": 0.1},
-                    {"texts": ADS[:2], "exhaustive": True}, {"texts": ADS[:2], "diverse": True, "top_k": 3})
+                    {"texts": ADS[:2], "exhaustive": True}, {"texts": ADS[:2], "diverse": True, "top_k": 3},
+                    {"texts": ADS[:2], "diversity": 0.3, "top_k": 3})
         for body in requests:
             answer = http.post(f"{url}/v1/extract", json=body)
             assert answer.status_code == 200, answer.text
             assert all(skill["evidence"] for text in answer.json()["results"] for sentence in text["sentences"]
                        for skill in sentence["skills"])  # a token-attention model shows its words
-            options = {k: v for k, v in body.items() if k != "texts"}
+            options = {("diverse" if k == "diversity" else k): v for k, v in body.items() if k != "texts"}  # extract(diverse=0.3)
             assert_same_results(answer.json()["results"], expected_results(extractor, body["texts"], **options))
         info = http.get(f"{url}/v1/model").json()
     assert info["model"] == uri and info["backend"] == extractor.backend

@@ -6,7 +6,7 @@ Order of checks for ``POST /v1/extract``, each answered with JSON ``{"detail": "
 2. the body's size against what the limits allow (413, without reading past it);
 3. JSON (400), then the fields' types (422, naming the first bad field);
 4. texts per request and characters per text (413), the top_k range and a finite min_score (422);
-5. ``diverse`` asked of a pooled model (422).
+5. ``diverse`` (or a ``diversity`` strength) asked of a pooled model (422).
 
 A request that passes goes to the model replicas in one call; a replica that died or a request
 that outlived ``request_timeout_s`` comes back from the backend as :class:`Unavailable` (503).
@@ -75,7 +75,7 @@ def create_api(config: AppConfig, backend: Backend, api_key: bytes | None) -> Fa
     async def extract(request: Request) -> JSONResponse:
         started = time.perf_counter()
         job = parse_job(await read_body(request, config.max_body_bytes), config)
-        if job.options.diverse and (await cached_info())["scoring"].get("scoring") != "token_attention":
+        if job.options.diverse not in (None, False) and (await cached_info())["scoring"].get("scoring") != "token_attention":
             raise Problem(422, "diverse: needs a token-attention model (this one scores pooled)")
         answer = await backend.extract(job)
         ingress_ms = (time.perf_counter() - started) * 1e3
@@ -138,7 +138,10 @@ def parse_job(body: bytes, config: AppConfig) -> ExtractJob:
     except ValidationError as exc:
         raise Problem(422, one_line(exc)) from None
     check_limits(request, config)
-    options = ExtractOptions(request.top_k, request.min_score, request.split, request.exhaustive, request.diverse)
+    if request.diversity is not None and request.diverse is False:
+        raise Problem(422, "diversity: asks for the coverage-aware top-k, which diverse: false turns off")
+    diverse = request.diverse if request.diversity is None else request.diversity
+    options = ExtractOptions(request.top_k, request.min_score, request.split, request.exhaustive, diverse)
     return ExtractJob(tuple(request.texts), options)
 
 

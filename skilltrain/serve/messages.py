@@ -7,7 +7,7 @@ encoder) stays a small process.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class ExtractOptions:
     min_score: Optional[float] = None
     split: bool = True
     exhaustive: Optional[bool] = None
-    diverse: Optional[bool] = None
+    diverse: Optional[Union[bool, float]] = None  # a number: on, at that strength
 
 
 @dataclass(frozen=True)

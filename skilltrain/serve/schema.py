@@ -29,6 +29,8 @@ class ExtractRequest(BaseModel):
                                        "candidates (null: the model's default, two-stage)")
     diverse: Optional[bool] = Field(None, description="token-attention models: coverage-aware top-k, preferring skills "
                                     "found in other words (null: the model's saved default)")
+    diversity: Optional[float] = Field(None, ge=0, description="token-attention models: the coverage-aware top-k at this "
+                                       "strength (implies diverse; null: the strength the model saved)")
 
 
 class Evidence(BaseModel):
