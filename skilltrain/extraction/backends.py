@@ -188,6 +188,32 @@ class TorchEncoder:
         return _unsort(parts, order)
 
 
+#: ONNX Runtime session entries per thread-spinning policy. Extraction uses ``during-run``: intra-op threads
+#: spin between the operators of a Run (ONNX Runtime's default) and stop when it returns, so they do not take
+#: the cores from the ranking that follows. Two-stage extraction against plain sentence-transformers on the
+#: 2-core box (``benchmarks/bench_ort_spinning.py``, BENCHMARKS.md "Extraction"), quiet: synthetic 1.08x
+#: ``during-run``, 1.05x ``never`` (used from 2026-11-30 to 2026-12-07), 0.98x ``always``; test sentences 1.55x,
+#: 1.47x, 1.38x. Under two CPU burners ``never`` can be ahead (synthetic 1.42x against 1.30x; test 1.47x against
+#: 1.52x): a box shared with other work may want ``never``.
+SPINNING = {"never": {"session.intra_op.allow_spinning": "0"},
+            "always": {"session.intra_op.allow_spinning": "1"},
+            "during-run": {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}}
+
+
+def session_options(threads: int, spinning: str = "during-run"):
+    """ONNX Runtime session options for extraction: every graph optimisation, ``threads`` intra-op threads, quiet logs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    for key, value in SPINNING[spinning].items():
+        options.add_session_config_entry(key, value)
+    return options
+
+
 @dataclass
 class OnnxEncoder:
     """The bi-encoder as an optimised ONNX Runtime session (CPU); pooling and norm in numpy."""
@@ -205,18 +231,7 @@ class OnnxEncoder:
     def create(cls, model: BiEncoder, backend: str, graph: Path, batch_size: int, threads: int | None = None) -> "OnnxEncoder":
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # intra-op threads spin between the ops of a Run (ONNX Runtime's default) and stop spinning when it
-        # returns, so they do not take the cores from the ranking that follows. Measured on the 2-core box
-        # (BENCHMARKS.md "Extraction"), two-stage extraction against plain sentence-transformers: quiet,
-        # 1.13x with this against 1.06x never spinning (0.98-1.01x spinning on after the Run, as before
-        # Nov 30); under two CPU burners 1.48x against 1.51x never spinning.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        options.add_session_config_entry("session.force_spinning_stop", "1")
+        options = session_options(threads or torch.get_num_threads())
         session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         return cls(session, model.tokenizer, model.max_seq_length, backend, model.dim, batch_size, model.scoring)
 
