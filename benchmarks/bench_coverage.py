@@ -64,7 +64,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="a token-attention model directory")
     parser.add_argument("--strengths", type=float, nargs="+", default=list(STRENGTHS))
     parser.add_argument("--save", type=Path, default=None, help="also write the JSON result here")

@@ -41,7 +41,7 @@ def extractor_with(base, model_dir: Path, spinning: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--sentences", type=int, default=2000, help="synthetic sentences")
