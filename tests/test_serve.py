@@ -177,3 +177,14 @@ def test_the_key_is_in_no_log_and_counters_reach_prometheus(service: str):
     logs = [p for p in ray_logs_dir().rglob("*") if p.is_file()]
     assert len(logs) > 5 and any("SkillAPI" in p.name for p in logs)  # the walk found the replicas' logs
     assert [p.name for p in logs if TEST_KEY.encode() in p.read_bytes()] == []
+
+
+def test_a_strength_is_its_own_option_so_requests_that_differ_in_it_never_share_a_model_call():
+    from skilltrain.serve.messages import ExtractOptions
+
+    on, strength_one = ExtractOptions(diverse=True), ExtractOptions(diversity=1.0)
+    off, strength_zero = ExtractOptions(diverse=False), ExtractOptions(diversity=0.0)
+    assert on != strength_one and off != strength_zero  # True == 1.0 and False == 0.0 would merge them as one number
+    assert len({on, strength_one, off, strength_zero}) == 4
+    assert strength_zero.extract_kwargs()["diverse"] == 0.0 and "diversity" not in strength_zero.extract_kwargs()
+    assert on.extract_kwargs()["diverse"] is True

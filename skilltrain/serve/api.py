@@ -75,8 +75,7 @@ def create_api(config: AppConfig, backend: Backend, api_key: bytes | None) -> Fa
     async def extract(request: Request) -> JSONResponse:
         started = time.perf_counter()
         job = parse_job(await read_body(request, config.max_body_bytes), config)
-        asks_diverse = job.options.diverse is not None and job.options.diverse is not False  # a strength of 0.0 asks too
-        if asks_diverse and (await cached_info())["scoring"].get("scoring") != "token_attention":
+        if (job.options.diverse or job.options.diversity is not None) and (await cached_info())["scoring"].get("scoring") != "token_attention":
             raise Problem(422, "diverse: needs a token-attention model (this one scores pooled)")
         answer = await backend.extract(job)
         ingress_ms = (time.perf_counter() - started) * 1e3
@@ -141,8 +140,7 @@ def parse_job(body: bytes, config: AppConfig) -> ExtractJob:
     check_limits(request, config)
     if request.diversity is not None and request.diverse is False:
         raise Problem(422, "diversity: asks for the coverage-aware top-k, which diverse: false turns off")
-    diverse = request.diverse if request.diversity is None else request.diversity
-    options = ExtractOptions(request.top_k, request.min_score, request.split, request.exhaustive, diverse)
+    options = ExtractOptions(request.top_k, request.min_score, request.split, request.exhaustive, request.diverse, request.diversity)
     return ExtractJob(tuple(request.texts), options)
 
 

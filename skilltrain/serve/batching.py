@@ -106,6 +106,6 @@ class SkillModel:
             groups.setdefault(item.options, []).append(n)
         results: dict[int, dict[str, Any]] = {}
         for options, rows in groups.items():
-            extracted = self.extractor.extract([items[n].text for n in rows], **asdict(options))
+            extracted = self.extractor.extract([items[n].text for n in rows], **options.extract_kwargs())
             results.update((n, asdict(skills)) for n, skills in zip(rows, extracted))
         return [results[n] for n in range(len(items))]

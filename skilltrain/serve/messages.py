@@ -6,8 +6,8 @@ encoder) stays a small process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional, Union
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,18 @@ class ExtractOptions:
     min_score: Optional[float] = None
     split: bool = True
     exhaustive: Optional[bool] = None
-    diverse: Optional[Union[bool, float]] = None  # a number: on, at that strength
+    diverse: Optional[bool] = None
+    #: a strength for the coverage-aware top-k (None: the model's). A field of its own, not a number in
+    #: ``diverse``: ``True == 1.0`` and ``False == 0.0``, so equal-looking options would share a model call.
+    diversity: Optional[float] = None
+
+    def extract_kwargs(self) -> dict[str, Any]:
+        """The :meth:`SkillExtractor.extract` keywords (its ``diverse`` takes a strength as well as True/False)."""
+        kwargs = asdict(self)
+        strength = kwargs.pop("diversity")
+        if strength is not None:
+            kwargs["diverse"] = strength
+        return kwargs
 
 
 @dataclass(frozen=True)
