@@ -88,7 +88,7 @@ class ScoringConfig:
         ``diverse``: None = the saved default, True = on at the saved strength, False = off, a number = on at that
         strength (a caller who wants broader coverage than validation chose, at its measured cost in RP@5).
         """
-        if wants_diverse(diverse) and not isinstance(diverse, bool):
+        if wants_diverse(diverse) and diverse is not True:  # a number: on, at that strength
             strength = float(diverse)
             if not strength >= 0:
                 raise ValueError(f"a diversity strength must be >= 0, got {diverse}")

@@ -75,7 +75,8 @@ def create_api(config: AppConfig, backend: Backend, api_key: bytes | None) -> Fa
     async def extract(request: Request) -> JSONResponse:
         started = time.perf_counter()
         job = parse_job(await read_body(request, config.max_body_bytes), config)
-        if (job.options.diverse or job.options.diversity is not None) and (await cached_info())["scoring"].get("scoring") != "token_attention":
+        asks_diverse = job.options.diverse or job.options.diversity is not None
+        if asks_diverse and (await cached_info())["scoring"].get("scoring") != "token_attention":
             raise Problem(422, "diverse: needs a token-attention model (this one scores pooled)")
         answer = await backend.extract(job)
         ingress_ms = (time.perf_counter() - started) * 1e3
